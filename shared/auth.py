@@ -1,0 +1,144 @@
+"""Integrator API keys: scoped, hashed at rest (argon2), sent as ``Authorization: Bearer <key>``.
+
+A key looks like ``hw_<key id>_<secret>``. The id finds the row; the whole key is verified against
+its argon2 hash. Verified keys are cached in-process for a short time (by SHA-256 of the key, never
+the key itself) so a hot endpoint does not pay argon2 on every request; revocation therefore takes
+effect within ``CACHE_TTL_S``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Annotated
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import Field, SQLModel, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from shared.errors import ForbiddenError, UnauthorizedError
+from shared.messages import utc_now
+
+SCOPES = ("admin", "ingest:write", "jobs:admin", "replay:run", "devices:admin", "read")
+CACHE_TTL_S = 30.0
+
+_hasher = PasswordHasher()
+_bearer = HTTPBearer(auto_error=False, description="Integrator API key: `Authorization: Bearer hw_...`")
+
+
+class ApiKey(SQLModel, table=True):
+    """A stored API key: only its argon2 hash, never the key."""
+
+    __tablename__ = "api_key"
+
+    key_id: str = Field(primary_key=True, max_length=32)
+    name: str = Field(default="", max_length=200)
+    scopes: str = Field(description="space-separated scopes")
+    key_hash: str
+    created_at: datetime = Field(default_factory=utc_now)
+    revoked: bool = False
+
+
+class Principal(SQLModel):
+    """Who is calling: the key id and its scopes."""
+
+    key_id: str
+    scopes: frozenset[str]
+
+    def allows(self, scope: str) -> bool:
+        """Return whether this principal holds ``scope`` (admin holds all)."""
+        return "admin" in self.scopes or scope in self.scopes
+
+
+def _check_scopes(scopes: list[str]) -> None:
+    unknown = sorted(set(scopes) - set(SCOPES))
+    if unknown or not scopes:
+        raise ValueError(f"unknown or empty scopes {unknown}; choose from {', '.join(SCOPES)}")
+
+
+async def create_api_key(*, session: AsyncSession, scopes: list[str], name: str = "") -> str:
+    """Create a key with ``scopes``, store its hash, and return the key (shown once)."""
+    _check_scopes(scopes)
+    key_id = secrets.token_hex(6)
+    key = f"hw_{key_id}_{secrets.token_urlsafe(32)}"
+    session.add(ApiKey(key_id=key_id, name=name, scopes=" ".join(sorted(set(scopes))), key_hash=_hasher.hash(key)))
+    await session.commit()
+    return key
+
+
+async def revoke_api_key(*, session: AsyncSession, key_id: str) -> bool:
+    """Revoke a key by id; return whether it existed."""
+    row = await session.get(ApiKey, key_id)
+    if row is None:
+        return False
+    row.revoked = True
+    session.add(row)
+    await session.commit()
+    return True
+
+
+class KeyVerifier:
+    """Verify presented keys against the database, with a short in-process cache."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+        self._cache: dict[bytes, tuple[float, Principal]] = {}
+
+    async def verify(self, key: str) -> Principal | None:
+        """Return the principal for ``key``, or None when it is unknown, malformed or revoked."""
+        digest = hashlib.sha256(key.encode()).digest()
+        cached = self._cache.get(digest)
+        now = time.monotonic()
+        if cached and cached[0] > now:
+            return cached[1]
+        parts = key.split("_", 2)
+        if len(parts) != 3 or parts[0] != "hw":
+            return None
+        async with self._sessions() as session:
+            row = (await session.exec(select(ApiKey).where(ApiKey.key_id == parts[1]))).first()
+        if row is None or row.revoked:
+            return None
+        try:
+            _hasher.verify(row.key_hash, key)
+        except (VerificationError, InvalidHashError):
+            return None
+        principal = Principal(key_id=row.key_id, scopes=frozenset(row.scopes.split()))
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[digest] = (now + CACHE_TTL_S, principal)
+        return principal
+
+
+def _verifier(request: Request) -> KeyVerifier:
+    state = request.app.state
+    if getattr(state, "key_verifier", None) is None:
+        state.key_verifier = KeyVerifier(state.sessions)
+    return state.key_verifier
+
+
+def require_scope(scope: str) -> Callable[..., Awaitable[Principal]]:
+    """Return a dependency that admits only keys holding ``scope`` (401 without a key, 403 without the scope)."""
+
+    async def _dependency(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Principal:
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise UnauthorizedError(
+                "missing API key: send 'Authorization: Bearer <key>'", headers={"WWW-Authenticate": "Bearer"}
+            )
+        principal = await _verifier(request).verify(credentials.credentials)
+        if principal is None:
+            raise UnauthorizedError("invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"})
+        if not principal.allows(scope):
+            raise ForbiddenError(f"this key lacks the '{scope}' scope")
+        return principal
+
+    return _dependency

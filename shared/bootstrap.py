@@ -1,0 +1,119 @@
+"""Create every bucket, queue, stream and table the mesh needs. Idempotent: safe to run on every start."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from shared.aws import AwsClients
+from shared.logging import get_logger
+from shared.settings import BUCKETS, QUEUES, STREAMS, TRAFFIC_TABLE, HeadwaterSettings
+
+log = get_logger(__name__)
+
+STREAM_SHARDS = {"events": 2, "replay": 1}
+NOTIFICATION_SENDER = "headwater@example.com"
+
+
+async def ensure_buckets(s3: Any, settings: HeadwaterSettings) -> None:
+    """Create the buckets that do not exist yet."""
+    for name in BUCKETS:
+        bucket = settings.bucket(name)
+        try:
+            await s3.head_bucket(Bucket=bucket)
+        except ClientError:
+            kwargs: dict[str, Any] = {"Bucket": bucket}
+            if settings.aws_region != "us-east-1":
+                kwargs["CreateBucketConfiguration"] = {"LocationConstraint": settings.aws_region}
+            await s3.create_bucket(**kwargs)
+            log.info("bucket_created", bucket=bucket)
+
+
+async def ensure_queues(sqs: Any, settings: HeadwaterSettings) -> dict[str, str]:
+    """Create each queue with a dead-letter queue; return {logical name: queue url}."""
+    urls: dict[str, str] = {}
+    for name in QUEUES:
+        dlq_url = (await sqs.create_queue(QueueName=settings.queue(f"{name}-dlq")))["QueueUrl"]
+        dlq_arn = (await sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"]))["Attributes"][
+            "QueueArn"
+        ]
+        attributes = {
+            "VisibilityTimeout": "60",
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"}),
+        }
+        urls[name] = (await sqs.create_queue(QueueName=settings.queue(name), Attributes=attributes))["QueueUrl"]
+    return urls
+
+
+async def ensure_streams(kinesis: Any, settings: HeadwaterSettings) -> None:
+    """Create the Kinesis streams and wait until they are ACTIVE."""
+    for name in STREAMS:
+        stream = settings.stream(name)
+        try:
+            await kinesis.create_stream(StreamName=stream, ShardCount=STREAM_SHARDS.get(name, 1))
+            log.info("stream_created", stream=stream)
+        except kinesis.exceptions.ResourceInUseException:
+            pass
+        for _ in range(100):
+            summary = await kinesis.describe_stream_summary(StreamName=stream)
+            if summary["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE":
+                break
+            await asyncio.sleep(0.2)
+
+
+async def ensure_traffic_table(dynamodb: Any, settings: HeadwaterSettings) -> None:
+    """Create the per-ad daily traffic table (ad_id, dt)."""
+    table = settings.table(TRAFFIC_TABLE)
+    try:
+        await dynamodb.create_table(
+            TableName=table,
+            KeySchema=[{"AttributeName": "ad_id", "KeyType": "HASH"}, {"AttributeName": "dt", "KeyType": "RANGE"}],
+            AttributeDefinitions=[
+                {"AttributeName": "ad_id", "AttributeType": "S"},
+                {"AttributeName": "dt", "AttributeType": "S"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        log.info("table_created", table=table)
+    except dynamodb.exceptions.ResourceInUseException:
+        pass
+
+
+async def ensure_marker_notifications(s3: Any, sqs: Any, settings: HeadwaterSettings, queue_url: str) -> None:
+    """Send S3 ObjectCreated events for ``_COMPLETE`` markers in the raw bucket to the s3-events queue."""
+    arn = (await sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"]))["Attributes"]["QueueArn"]
+    await s3.put_bucket_notification_configuration(
+        Bucket=settings.bucket("raw"),
+        NotificationConfiguration={
+            "QueueConfigurations": [
+                {
+                    "Id": "complete-markers",
+                    "QueueArn": arn,
+                    "Events": ["s3:ObjectCreated:*"],
+                    "Filter": {"Key": {"FilterRules": [{"Name": "suffix", "Value": "_COMPLETE"}]}},
+                }
+            ]
+        },
+    )
+
+
+async def ensure_sender_verified(ses: Any) -> None:
+    """Verify the notification sender (the emulator refuses mail from unverified senders)."""
+    await ses.verify_email_identity(EmailAddress=NOTIFICATION_SENDER)
+
+
+async def bootstrap(settings: HeadwaterSettings, *, with_ses: bool = True) -> None:
+    """Create every AWS resource the mesh uses (idempotent)."""
+    async with AwsClients(settings) as aws:
+        s3, sqs = await aws.get("s3"), await aws.get("sqs")
+        await ensure_buckets(s3, settings)
+        urls = await ensure_queues(sqs, settings)
+        await ensure_marker_notifications(s3, sqs, settings, urls["s3-events"])
+        await ensure_streams(await aws.get("kinesis"), settings)
+        await ensure_traffic_table(await aws.get("dynamodb"), settings)
+        if with_ses and settings.aws_endpoint_url:
+            await ensure_sender_verified(await aws.get("ses"))
+    log.info("bootstrap_complete", prefix=settings.resource_prefix)

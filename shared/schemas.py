@@ -1,0 +1,146 @@
+"""Versioned table schemas: the YAML format shared by transform (mapping) and loader (DDL).
+
+A schema maps fields of raw JSON events (by path, nested keys with dots, array items with [i])
+to typed, Redshift-compatible columns.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+
+SQL_TYPE_PATTERN = re.compile(
+    r"^(varchar\(\d{1,5}\)|char\(\d{1,4}\)|smallint|integer|bigint|real|double precision|boolean|timestamp|date"
+    r"|decimal\(\d{1,2},\s*\d{1,2}\))$"
+)
+NAME_PATTERN = re.compile(r"^[a-z_][a-z0-9_]{0,126}$")
+Transform = Literal["epoch_seconds_to_timestamp", "epoch_millis_to_timestamp", "iso_to_timestamp", "lower", "upper"]
+
+
+class SchemaError(ValueError):
+    """A schema document is invalid; ``line`` is 1-based when known."""
+
+    def __init__(self, message: str, line: int | None = None, field: str | None = None) -> None:
+        super().__init__(message if line is None else f"line {line}: {message}")
+        self.message = message
+        self.line = line
+        self.field = field
+
+
+class Column(BaseModel):
+    """One output column: where it comes from in the JSON and its SQL type."""
+
+    name: str
+    source: str = Field(description="JSON path: 'a.b.c', 'items[0].id'; defaults to the column name")
+    type: str
+    nullable: bool = True
+    default: Any | None = None
+    transform: Transform | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_source(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("source") and data.get("name"):
+            data = {**data, "source": data["name"]}
+        return data
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not NAME_PATTERN.match(value):
+            raise ValueError("column names are lower-case letters, digits and _, starting with a letter or _")
+        return value
+
+    @field_validator("type")
+    @classmethod
+    def _valid_type(cls, value: str) -> str:
+        normalised = " ".join(value.lower().split())
+        if not SQL_TYPE_PATTERN.match(normalised):
+            raise ValueError(f"unsupported SQL type {value!r}")
+        return normalised
+
+    @property
+    def varchar_length(self) -> int | None:
+        """Return n for varchar(n)/char(n), else None."""
+        match = re.match(r"^(?:var)?char\((\d+)\)$", self.type)
+        return int(match.group(1)) if match else None
+
+
+class TableSchema(BaseModel):
+    """A table's schema at one version."""
+
+    name: str
+    version: int = Field(ge=1)
+    description: str = ""
+    columns: list[Column] = Field(min_length=1)
+    partition_column: str | None = None
+    sort_key: list[str] = Field(default_factory=list)
+    dist_key: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not NAME_PATTERN.match(value):
+            raise ValueError("table names are lower-case letters, digits and _")
+        return value
+
+    @model_validator(mode="after")
+    def _keys_name_columns(self) -> TableSchema:
+        names = [c.name for c in self.columns]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate columns: {', '.join(duplicates)}")
+        for key in [*self.sort_key, *(k for k in (self.dist_key, self.partition_column) if k)]:
+            if key not in names:
+                raise ValueError(f"key column {key!r} is not a column")
+        return self
+
+    def column(self, name: str) -> Column:
+        """Return the column called ``name``."""
+        for column in self.columns:
+            if column.name == name:
+                return column
+        raise KeyError(name)
+
+    def to_yaml(self) -> str:
+        """Serialise to the YAML format."""
+        return yaml.safe_dump(self.model_dump(mode="json", exclude_defaults=False), sort_keys=False)
+
+
+def _line_of(node: yaml.Node | None, path: tuple[Any, ...]) -> int | None:
+    """Find the 1-based line of the YAML node at ``path`` (pydantic error location)."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in path:
+        if isinstance(node, yaml.MappingNode):
+            match = next((v for k, v in node.value if getattr(k, "value", None) == part), None)
+            if match is None:
+                return line
+            node = match
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+        else:
+            break
+        line = node.start_mark.line + 1
+    return line
+
+
+def parse_schema_yaml(text: str) -> TableSchema:
+    """Parse and validate a schema document; raise SchemaError naming the line and the reason."""
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise SchemaError(f"not valid YAML: {getattr(exc, 'problem', exc)}", mark.line + 1 if mark else None) from exc
+    if not isinstance(data, dict):
+        raise SchemaError("a schema is a mapping with name, version and columns", 1)
+    try:
+        return TableSchema.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = tuple(first["loc"])
+        field = ".".join(str(p) for p in loc) or "schema"
+        raise SchemaError(f"{field}: {first['msg']}", _line_of(root, loc), field) from exc

@@ -1,0 +1,168 @@
+"""Mesh lifecycle commands: up, bootstrap, migrate, status, demo."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+import threading
+import time
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from shared.bootstrap import bootstrap as bootstrap_resources
+from shared.cli.config import SERVICES, CliSettings
+from shared.cli.mesh import Mesh
+from shared.cli.setup_steps import ensure_admin_key, migrate
+
+console = Console(stderr=True)
+
+
+def start_mesh(settings: CliSettings) -> tuple[Mesh, CliSettings, float]:
+    """Start the emulator, Redis and every service; return the mesh, effective settings and seconds taken."""
+    started = time.monotonic()
+    mesh = Mesh(settings)
+    try:
+        with console.status("starting the emulator and Redis"):
+            mesh.prepare_environment()
+        effective = CliSettings()  # re-read: prepare_environment exported the mesh's environment
+        with console.status("creating buckets, queues, streams and tables"):
+            asyncio.run(bootstrap_resources(effective))
+            asyncio.run(migrate(effective))
+            key_path, created = asyncio.run(ensure_admin_key(effective))
+        if created:
+            console.print(f"[green]created a local admin API key[/] in [bold]{key_path}[/] (mode 0600)")
+        else:
+            console.print(f"local admin API key: [bold]{key_path}[/]")
+        mesh.start_services()
+        with console.status("waiting for every service and worker to be ready"):
+            mesh.wait_ready(effective.startup_timeout_s)
+    except BaseException:
+        mesh.stop()
+        raise
+    return mesh, effective, time.monotonic() - started
+
+
+def service_table(settings: CliSettings, mesh: Mesh | None = None) -> Table:
+    """Render the URLs of every service."""
+    table = Table(title="Headwater mesh")
+    for column in ("service", "API", "Swagger", "page", "ready"):
+        table.add_column(column)
+    for row in collect_status(settings):
+        url = row["url"]
+        table.add_row(row["name"], url, f"{url}/docs", f"{url}/ui/", "yes" if row["ready"] else "[red]no[/]")
+    if mesh:
+        endpoint = mesh.env.get("AWS_ENDPOINT_URL", "")
+        table.add_row("aws emulator", endpoint, "", f"{endpoint}/moto-api/", "yes")
+        table.add_row("redis", mesh.env.get("HEADWATER_REDIS_URL", ""), "", "", "yes")
+    return table
+
+
+def collect_status(settings: CliSettings) -> list[dict[str, Any]]:
+    """Return each service's name, base URL and readiness."""
+    rows = []
+    with httpx.Client(timeout=2.0) as client:
+        for service in SERVICES:
+            url = settings.service_url(service)
+            try:
+                response = client.get(f"{url}/readyz")
+                ready, checks = response.status_code == 200, response.json().get("checks", {})
+            except (httpx.HTTPError, ValueError):
+                ready, checks = False, {}
+            rows.append({"name": service, "url": url, "ready": ready, "checks": checks})
+    return rows
+
+
+def _install_stop_signals(stop: threading.Event) -> None:
+    def _handler(_signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _handler)
+    signal.signal(signal.SIGINT, _handler)
+    signal.signal(signal.SIGHUP, _handler)
+
+
+def up() -> None:
+    """Start the whole mesh on embedded defaults; stop everything on Ctrl-C or SIGTERM."""
+    settings = CliSettings()
+    stop = threading.Event()
+    _install_stop_signals(stop)
+    mesh, effective, took = start_mesh(settings)
+    console.print(service_table(effective, mesh))
+    console.print(
+        f"[green]all five services ready in {took:.1f}s[/]; logs in {mesh.logs_dir}. Ctrl-C stops everything."
+    )
+    try:
+        while not stop.wait(0.5):
+            dead = mesh.first_dead()
+            if dead is not None:
+                console.print(f"[red]{dead.name} exited ({dead.process.returncode}); see {dead.log_path}[/]")
+                raise typer.Exit(1)
+    finally:
+        with console.status("stopping"):
+            mesh.stop()
+        console.print("stopped; no process left behind")
+
+
+def bootstrap() -> None:
+    """Create every bucket, queue, stream, table and database table (idempotent)."""
+    settings = CliSettings()
+    asyncio.run(bootstrap_resources(settings))
+    asyncio.run(migrate(settings))
+    console.print("[green]bootstrap complete[/]")
+
+
+def migrate_command() -> None:
+    """Create or upgrade the metadata database tables (run before the services start)."""
+    asyncio.run(migrate(CliSettings()))
+    console.print("[green]metadata tables are up to date[/]")
+
+
+def status(as_json: Annotated[bool, typer.Option("--json", help="print JSON for scripts")] = False) -> None:
+    """Show each service's base URL and readiness."""
+    settings = CliSettings()
+    rows = collect_status(settings)
+    if as_json:
+        sys.stdout.write(json.dumps([{k: r[k] for k in ("name", "url", "ready")} for r in rows]) + "\n")
+    else:
+        Console().print(service_table(settings))
+    if not all(r["ready"] for r in rows):
+        raise typer.Exit(1)
+
+
+def demo(
+    events: Annotated[int, typer.Option(help="beacons to send")] = 3000,
+    meter_reads: Annotated[int, typer.Option(help="meter reads to send")] = 500,
+    timeout: Annotated[float, typer.Option(help="seconds each step may take")] = 120.0,
+) -> None:
+    """Send real events through the mesh (starting one if none runs) and show each hop land."""
+    from shared.cli.demo import run_demo
+
+    settings = CliSettings()
+    mesh = None
+    if not all(row["ready"] for row in collect_status(settings)):
+        console.print("no running mesh answers; starting one for the demo")
+        mesh, settings, took = start_mesh(settings)
+        console.print(f"mesh ready in {took:.1f}s")
+    try:
+        ok = asyncio.run(run_demo(settings, events=events, meter_reads=meter_reads, step_timeout=timeout))
+    finally:
+        if mesh is not None:
+            with console.status("stopping the mesh"):
+                mesh.stop()
+    if not ok:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the lifecycle commands to the CLI."""
+    app.command()(up)
+    app.command()(bootstrap)
+    app.command("migrate")(migrate_command)
+    app.command()(status)
+    app.command()(demo)

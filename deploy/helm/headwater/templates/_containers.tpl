@@ -1,0 +1,130 @@
+{{/* The API container of one service; call with (dict "root" $ "name" "ingest" "svc" $svc). */}}
+{{- define "headwater.apiContainer" -}}
+{{- $root := .root }}
+{{- $probes := $root.Values.probes.api -}}
+- name: api
+  image: {{ include "headwater.image" $root }}
+  imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+  command:
+    - uvicorn
+    - --factory
+    - services.{{ .name }}.app:create_app
+    - --host
+    - 0.0.0.0
+    - --port
+    - {{ .svc.port | quote }}
+    - --no-access-log
+    - --timeout-graceful-shutdown
+    - "20"
+  ports:
+    - name: http
+      containerPort: {{ .svc.port }}
+      protocol: TCP
+  envFrom:
+    {{- include "headwater.envFrom" $root | nindent 4 }}
+  {{- with .svc.api.env }}
+  env:
+    {{- include "headwater.envList" . | nindent 4 }}
+  {{- end }}
+  startupProbe:
+    httpGet:
+      path: /healthz
+      port: http
+    {{- toYaml $probes.startup | nindent 4 }}
+  livenessProbe:
+    httpGet:
+      path: /healthz
+      port: http
+    {{- toYaml $probes.liveness | nindent 4 }}
+  readinessProbe:
+    httpGet:
+      path: /readyz
+      port: http
+    {{- toYaml $probes.readiness | nindent 4 }}
+  resources:
+    {{- toYaml .svc.api.resources | nindent 4 }}
+  securityContext:
+    {{- toYaml $root.Values.securityContext | nindent 4 }}
+  volumeMounts:
+    - name: data
+      mountPath: {{ $root.Values.config.dataDir }}
+    - name: tmp
+      mountPath: /tmp
+{{- end }}
+
+{{/* The arq worker container of one service; call with (dict "root" $ "name" "loader" "svc" $svc). */}}
+{{- define "headwater.workerContainer" -}}
+{{- $root := .root }}
+{{- $settings := printf "services.%s.worker.WorkerSettings" .name -}}
+- name: worker
+  image: {{ include "headwater.image" $root }}
+  imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+  command: ["arq", {{ $settings | quote }}]
+  envFrom:
+    {{- include "headwater.envFrom" $root | nindent 4 }}
+  {{- with .svc.worker.env }}
+  env:
+    {{- include "headwater.envList" . | nindent 4 }}
+  {{- end }}
+  # arq records a health-check key in Redis while its loop runs; `arq --check` exits 1 when it is missing.
+  livenessProbe:
+    exec:
+      command: ["arq", "--check", {{ $settings | quote }}]
+    {{- toYaml $root.Values.probes.worker.liveness | nindent 4 }}
+  resources:
+    {{- toYaml .svc.worker.resources | nindent 4 }}
+  securityContext:
+    {{- toYaml $root.Values.securityContext | nindent 4 }}
+  volumeMounts:
+    - name: data
+      mountPath: {{ $root.Values.config.dataDir }}
+    - name: tmp
+      mountPath: /tmp
+{{- end }}
+
+{{/* A one-shot `headwater <step>` hook Job; call with (dict "root" $ "step" "migrate" "weight" "0"). */}}
+{{- define "headwater.hookJob" -}}
+{{- $root := .root }}
+{{- $cfg := index $root.Values .step -}}
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: {{ include "headwater.fullname" $root }}-{{ .step }}
+  labels:
+    {{- include "headwater.componentLabels" (dict "root" $root "component" .step) | nindent 4 }}
+  annotations:
+    helm.sh/hook: pre-install,pre-upgrade
+    helm.sh/hook-weight: {{ .weight | quote }}
+    helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
+spec:
+  backoffLimit: {{ $cfg.backoffLimit }}
+  activeDeadlineSeconds: {{ $cfg.activeDeadlineSeconds }}
+  template:
+    metadata:
+      labels:
+        {{- include "headwater.componentLabels" (dict "root" $root "component" .step) | nindent 8 }}
+    spec:
+      restartPolicy: Never
+      {{- include "headwater.podCommon" $root | nindent 6 }}
+      containers:
+        - name: {{ .step }}
+          image: {{ include "headwater.image" $root }}
+          imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+          command: ["headwater", {{ .step | quote }}]
+          envFrom:
+            {{- include "headwater.envFrom" $root | nindent 12 }}
+          resources:
+            {{- toYaml $cfg.resources | nindent 12 }}
+          securityContext:
+            {{- toYaml $root.Values.securityContext | nindent 12 }}
+          volumeMounts:
+            - name: data
+              mountPath: {{ $root.Values.config.dataDir }}
+            - name: tmp
+              mountPath: /tmp
+      volumes:
+        - name: data
+          emptyDir: {}
+        - name: tmp
+          emptyDir: {}
+{{- end }}

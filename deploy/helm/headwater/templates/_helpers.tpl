@@ -1,0 +1,158 @@
+{{/* Chart name, truncated to the 63 characters DNS labels allow. */}}
+{{- define "headwater.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Release-qualified name: the prefix of every resource. */}}
+{{- define "headwater.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "headwater.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels every resource carries. */}}
+{{- define "headwater.labels" -}}
+helm.sh/chart: {{ include "headwater.chart" . }}
+app.kubernetes.io/part-of: headwater
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- if .Chart.AppVersion }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+{{- end }}
+{{- end }}
+
+{{/* Selector labels of one component; call with (dict "root" $ "component" "ingest-api"). */}}
+{{- define "headwater.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "headwater.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "headwater.componentLabels" -}}
+{{ include "headwater.labels" .root }}
+{{ include "headwater.selectorLabels" . }}
+{{- end }}
+
+{{- define "headwater.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{- define "headwater.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "headwater.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "headwater.configMapName" -}}
+{{- printf "%s-config" (include "headwater.fullname" .) }}
+{{- end }}
+
+{{- define "headwater.secretName" -}}
+{{- default (printf "%s-secrets" (include "headwater.fullname" .)) .Values.secrets.existingSecret }}
+{{- end }}
+
+{{/* The metadata database URL (Postgres via asyncpg), from `database.url` or its parts. */}}
+{{- define "headwater.databaseUrl" -}}
+{{- $db := .Values.database }}
+{{- if $db.url }}
+{{- $db.url }}
+{{- else }}
+{{- $auth := $db.user }}
+{{- if $db.password }}
+{{- $auth = printf "%s:%s" $db.user (urlquery $db.password) }}
+{{- end }}
+{{- printf "postgresql+asyncpg://%s@%s:%v/%s" $auth $db.host $db.port $db.name }}
+{{- end }}
+{{- end }}
+
+{{/* The Redis URL, from `redis.url` or its parts. */}}
+{{- define "headwater.redisUrl" -}}
+{{- $r := .Values.redis }}
+{{- if $r.url }}
+{{- $r.url }}
+{{- else if $r.password }}
+{{- printf "redis://:%s@%s:%v/%v" (urlquery $r.password) $r.host $r.port $r.db }}
+{{- else }}
+{{- printf "redis://%s:%v/%v" $r.host $r.port $r.db }}
+{{- end }}
+{{- end }}
+
+{{/*
+The Fernet key: the value given, else the one already stored in the release's Secret (so upgrades keep it),
+else a new random 32-byte url-safe base64 key.
+*/}}
+{{- define "headwater.fernetKey" -}}
+{{- if .Values.secrets.fernetKey }}
+{{- .Values.secrets.fernetKey }}
+{{- else }}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace (include "headwater.secretName" .) }}
+{{- if and $existing $existing.data (hasKey $existing.data "HEADWATER_FERNET_KEY") }}
+{{- index $existing.data "HEADWATER_FERNET_KEY" | b64dec }}
+{{- else }}
+{{- randBytes 32 | replace "+" "-" | replace "/" "_" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Environment of every Headwater container: the shared ConfigMap and Secret. */}}
+{{- define "headwater.envFrom" -}}
+- configMapRef:
+    name: {{ include "headwater.configMapName" . }}
+- secretRef:
+    name: {{ include "headwater.secretName" . }}
+{{- end }}
+
+{{/* name: value pairs as a container env list (values quoted). */}}
+{{- define "headwater.envList" -}}
+{{- range $name, $value := . }}
+- name: {{ $name }}
+  value: {{ $value | toString | quote }}
+{{- end }}
+{{- end }}
+
+{{/* Pod-level fields shared by every Headwater pod; call with the root context. */}}
+{{- define "headwater.podCommon" -}}
+serviceAccountName: {{ include "headwater.serviceAccountName" . }}
+automountServiceAccountToken: false
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+securityContext:
+  {{- toYaml .Values.podSecurityContext | nindent 2 }}
+{{- with .Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* Annotations that roll pods when the shared configuration changes. */}}
+{{- define "headwater.podAnnotations" -}}
+checksum/config: {{ include (print .Template.BasePath "/configmap.yaml") . | sha256sum }}
+{{- if not .Values.secrets.existingSecret }}
+checksum/secret-inputs: {{ list .Values.secrets.fernetKey (include "headwater.databaseUrl" .) (include "headwater.redisUrl" .) | toJson | sha256sum }}
+{{- end }}
+{{- with .Values.podAnnotations }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}

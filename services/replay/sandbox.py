@@ -1,0 +1,189 @@
+"""A read-only DuckDB sandbox over the archive mirror, curated tables and the live tail.
+
+Views: ``raw_events`` (archived gzip JSON lines, hive-partitioned on dt/hour), ``live_events`` (the Kinesis
+tail), ``all_events`` (both, de-duplicated by event id, the archived copy winning) and one view per mirrored
+curated table (latest version), plus ``advertising_<table>`` for the advertising views.
+Only a single SELECT is accepted; file access is limited to the mirror and configuration is locked.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from shared.errors import ApiError
+
+EVENT_VIEWS = ("raw_events", "live_events", "all_events")
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class QueryRefused(ApiError):
+    """The SQL is not a single read-only SELECT, or does not compile."""
+
+    status_code = 400
+    code = "query_refused"
+
+
+def _event_projection(source: str, *, sequence: str, origin: str, dt: str, hour: str) -> str:
+    return f"""
+        SELECT
+            j->>'event_id' AS event_id,
+            j->>'type' AS type,
+            j->>'source' AS source,
+            TRY_CAST(j->>'event_time' AS TIMESTAMP) AS event_time,
+            TRY_CAST(j->>'received_at' AS TIMESTAMP) AS received_at,
+            j->>'client_ip_hash' AS client_ip_hash,
+            j->>'ad_id' AS ad_id,
+            j->>'campaign_id' AS campaign_id,
+            j->>'placement' AS placement,
+            j->>'user_id' AS user_id,
+            j->'properties' AS properties,
+            j->>'cloud_id' AS cloud_id,
+            TRY_CAST(j->>'demand_kw' AS DOUBLE) AS demand_kw,
+            TRY_CAST(j->>'summation_delivered_kwh' AS DOUBLE) AS summation_delivered_kwh,
+            TRY_CAST(j->>'summation_received_kwh' AS DOUBLE) AS summation_received_kwh,
+            j AS record,
+            {sequence} AS sequence_number,
+            '{origin}' AS origin,
+            {dt} AS dt,
+            {hour} AS hour
+        FROM (SELECT TRY_CAST(line AS JSON) AS j, * EXCLUDE (line) FROM {source})
+        WHERE j IS NOT NULL
+    """
+
+
+def _sql_path(path: Path) -> str:
+    return str(path).replace("'", "''")
+
+
+def _raw_lines_sql(raw_root: Path) -> str:
+    if not any(raw_root.glob("*/dt=*/hour=*/*.json.gz")):
+        return "SELECT NULL::VARCHAR AS line, NULL::DATE AS dt, NULL::INTEGER AS hour WHERE false"
+    pattern = _sql_path(raw_root / "*" / "dt=*" / "hour=*" / "*.json.gz")
+    return (
+        f"SELECT line, dt, hour FROM read_csv('{pattern}', columns={{'line': 'VARCHAR'}}, delim='\\x1e', quote='',"
+        " escape='', header=false, compression='gzip', hive_partitioning=true,"
+        " hive_types={'dt': 'DATE', 'hour': 'INTEGER'}, auto_detect=false)"
+    )
+
+
+class Sandbox:
+    """One DuckDB connection set up with the views; use once, then close."""
+
+    def __init__(self, cache_dir: Path, *, raw_bucket: str, curated_bucket: str, live: pa.Table | None) -> None:
+        self.con = duckdb.connect(":memory:", config={"threads": 2})
+        self.con.execute("SET TimeZone = 'UTC'")
+        raw_root = cache_dir / raw_bucket
+        self.con.execute(f"CREATE VIEW _raw_lines AS {_raw_lines_sql(raw_root)}")
+        self.con.execute(
+            "CREATE VIEW raw_events AS "
+            + _event_projection("_raw_lines", sequence="NULL::VARCHAR", origin="archive", dt="dt", hour="hour")
+        )
+        live_table = live if live is not None else pa.table({"line": pa.array([], pa.string())})
+        if "sequence_number" not in live_table.column_names:
+            nulls = pa.array([None] * live_table.num_rows, pa.string())
+            live_table = live_table.append_column("sequence_number", nulls)
+        self.con.register("_live_lines_arrow", live_table.select(["line", "sequence_number"]))
+        self.con.execute(
+            "CREATE VIEW live_events AS "
+            + _event_projection(
+                "_live_lines_arrow",
+                sequence="sequence_number",
+                origin="live",
+                dt="CAST(TRY_CAST(j->>'event_time' AS TIMESTAMP) AS DATE)",
+                hour="CAST(hour(TRY_CAST(j->>'event_time' AS TIMESTAMP)) AS INTEGER)",
+            )
+        )
+        self.con.execute(
+            """CREATE VIEW all_events AS
+            SELECT * FROM (SELECT * FROM raw_events UNION ALL SELECT * FROM live_events)
+            QUALIFY row_number() OVER (
+                PARTITION BY event_id
+                ORDER BY (origin = 'archive') DESC, received_at, lpad(sequence_number, 64, '0')
+            ) = 1"""
+        )
+        self._curated_views(cache_dir / curated_bucket)
+        self.con.execute(f"SET allowed_directories = ['{_sql_path(cache_dir)}/']")
+        self.con.execute("SET enable_external_access = false")
+        self.con.execute("SET lock_configuration = true")
+
+    def _curated_views(self, root: Path) -> None:
+        if not root.exists():
+            return
+        for table_dir in sorted(p for p in root.iterdir() if p.is_dir() and _IDENT.match(p.name)):
+            self._latest_version_view(table_dir, table_dir.name)
+        advertising = root / "_views" / "advertising"
+        if advertising.exists():
+            for table_dir in sorted(p for p in advertising.iterdir() if p.is_dir() and _IDENT.match(p.name)):
+                self._latest_version_view(table_dir, f"advertising_{table_dir.name}")
+
+    def _latest_version_view(self, table_dir: Path, view: str) -> None:
+        versions = [p for p in table_dir.glob("v*") if p.name[1:].isdigit() and any(p.glob("dt=*/*.parquet"))]
+        if not versions or view in EVENT_VIEWS:
+            return
+        latest = max(versions, key=lambda p: int(p.name[1:]))
+        pattern = _sql_path(latest / "dt=*" / "*.parquet")
+        self.con.execute(f"CREATE VIEW \"{view}\" AS SELECT * FROM read_parquet('{pattern}', union_by_name=true)")
+
+    def check_select(self, sql: str) -> str:
+        """Return ``sql`` without a trailing semicolon if it is exactly one SELECT, else raise QueryRefused."""
+        try:
+            statements = self.con.extract_statements(sql)
+        except duckdb.Error as exc:
+            raise QueryRefused(f"SQL does not parse: {exc}") from None
+        if len(statements) != 1:
+            raise QueryRefused(f"exactly one statement is allowed, got {len(statements)}")
+        if statements[0].type != duckdb.StatementType.SELECT:
+            raise QueryRefused(f"only SELECT is allowed, got {statements[0].type.name}")
+        return sql.strip().rstrip(";").strip()
+
+    def relation_columns(self, sql: str) -> list[str]:
+        """Return the column names ``sql`` produces (binds without running)."""
+        try:
+            return list(self.con.sql(sql).columns)
+        except duckdb.Error as exc:
+            raise QueryRefused(f"query does not compile: {exc}") from None
+
+    def reader(self, sql: str, *, timeout_s: float, batch_size: int = 2048) -> tuple[pa.RecordBatchReader, list[str]]:
+        """Start a checked SELECT, interrupted after ``timeout_s``; return its batches and its JSON-typed columns.
+
+        Errors while binding or starting become QueryRefused (400).
+        """
+        timer = threading.Timer(timeout_s, self.con.interrupt)
+        timer.daemon = True
+        timer.start()
+        self._timer = timer
+        try:
+            relation = self.con.sql(sql)
+            json_columns = [n for n, t in zip(relation.columns, relation.types, strict=True) if str(t) == "JSON"]
+            return relation.to_arrow_reader(batch_size), json_columns
+        except duckdb.InterruptException:
+            raise QueryRefused(f"query exceeded the time limit of {timeout_s:g}s") from None
+        except duckdb.Error as exc:
+            timer.cancel()
+            raise QueryRefused(f"query failed: {exc}") from None
+
+    @staticmethod
+    def batches_from(reader: pa.RecordBatchReader, *, max_rows: int) -> Iterator[pa.RecordBatch]:
+        """Yield batches of ``reader`` until ``max_rows`` rows were produced."""
+        produced = 0
+        for batch in reader:
+            if produced + batch.num_rows > max_rows:
+                batch = batch.slice(0, max_rows - produced)
+            produced += batch.num_rows
+            if batch.num_rows:
+                yield batch
+            if produced >= max_rows:
+                break
+
+    def close(self) -> None:
+        """Stop the timer and close the connection."""
+        timer = getattr(self, "_timer", None)
+        if timer is not None:
+            timer.cancel()
+        self.con.close()

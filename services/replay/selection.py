@@ -1,0 +1,99 @@
+"""Turn a replay request into one ordered SELECT producing (_key, _data, _event_time, _sequence) rows.
+
+Order is total and deterministic (event time, sequence, key, payload), so a preview equals the head of the
+real run and a resumed job can skip exactly the rows it already emitted.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from services.replay.archive import TimeWindow
+from services.replay.models import ReplayCreate, Selection
+from services.replay.sandbox import QueryRefused, Sandbox
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _ts(value: datetime) -> str:
+    aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+    return _literal(aware.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" "))
+
+
+def selection_sql(selection: Selection) -> str:
+    """Return the SELECT for a structured selection (partition columns repeat the time bounds for pruning)."""
+    where: list[str] = []
+    if selection.sources:
+        where.append(f"source IN ({', '.join(_literal(s) for s in selection.sources)})")
+    if selection.start is not None:
+        where.append(f"event_time >= {_ts(selection.start)}")
+        where.append(f"dt >= CAST({_ts(selection.start)} AS DATE)")
+    if selection.end is not None:
+        where.append(f"event_time < {_ts(selection.end)}")
+        where.append(f"dt <= CAST({_ts(selection.end)} AS DATE)")
+    if selection.event_types:
+        where.append(f"type IN ({', '.join(_literal(t) for t in selection.event_types)})")
+    if selection.ad_ids:
+        where.append(f"ad_id IN ({', '.join(_literal(a) for a in selection.ad_ids)})")
+    if selection.where:
+        where.append(f"({selection.where})")
+    clause = " AND ".join(where) or "true"
+    return f"SELECT * FROM {selection.view} WHERE {clause}"
+
+
+def base_sql(request: ReplayCreate) -> str:
+    """Return the user-level SELECT of a request (the query form, or the structured selection)."""
+    if request.query is not None:
+        return request.query
+    return selection_sql(request.selection or Selection())
+
+
+def mirror_scope(request: ReplayCreate) -> tuple[list[str] | None, TimeWindow | None]:
+    """Return which raw sources and time window the request can read (None: everything)."""
+    if request.query is not None or request.selection is None:
+        return None, None
+    return request.selection.sources, TimeWindow(request.selection.start, request.selection.end)
+
+
+def emission_sql(sandbox: Sandbox, request: ReplayCreate, *, limit: int | None = None) -> str:
+    """Return the checked, ordered SELECT of records to emit (compacted when asked)."""
+    inner = sandbox.check_select(base_sql(request))
+    columns = set(sandbox.relation_columns(inner))
+    # Sub-expressions the user controls are validated as part of one SELECT: a stray ';' makes two statements.
+    sandbox.check_select(f"SELECT ({request.key}) FROM ({inner}) AS q")
+    payload = "CAST(record AS VARCHAR)" if "record" in columns else "CAST(to_json(q) AS VARCHAR)"
+    if "record" in columns:
+        event_time = "record->>'event_time'"
+    elif "event_time" in columns:
+        event_time = "CAST(event_time AS VARCHAR)"
+    else:
+        event_time = "NULL::VARCHAR"
+    sort_time = "TRY_CAST(event_time AS TIMESTAMP)" if "event_time" in columns else "NULL::TIMESTAMP"
+    sequence = "CAST(sequence_number AS VARCHAR)" if "sequence_number" in columns else "NULL::VARCHAR"
+    keyed = f"""
+        SELECT CAST(({request.key}) AS VARCHAR) AS _key, {payload} AS _data, {event_time} AS _event_time,
+               {sequence} AS _sequence, {sort_time} AS _t, lpad(coalesce({sequence}, ''), 64, '0') AS _s
+        FROM ({inner}) AS q
+    """
+    if request.compact:
+        keyed = f"""
+            SELECT _key, last.* FROM (
+                SELECT _key, arg_max({{'_data': _data, '_event_time': _event_time, '_sequence': _sequence,
+                                       '_t': _t, '_s': _s}}, {{'t': _t, 's': _s, 'd': _data}}) AS last
+                FROM ({keyed}) GROUP BY _key
+            )
+        """
+    sql = f"""
+        SELECT coalesce(_key, '') AS _key, _data, _event_time, _sequence FROM ({keyed})
+        ORDER BY _t NULLS FIRST, _s, _key, _data
+    """
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    checked = sandbox.check_select(sql)
+    sandbox.relation_columns(checked)
+    return checked
+
+
+__all__ = ["QueryRefused", "base_sql", "emission_sql", "mirror_scope", "selection_sql"]

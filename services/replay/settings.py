@@ -1,0 +1,44 @@
+"""Settings of the replay service (archive SQL and replay jobs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from shared.settings import HeadwaterSettings
+
+
+class ReplaySettings(HeadwaterSettings):
+    """What the replay service reads; every field has a default that works with ``headwater up``."""
+
+    service_name: str = "replay"
+    # Target stream (logical name) when a replay job names none.
+    default_target_stream: str = "replay"
+    # Archive SQL limits.
+    query_max_rows: int = 100_000
+    query_timeout_s: float = 60.0
+    # Upper bound of live records read from the events stream per query (the tail not yet archived).
+    live_max_records: int = 200_000
+    # Kinesis PutRecords limits and retry policy.
+    put_batch_records: int = 500
+    put_batch_bytes: int = 5 * 1024 * 1024
+    put_max_attempts: int = 8
+    put_backoff_base_s: float = 0.05
+    put_backoff_max_s: float = 2.0
+    # How often (seconds) a running job copies its progress from Redis to the metadata database.
+    progress_flush_s: float = 2.0
+    job_timeout_s: int = 6 * 3600
+
+    @property
+    def replay_dir(self) -> Path:
+        """Return this service's folder inside the shared data dir."""
+        return self.data_dir / "replay"
+
+    @property
+    def cache_dir(self) -> Path:
+        """Return the local mirror of archived S3 objects (immutable, so cached by key)."""
+        return self.replay_dir / "cache"
+
+    @property
+    def jobs_dir(self) -> Path:
+        """Return the folder holding each job's materialised selection."""
+        return self.replay_dir / "jobs"

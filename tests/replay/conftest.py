@@ -1,0 +1,136 @@
+"""Replay fixtures: bootstrapped emulator, the app over ASGI with its lifespan, an arq burst worker, archive data."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from arq.worker import Worker
+
+import services.replay.models  # noqa: F401  (registers the replay tables)
+from services.replay.app import create_app
+from services.replay.settings import ReplaySettings
+from services.replay.worker import shutdown, startup, worker_functions
+from shared.auth import create_api_key
+from shared.aws import AwsClients
+from shared.bootstrap import bootstrap
+from shared.db import create_engine, create_tables, session_factory
+from shared.redis import arq_redis_settings
+
+
+def make_event(event_id: str, event_time: str, *, type: str = "impression", ad_id: str = "ad-1", **extra: Any) -> dict:
+    """Return an archived event per contract 1."""
+    source = "beacon" if type in ("impression", "click") else type
+    event = {
+        "event_id": event_id,
+        "type": type,
+        "source": source,
+        "event_time": event_time,
+        "received_at": event_time,
+        "client_ip_hash": None,
+        "ad_id": ad_id,
+        "campaign_id": "camp-1",
+        "placement": "top",
+        "user_id": None,
+        "properties": {},
+    }
+    event.update(extra)
+    return event
+
+
+async def put_archive(s3: Any, bucket: str, events: list[dict], name: str = "part-0") -> None:
+    """Write events as gzip JSON lines, one object per (source, dt, hour) partition."""
+    groups: dict[str, list[dict]] = {}
+    for event in events:
+        t = datetime.fromisoformat(event["event_time"].replace("Z", "+00:00")).astimezone(UTC)
+        key = f"{event['source']}/dt={t:%Y-%m-%d}/hour={t:%H}/{name}.json.gz"
+        groups.setdefault(key, []).append(event)
+    for key, group in groups.items():
+        body = gzip.compress(b"".join(orjson.dumps(e) + b"\n" for e in group))
+        await s3.put_object(Bucket=bucket, Key=key, Body=body)
+
+
+async def read_stream(kinesis: Any, stream: str) -> list[dict]:
+    """Return every record of ``stream`` (all shards) decoded, with its partition key and sequence number."""
+    out: list[dict] = []
+    shards = (await kinesis.list_shards(StreamName=stream))["Shards"]
+    for shard in shards:
+        it = (
+            await kinesis.get_shard_iterator(
+                StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+            )
+        )["ShardIterator"]
+        while it:
+            page = await kinesis.get_records(ShardIterator=it, Limit=10_000)
+            for r in page["Records"]:
+                out.append({"key": r["PartitionKey"], "seq": r["SequenceNumber"], "data": orjson.loads(r["Data"])})
+            if not page["Records"]:
+                break
+            it = page.get("NextShardIterator")
+    return out
+
+
+@pytest.fixture
+async def settings(make_settings: Callable[..., Any]) -> ReplaySettings:
+    current = make_settings(ReplaySettings)
+    await bootstrap(current, with_ses=False)
+    engine = create_engine(current)
+    await create_tables(engine)
+    await engine.dispose()
+    return current
+
+
+@pytest.fixture
+async def aws(settings: ReplaySettings) -> AsyncIterator[AwsClients]:
+    async with AwsClients(settings) as clients:
+        yield clients
+
+
+@pytest.fixture
+async def api_key(settings: ReplaySettings) -> str:
+    engine = create_engine(settings)
+    async with session_factory(engine)() as session:
+        key = await create_api_key(session=session, scopes=["replay:run", "read"])
+    await engine.dispose()
+    return key
+
+
+@pytest.fixture
+async def client(settings: ReplaySettings, api_key: str) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        headers = {"Authorization": f"Bearer {api_key}"}
+        async with httpx.AsyncClient(transport=transport, base_url="http://replay", headers=headers) as http:
+            yield http
+
+
+@pytest.fixture
+async def run_worker(settings: ReplaySettings) -> AsyncIterator[Callable[[], Awaitable[int]]]:
+    """Return a function running an arq burst worker over the queued jobs; returns jobs completed."""
+    workers: list[Worker] = []
+
+    async def _run() -> int:
+        worker = Worker(
+            functions=worker_functions(settings),
+            queue_name=settings.arq_queue,
+            redis_settings=arq_redis_settings(settings),
+            on_startup=startup,
+            on_shutdown=shutdown,
+            ctx={"settings": settings},
+            burst=True,
+            poll_delay=0,
+            handle_signals=False,
+        )
+        workers.append(worker)
+        await worker.main()
+        return worker.jobs_complete
+
+    yield _run
+    for worker in workers:
+        await worker.close()

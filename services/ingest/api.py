@@ -1,0 +1,342 @@
+"""HTTP routes of ingest: beacons, event batches, meter reads, real-time counters."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from services.ingest.intake import Intake
+from services.ingest.models import BeaconAck, BeaconIn, BeaconQuery, IngestResponse, RealtimeResponse
+from services.ingest.ratelimit import RateLimiter
+from services.ingest.realtime import RealtimeCounters
+from services.ingest.settings import IngestSettings
+from shared.auth import Principal, require_scope
+from shared.errors import ApiError, TooManyRequestsError, UnprocessableError
+from shared.http import ERROR_RESPONSES
+
+# The classic 1x1 transparent GIF.
+PIXEL = (
+    b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\x00\x00\x00!\xf9\x04\x01\x00\x00\x00\x00"
+    b",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
+)
+NO_CACHE = {
+    "Cache-Control": "no-cache, no-store, must-revalidate, private, max-age=0",
+    "Pragma": "no-cache",
+    "Expires": "0",
+}
+
+
+class PayloadTooLargeError(ApiError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+def get_intake(request: Request) -> Intake:
+    """Return the app's intake."""
+    return request.app.state.intake
+
+
+def get_limiter(request: Request) -> RateLimiter:
+    """Return the app's beacon rate limiter."""
+    return request.app.state.beacon_limiter
+
+
+def get_counters(request: Request) -> RealtimeCounters:
+    """Return the app's real-time counters."""
+    return request.app.state.counters
+
+
+IntakeDep = Annotated[Intake, Depends(get_intake)]
+LimiterDep = Annotated[RateLimiter, Depends(get_limiter)]
+CountersDep = Annotated[RealtimeCounters, Depends(get_counters)]
+Writer = Annotated[Principal, Depends(require_scope("ingest:write"))]
+Reader = Annotated[Principal, Depends(require_scope("read"))]
+
+
+def client_ip(request: Request) -> str | None:
+    """Return the caller's IP (the first X-Forwarded-For hop when configured to trust it)."""
+    settings: IngestSettings = request.app.state.settings
+    if settings.trust_forwarded_for:
+        forwarded = request.headers.get("x-forwarded-for")
+        if forwarded:
+            return forwarded.split(",", 1)[0].strip()
+    return request.client.host if request.client else None
+
+
+def check_beacon_rate(request: Request, limiter: RateLimiter) -> str | None:
+    """Admit the beacon or raise 429; return the client IP."""
+    ip = client_ip(request)
+    if not limiter.allow(ip or "-"):
+        raise TooManyRequestsError(
+            "too many beacons from this client", headers={"Retry-After": str(limiter.retry_after_s())}
+        )
+    return ip
+
+
+async def read_json_body(request: Request, limit: int) -> Any:
+    """Read the body up to ``limit`` bytes (413 beyond) and parse it as JSON (422 when it is not)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLargeError(f"request body is {declared} bytes; the limit is {limit}")
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError(f"request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    try:
+        return orjson.loads(b"".join(chunks))
+    except orjson.JSONDecodeError as exc:
+        raise UnprocessableError("body is not valid JSON", details=[{"field": "body", "reason": str(exc)}]) from exc
+
+
+def as_batch(body: Any, key: str, limit: int) -> tuple[list[Any], bool]:
+    """Return (events, is_batch) from a single object, ``{key: [...]}`` or a bare list; enforce the batch limit."""
+    if isinstance(body, list):
+        items, batch = body, True
+    elif isinstance(body, dict) and isinstance(body.get(key), list):
+        items, batch = body[key], True
+    elif isinstance(body, dict):
+        items, batch = [body], False
+    else:
+        raise UnprocessableError(f"body must be an event object, a list, or {{'{key}': [...]}}")
+    if len(items) > limit:
+        raise PayloadTooLargeError(
+            f"batch holds {len(items)} events; the limit is {limit}",
+            details=[{"field": key, "reason": f"at most {limit} events per request"}],
+        )
+    if not items:
+        raise UnprocessableError("batch is empty", details=[{"field": key, "reason": "at least one event"}])
+    return items, batch
+
+
+def batch_answer(result: IngestResponse, batch: bool) -> JSONResponse:
+    """Answer 202 when something was taken; a lone invalid event is a 422."""
+    if not batch and result.rejected:
+        reason = result.results[0].reason or "invalid event"
+        raise UnprocessableError(f"invalid event: {reason}", details=[{"field": "event", "reason": reason}])
+    status = 202 if result.accepted or result.duplicates else 422
+    return JSONResponse(result.model_dump(mode="json"), status_code=status)
+
+
+_EVENTS_EXAMPLES = {
+    "single": {
+        "summary": "One impression",
+        "value": {"type": "impression", "event_id": "imp-1", "ad_id": "ad-7", "campaign_id": "c-1", "user_id": "u-9"},
+    },
+    "batch": {
+        "summary": "A batch (up to the configured limit)",
+        "value": {
+            "events": [
+                {"type": "impression", "ad_id": "ad-7", "timestamp": "2026-11-25T12:00:00Z"},
+                {"type": "click", "ad_id": "ad-7", "event_id": "clk-1"},
+                {"type": "meter_read", "cloud_id": "0012ab", "demand_kw": 1.25, "timestamp": "2026-11-25T12:00:06Z"},
+                {"type": "signup", "properties": {"plan": "pro"}},
+            ]
+        },
+    },
+}
+_EVENTS_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "description": "One event, a JSON list of events, or {'events': [...]}. Each event has a `type`: "
+                    "impression, click (ad_id required), meter_read (cloud_id, demand_kw required) or a registered "
+                    "schema name. Optional: event_id (dedup), timestamp/event_time, properties; unknown fields "
+                    "are kept in properties.",
+                    "oneOf": [
+                        {"type": "object", "properties": {"events": {"type": "array", "items": {"type": "object"}}}},
+                        {"type": "array", "items": {"type": "object"}},
+                        {"type": "object", "required": ["type"]},
+                    ],
+                },
+                "examples": _EVENTS_EXAMPLES,
+            }
+        },
+    }
+}
+_METER_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "description": "{'reads': [...]} or a list; each read: cloud_id (string), timestamp, demand_kw, "
+                    "summation_delivered_kwh, summation_received_kwh, raw (object), optional event_id.",
+                    "type": "object",
+                },
+                "examples": {
+                    "poller": {
+                        "summary": "A batch from the poller",
+                        "value": {
+                            "reads": [
+                                {
+                                    "cloud_id": "00a1b2",
+                                    "event_id": "00a1b2:2026-11-25T12:00:06Z",
+                                    "timestamp": "2026-11-25T12:00:06Z",
+                                    "demand_kw": 1.234,
+                                    "summation_delivered_kwh": 10500.5,
+                                    "summation_received_kwh": 0.0,
+                                    "raw": {"Demand": "0x0004d2"},
+                                }
+                            ]
+                        },
+                    }
+                },
+            }
+        },
+    }
+}
+
+router = APIRouter()
+
+
+async def _pixel(kind: str, request: Request, query: BeaconQuery, intake: Intake, limiter: RateLimiter) -> Response:
+    ip = check_beacon_rate(request, limiter)
+    await intake.accept_beacon(kind, query, client_ip=ip)
+    if query.response == "204":
+        return Response(status_code=204, headers=NO_CACHE)
+    return Response(content=PIXEL, media_type="image/gif", headers=NO_CACHE)
+
+
+_PIXEL_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"image/gif": {}}, "description": "1x1 transparent GIF (no-cache)"},
+    204: {"description": "No Content (with response=204)"},
+    **ERROR_RESPONSES,
+}
+
+
+@router.get(
+    "/v1/beacons/impression",
+    tags=["beacons"],
+    summary="Impression pixel",
+    response_class=Response,
+    responses=_PIXEL_RESPONSES,
+    description="Public, rate-limited per client. Example: `/v1/beacons/impression?ad_id=ad-7&campaign=c-1"
+    "&placement=top&cookie_id=u-9&event_id=imp-1&ts=2026-11-25T12:00:00Z`.",
+)
+async def impression_pixel(
+    request: Request, query: Annotated[BeaconQuery, Query()], intake: IntakeDep, limiter: LimiterDep
+) -> Response:
+    return await _pixel("impression", request, query, intake, limiter)
+
+
+@router.get(
+    "/v1/beacons/click",
+    tags=["beacons"],
+    summary="Click pixel",
+    response_class=Response,
+    responses=_PIXEL_RESPONSES,
+    description="Public, rate-limited per client. Example: `/v1/beacons/click?ad_id=ad-7&cookie_id=u-9&response=204`.",
+)
+async def click_pixel(
+    request: Request, query: Annotated[BeaconQuery, Query()], intake: IntakeDep, limiter: LimiterDep
+) -> Response:
+    return await _pixel("click", request, query, intake, limiter)
+
+
+async def _json_beacon(kind: str, request: Request, intake: Intake, limiter: RateLimiter) -> JSONResponse:
+    ip = check_beacon_rate(request, limiter)
+    settings: IngestSettings = request.app.state.settings
+    body = await read_json_body(request, min(settings.max_body_bytes, 64 * 1024))
+    try:
+        beacon = BeaconIn.model_validate(body)
+    except ValueError as exc:
+        reason = str(exc)
+        raise UnprocessableError("invalid beacon", details=[{"field": "body", "reason": reason}]) from None
+    event_id, status = await intake.accept_beacon(kind, beacon, client_ip=ip)
+    return JSONResponse({"event_id": event_id, "status": status}, status_code=202, headers=NO_CACHE)
+
+
+_BEACON_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": BeaconIn.model_json_schema(),
+                "example": {"ad_id": "ad-7", "campaign_id": "c-1", "placement": "top", "user_id": "u-9"},
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/v1/beacons/impression",
+    tags=["beacons"],
+    summary="Impression beacon (JSON)",
+    status_code=202,
+    response_model=BeaconAck,
+    responses=ERROR_RESPONSES,
+    openapi_extra=_BEACON_BODY,
+)
+async def impression_json(request: Request, intake: IntakeDep, limiter: LimiterDep) -> JSONResponse:
+    return await _json_beacon("impression", request, intake, limiter)
+
+
+@router.post(
+    "/v1/beacons/click",
+    tags=["beacons"],
+    summary="Click beacon (JSON)",
+    status_code=202,
+    response_model=BeaconAck,
+    responses=ERROR_RESPONSES,
+    openapi_extra=_BEACON_BODY,
+)
+async def click_json(request: Request, intake: IntakeDep, limiter: LimiterDep) -> JSONResponse:
+    return await _json_beacon("click", request, intake, limiter)
+
+
+@router.post(
+    "/v1/events",
+    tags=["events"],
+    summary="Post one event or a batch (needs ingest:write)",
+    status_code=202,
+    response_model=IngestResponse,
+    responses=ERROR_RESPONSES,
+    openapi_extra=_EVENTS_BODY,
+    description="Accepted events are durable (fsync'd spool) when this answers 202; each event's outcome is "
+    "listed by index. 503 with Retry-After when the spool is full.",
+)
+async def post_events(request: Request, intake: IntakeDep, _: Writer) -> JSONResponse:
+    settings: IngestSettings = request.app.state.settings
+    body = await read_json_body(request, settings.max_body_bytes)
+    items, batch = as_batch(body, "events", settings.batch_max_events)
+    result = await intake.accept_events(items, client_ip=client_ip(request))
+    return batch_answer(result, batch)
+
+
+@router.post(
+    "/v1/meter-reads",
+    tags=["events"],
+    summary="Post a batch of meter reads (needs ingest:write)",
+    status_code=202,
+    response_model=IngestResponse,
+    responses=ERROR_RESPONSES,
+    openapi_extra=_METER_BODY,
+)
+async def post_meter_reads(request: Request, intake: IntakeDep, _: Writer) -> JSONResponse:
+    settings: IngestSettings = request.app.state.settings
+    body = await read_json_body(request, settings.max_body_bytes)
+    items, batch = as_batch(body, "reads", settings.batch_max_events)
+    result = await intake.accept_events(items, client_ip=client_ip(request), default_type="meter_read")
+    return batch_answer(result, batch)
+
+
+@router.get(
+    "/v1/realtime",
+    tags=["realtime"],
+    summary="Per-minute impressions, clicks and CTR (needs read)",
+    response_model=RealtimeResponse,
+    responses=ERROR_RESPONSES,
+)
+async def realtime(
+    counters: CountersDep, _: Reader, minutes: Annotated[int, Query(ge=1, le=1440)] = 60
+) -> RealtimeResponse:
+    return await counters.read(minutes)

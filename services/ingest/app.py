@@ -1,0 +1,102 @@
+"""The ingest app: routes, the spool, and the background shipper and counter flusher in the lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from services.ingest.api import router
+from services.ingest.dedup import Deduplicator
+from services.ingest.intake import Intake
+from services.ingest.markers import DayMarkers
+from services.ingest.ratelimit import RateLimiter
+from services.ingest.realtime import RealtimeCounters
+from services.ingest.records import IpHasher
+from services.ingest.registry import SchemaRegistry
+from services.ingest.settings import IngestSettings
+from services.ingest.shipper import Shipper
+from services.ingest.spool import Spool
+from shared.health import check_bucket, check_database, check_redis, check_stream
+from shared.http import create_service_app, open_resources
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+UI_DIR = Path(__file__).parent / "ui"
+
+
+def create_app(settings: IngestSettings | None = None) -> FastAPI:
+    """Create the ingest service app."""
+    settings = settings or IngestSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_resources(app, settings):
+            spool = Spool(
+                settings.spool_dir,
+                max_bytes=settings.spool_max_bytes,
+                segment_max_events=settings.spool_segment_max_events,
+                segment_max_bytes=settings.spool_segment_max_bytes,
+            )
+            await spool.open()
+            prefix = settings.resource_prefix
+            counters = RealtimeCounters(app.state.redis, prefix=prefix, retention_s=settings.realtime_retention_s)
+            markers = DayMarkers(
+                redis=app.state.redis,
+                prefix=prefix,
+                bucket=settings.bucket("raw"),
+                grace_s=settings.day_complete_grace_s,
+                instance_id=spool.run_id,
+            )
+            shipper = Shipper(settings=settings, spool=spool, aws=app.state.aws, markers=markers)
+            app.state.spool, app.state.counters, app.state.shipper = spool, counters, shipper
+            app.state.beacon_limiter = RateLimiter(rate=settings.beacon_rate_per_s, burst=settings.beacon_burst)
+            app.state.intake = Intake(
+                spool=spool,
+                dedup=Deduplicator(app.state.redis, prefix=prefix, window_s=settings.dedup_window_s),
+                counters=counters,
+                hasher=IpHasher(settings.ip_hash_salt.get_secret_value()),
+                registry=SchemaRegistry(app.state.aws, bucket=settings.bucket("curated")),
+                retry_after_s=settings.retry_after_s,
+            )
+            stop = asyncio.Event()
+            tasks = [
+                asyncio.create_task(shipper.run(stop), name="ingest-shipper"),
+                asyncio.create_task(counters.run(stop, settings.counter_flush_interval_s), name="ingest-counters"),
+            ]
+            try:
+                yield
+            finally:
+                stop.set()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                await spool.close()
+                try:
+                    await markers.withdraw()
+                except Exception as exc:
+                    log.warning("pending_days_withdraw_failed", error=type(exc).__name__)
+
+    app = create_service_app(
+        settings=settings,
+        title="Headwater ingest",
+        description="The front door: beacons, event batches and meter reads, made durable in a local spool and "
+        "shipped to the raw archive (S3) and the events stream (Kinesis); live per-minute counters.",
+        lifespan=lifespan,
+        readiness_checks={
+            "redis": check_redis,
+            "database": check_database,
+            "raw_bucket": check_bucket("raw"),
+            "events_stream": check_stream("events"),
+        },
+        openapi_tags=[
+            {"name": "beacons", "description": "Public impression and click beacons (rate-limited per client)."},
+            {"name": "events", "description": "Typed events and meter reads (API key with ingest:write)."},
+            {"name": "realtime", "description": "Per-minute impressions, clicks and CTR."},
+        ],
+    )
+    app.include_router(router)
+    app.mount("/ui", StaticFiles(directory=UI_DIR, html=True), name="ui")
+    return app

@@ -1,0 +1,158 @@
+"""Accepting events: validate, give them identity, dedup, make them durable in the spool, count them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ValidationError
+
+from services.ingest.dedup import Deduplicator
+from services.ingest.models import (
+    BUILTIN_TYPES,
+    AdEventIn,
+    BeaconIn,
+    CustomEventIn,
+    EventResult,
+    IngestResponse,
+    MeterReadIn,
+)
+from services.ingest.realtime import RealtimeCounters
+from services.ingest.records import IpHasher, beacon_record, event_record, iso_z
+from services.ingest.registry import SchemaRegistry
+from services.ingest.spool import Day, Spool, SpoolFullError
+from shared.errors import ServiceUnavailableError
+
+_MODELS: dict[str, type[BaseModel]] = {"impression": AdEventIn, "click": AdEventIn, "meter_read": MeterReadIn}
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """Summarise a validation error as 'field: reason; ...'."""
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(part) for part in err.get("loc", ())) or "event"
+        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts)
+
+
+class Intake:
+    """The acceptance path shared by beacons, event batches and meter reads."""
+
+    def __init__(
+        self,
+        *,
+        spool: Spool,
+        dedup: Deduplicator,
+        counters: RealtimeCounters,
+        hasher: IpHasher,
+        registry: SchemaRegistry,
+        retry_after_s: int,
+    ) -> None:
+        self.spool = spool
+        self.dedup = dedup
+        self.counters = counters
+        self.hasher = hasher
+        self.registry = registry
+        self.retry_after_s = retry_after_s
+
+    async def accept_beacon(self, event_type: str, beacon: BeaconIn, *, client_ip: str | None) -> tuple[str, str]:
+        """Accept one beacon; return (event_id, "accepted" | "duplicate")."""
+        now = datetime.now(UTC)
+        record = beacon_record(
+            event_type, beacon, received_at=now, received_iso=iso_z(now), ip_hash=self.hasher(client_ip)
+        )
+        event_id = record["event_id"]
+        if beacon.event_id is not None and not (await self.dedup.claim([event_id]))[0]:
+            return event_id, "duplicate"
+        await self._store([record], claimed=[event_id] if beacon.event_id is not None else [])
+        return event_id, "accepted"
+
+    async def accept_events(
+        self, items: list[Any], *, client_ip: str | None, default_type: str | None = None
+    ) -> IngestResponse:
+        """Accept a batch of raw JSON events; a bad event rejects only itself."""
+        now = datetime.now(UTC)
+        received_iso = iso_z(now)
+        ip_hash = self.hasher(client_ip)
+        results: list[EventResult] = []
+        records: list[tuple[int, dict[str, Any], bool]] = []  # (index, record, client-supplied id)
+        for index, item in enumerate(items):
+            event, reason = await self._validate(item, default_type)
+            if event is None:
+                results.append(EventResult(index=index, event_id=_client_id(item), status="rejected", reason=reason))
+                continue
+            record = event_record(event, received_at=now, received_iso=received_iso, ip_hash=ip_hash)
+            records.append((index, record, event.event_id is not None))
+        duplicates = await self._find_duplicates(records)
+        fresh = [(index, record, own) for index, record, own in records if index not in duplicates]
+        await self._store([record for _, record, _ in fresh], claimed=[r["event_id"] for _, r, own in fresh if own])
+        for index, record, _ in records:
+            status = "duplicate" if index in duplicates else "accepted"
+            results.append(EventResult(index=index, event_id=record["event_id"], status=status))
+        results.sort(key=lambda result: result.index)
+        return IngestResponse(
+            accepted=len(fresh), duplicates=len(duplicates), rejected=len(items) - len(records), results=results
+        )
+
+    async def _validate(self, item: Any, default_type: str | None) -> tuple[Any, str | None]:
+        if not isinstance(item, dict):
+            return None, "event must be a JSON object"
+        if default_type is not None and "type" not in item:
+            item = {**item, "type": default_type}
+        event_type = item.get("type")
+        if not isinstance(event_type, str):
+            return None, "type: Field required (impression, click, meter_read or a registered schema name)"
+        if default_type is not None and event_type != default_type:
+            return None, f"type: must be '{default_type}' here"
+        model = _MODELS.get(event_type, CustomEventIn)
+        try:
+            event = model.model_validate(item)
+        except ValidationError as exc:
+            return None, describe_validation_error(exc)
+        if event_type not in BUILTIN_TYPES and not await self.registry.is_registered(event_type):
+            return None, f"type: unknown event type '{event_type}' (register a schema with that name first)"
+        return event, None
+
+    async def _find_duplicates(self, records: list[tuple[int, dict[str, Any], bool]]) -> set[int]:
+        duplicates: set[int] = set()
+        seen: set[str] = set()
+        to_claim: list[tuple[int, str]] = []
+        for index, record, own in records:
+            if not own:
+                continue
+            event_id = record["event_id"]
+            if event_id in seen:
+                duplicates.add(index)
+                continue
+            seen.add(event_id)
+            to_claim.append((index, event_id))
+        claims = await self.dedup.claim([event_id for _, event_id in to_claim])
+        duplicates.update(index for (index, _), first in zip(to_claim, claims, strict=True) if not first)
+        return duplicates
+
+    async def _store(self, records: list[dict[str, Any]], *, claimed: list[str]) -> None:
+        if not records:
+            return
+        lines = [orjson.dumps(record) + b"\n" for record in records]
+        days: set[Day] = {(record["source"], record["event_time"][:10]) for record in records}
+        try:
+            await self.spool.append(lines, days)
+        except SpoolFullError as exc:
+            await self.dedup.release(claimed)
+            raise ServiceUnavailableError(
+                "ingest spool is full while the archive or stream is unavailable; retry later",
+                details=[{"field": "spool", "reason": str(exc)}],
+                headers={"Retry-After": str(self.retry_after_s)},
+            ) from exc
+        except Exception:
+            await self.dedup.release(claimed)
+            raise
+        for record in records:
+            self.counters.add(record["type"], record["ad_id"])
+
+
+def _client_id(item: Any) -> str | None:
+    if isinstance(item, dict) and isinstance(item.get("event_id"), str):
+        return item["event_id"][:128]
+    return None

@@ -1,0 +1,124 @@
+"""Day markers: ``<source>/dt=YYYY-MM-DD/_COMPLETE`` once every event of a past day is archived.
+
+Shipped days are noted in a Redis hash (field ``source|dt`` -> version, bumped on every ship). Each ingest
+process publishes the days still waiting in its spool under a short-lived key. A day gets its marker when its
+end plus the grace period has passed and no live spool holds it; the field is removed only if no ship bumped
+it meanwhile, so late events for a marked day bring the day back and its marker is rewritten with new counts.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+from services.ingest.sinks import events_in_key
+from services.ingest.spool import Day
+from shared.logging import get_logger
+from shared.messages import utc_now
+
+log = get_logger(__name__)
+
+PENDING_TTL_S = 30
+_HDEL_IF_UNCHANGED = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0
+"""
+
+
+def marker_key(source: str, dt: str) -> str:
+    """Return the key of a day's completion marker."""
+    return f"{source}/dt={dt}/_COMPLETE"
+
+
+class DayMarkers:
+    """Track shipped days and write their ``_COMPLETE`` markers when due."""
+
+    def __init__(self, *, redis: Redis, prefix: str, bucket: str, grace_s: float, instance_id: str) -> None:
+        self._redis = redis
+        self._bucket = bucket
+        self._grace = timedelta(seconds=grace_s)
+        self._open_key = f"{prefix}:ingest:open-days"
+        self._pending_prefix = f"{prefix}:ingest:pending:"
+        self._pending_key = f"{self._pending_prefix}{instance_id}"
+        self._hdel_if_unchanged = redis.register_script(_HDEL_IF_UNCHANGED)
+
+    async def note_shipped(self, days: set[Day]) -> None:
+        """Record that events of these days reached the archive."""
+        if not days:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for source, dt in days:
+                pipe.hincrby(self._open_key, f"{source}|{dt}", 1)
+            await pipe.execute()
+
+    async def publish_pending(self, days: set[Day]) -> None:
+        """Tell sibling processes which days this process's spool still holds."""
+        value = orjson.dumps(sorted(f"{source}|{dt}" for source, dt in days))
+        await self._redis.set(self._pending_key, value, ex=PENDING_TTL_S)
+
+    async def withdraw(self) -> None:
+        """Stop announcing pending days (clean shutdown)."""
+        await self._redis.delete(self._pending_key)
+
+    async def _pending_elsewhere(self) -> set[str]:
+        held: set[str] = set()
+        keys = [key async for key in self._redis.scan_iter(match=f"{self._pending_prefix}*", count=100)]
+        keys = [key for key in keys if key.decode() != self._pending_key]
+        if keys:
+            for value in await self._redis.mget(keys):
+                if value:
+                    held.update(orjson.loads(value))
+        return held
+
+    def is_due(self, dt: str, now: datetime) -> bool:
+        """Return whether day ``dt`` has ended more than the grace period ago."""
+        day_end = datetime.combine(date.fromisoformat(dt), datetime.min.time(), tzinfo=UTC) + timedelta(days=1)
+        return now >= day_end + self._grace
+
+    async def write_due(self, s3: Any, *, local_pending: set[Day], now: datetime | None = None) -> list[str]:
+        """Write the markers of every shipped day that is due and held by no spool; return their keys."""
+        opened = await self._redis.hgetall(self._open_key)
+        if not opened:
+            return []
+        now = now or utc_now()
+        candidates = {}
+        for field_, version in opened.items():
+            source, dt = field_.decode().split("|", 1)
+            if self.is_due(dt, now) and (source, dt) not in local_pending:
+                candidates[(source, dt)] = version.decode()
+        if not candidates:
+            return []
+        elsewhere = await self._pending_elsewhere()
+        written = []
+        for (source, dt), version in sorted(candidates.items()):
+            if f"{source}|{dt}" in elsewhere:
+                continue
+            key = await self.write_marker(s3, source=source, dt=dt)
+            await self._hdel_if_unchanged(keys=[self._open_key], args=[f"{source}|{dt}", version])
+            written.append(key)
+        return written
+
+    async def write_marker(self, s3: Any, *, source: str, dt: str) -> str:
+        """Count the day's archived objects and events and write its marker; return the marker key."""
+        objects = events = 0
+        paginator = s3.get_paginator("list_objects_v2")
+        async for page in paginator.paginate(Bucket=self._bucket, Prefix=f"{source}/dt={dt}/hour="):
+            for item in page.get("Contents", []):
+                objects += 1
+                events += events_in_key(item["Key"])
+        body = {
+            "source": source,
+            "dt": dt,
+            "events": events,
+            "objects": objects,
+            "written_at": utc_now().isoformat().replace("+00:00", "Z"),
+        }
+        key = marker_key(source, dt)
+        payload = json.dumps(body).encode()
+        await s3.put_object(Bucket=self._bucket, Key=key, Body=payload, ContentType="application/json")
+        log.info("day_marker_written", source=source, dt=dt, events=events, objects=objects)
+        return key

@@ -1,0 +1,65 @@
+"""Ingest settings: spool, shipper, limits and real-time counters (env prefix ``HEADWATER_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from shared.settings import HeadwaterSettings
+
+
+class IngestSettings(HeadwaterSettings):
+    """What the ingest service reads; every default works with ``headwater up``."""
+
+    service_name: str = "ingest"
+
+    # Durable spool: acknowledged events live here until both sinks have them.
+    spool_max_bytes: int = 256 * 1024 * 1024
+    spool_segment_max_events: int = 1000
+    spool_segment_max_bytes: int = 4 * 1024 * 1024
+    retry_after_s: int = 5
+
+    # Shipper: how often the active segment is sealed and shipped, and retry pacing while a sink is down.
+    flush_interval_s: float = 1.0
+    shipper_backoff_max_s: float = 5.0
+    kinesis_enabled: bool = True
+    kinesis_max_attempts: int = 5
+
+    # Day markers: a past UTC day is complete once its end plus this grace has passed and it is shipped.
+    day_complete_grace_s: float = 300.0
+
+    # Accepted-but-invalid records (clock skew, oversize) go to the bad-rows bucket.
+    max_event_age_s: float = 7 * 86400.0
+    max_clock_skew_s: float = 3600.0
+    max_record_bytes: int = 1_000_000
+
+    # Request limits.
+    batch_max_events: int = 500
+    max_body_bytes: int = 1024 * 1024
+
+    # Identity: duplicate client-supplied ids within this window are counted once.
+    dedup_window_s: int = 3600
+    ip_hash_salt: SecretStr = SecretStr("local-dev-only")
+    trust_forwarded_for: bool = False
+
+    # Public beacons: token bucket per client (hashed IP) per process.
+    beacon_rate_per_s: float = 200.0
+    beacon_burst: int = 400
+
+    # Real-time counters (Redis) and their CloudWatch publication.
+    realtime_retention_s: int = 3 * 3600
+    counter_flush_interval_s: float = 0.5
+    cloudwatch_enabled: bool = True
+    cloudwatch_namespace: str = "Headwater/Ingest"
+    cloudwatch_interval_s: float = 60.0
+
+    @property
+    def ingest_dir(self) -> Path:
+        """Return this service's folder inside the shared data dir."""
+        return self.data_dir / "ingest"
+
+    @property
+    def spool_dir(self) -> Path:
+        """Return the spool root (one locked slot folder per process below it)."""
+        return self.ingest_dir / "spool"

@@ -1,0 +1,138 @@
+"""Job service functions (create, list, pause, resume, cancel, delete, retry), called by routes and tools."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from sqlalchemy import delete, update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from services.loader import runs as run_service
+from services.loader.models import Job, JobCreate, JobRun, JobState, RunEvent, RunState, utc_now
+from services.loader.retention import drop_date
+from services.loader.schema_store import SchemaNotFound, load_schema
+from services.loader.settings import LoaderSettings
+from shared.errors import ConflictError, NotFoundError, UnprocessableError
+
+# action -> (states it applies to, resulting state)
+ACTIONS: dict[str, tuple[tuple[str, ...], str]] = {
+    "pause": ((JobState.ACTIVE,), JobState.PAUSED),
+    "resume": ((JobState.PAUSED,), JobState.ACTIVE),
+    "cancel": ((JobState.ACTIVE, JobState.PAUSED), JobState.CANCELLED),
+}
+
+
+async def create_job(*, session: AsyncSession, settings: LoaderSettings, aws: Any, job_in: JobCreate) -> Job:
+    """Create a load job after checking its schema version is registered."""
+    s3 = await aws.get("s3")
+    try:
+        schema = await load_schema(s3, settings, job_in.schema_name, job_in.schema_version)
+    except SchemaNotFound as exc:
+        raise UnprocessableError(
+            str(exc), details=[{"field": "schema_version", "reason": f"{exc}: register it with transform first"}]
+        ) from exc
+    job = Job(
+        name=job_in.name,
+        schema_name=schema.name,
+        schema_version=schema.version,
+        source=job_in.source,
+        start_date=job_in.start_date,
+        end_date=job_in.end_date,
+        warehouse=job_in.warehouse,
+        table_name=job_in.table or schema.name,
+        emails=" ".join(job_in.emails),
+        retention_days=job_in.retention_days,
+    )
+    session.add(job)
+    await session.commit()
+    await session.refresh(job)
+    return job
+
+
+async def list_jobs(*, session: AsyncSession) -> list[tuple[Job, dict[str, int]]]:
+    """Return every job with its per-state date counts."""
+    jobs = (await session.exec(select(Job).order_by(col(Job.id)))).all()
+    return [(job, await run_service.state_counts(session, job.id or 0)) for job in jobs]
+
+
+async def get_job(*, session: AsyncSession, job_id: int) -> Job:
+    """Return a job or raise NotFoundError."""
+    job = await session.get(Job, job_id)
+    if job is None:
+        raise NotFoundError(f"job {job_id} not found")
+    return job
+
+
+async def apply_action(*, session: AsyncSession, job_id: int, action: str) -> Job:
+    """Pause, resume or cancel a job; a cancelled job's waiting dates are cancelled (in-flight steps finish)."""
+    job = await get_job(session=session, job_id=job_id)
+    allowed, target = ACTIONS[action]
+    if job.state not in allowed:
+        raise ConflictError(
+            f"cannot {action} a job that is {job.state}", details=[{"field": "state", "reason": job.state}]
+        )
+    job.state = target
+    job.updated_at = utc_now()
+    session.add(job)
+    if target == JobState.CANCELLED:
+        await session.exec(  # type: ignore[call-overload]
+            update(JobRun)
+            .where(col(JobRun.job_id) == job_id, col(JobRun.state) == RunState.WAITING)
+            .values(state=RunState.CANCELLED, updated_at=utc_now())
+        )
+    await session.commit()
+    await session.refresh(job)
+    return job
+
+
+async def delete_job(*, session: AsyncSession, settings: LoaderSettings, aws: Any, job_id: int, drop_data: bool) -> int:
+    """Delete a job, its runs and history; with ``drop_data`` first delete its loaded dates. Return dates dropped."""
+    job = await get_job(session=session, job_id=job_id)
+    runs = await run_service.runs_of(session, job_id)
+    if any(run.state in (RunState.TRANSFORMING, RunState.LOADING) for run in runs) and job.state == JobState.ACTIVE:
+        raise ConflictError("the job has dates in flight: pause or cancel it first")
+    dropped = 0
+    if drop_data:
+        for run in runs:
+            if run.state in (RunState.LOADED, RunState.LOADING):
+                await drop_date(settings, aws, job, run.dt, expire_curated=False)
+                dropped += 1
+    await session.exec(delete(RunEvent).where(col(RunEvent.job_id) == job_id))  # type: ignore[call-overload]
+    await session.exec(delete(JobRun).where(col(JobRun.job_id) == job_id))  # type: ignore[call-overload]
+    await session.delete(job)
+    await session.commit()
+    return dropped
+
+
+async def retry_date(*, session: AsyncSession, job_id: int, dt: date) -> JobRun:
+    """Send a failed (or cancelled) date back to waiting with fresh attempts."""
+    job = await get_job(session=session, job_id=job_id)
+    run = await run_service.find_run(session, job_id, dt)
+    if run is None:
+        raise NotFoundError(f"job {job_id} has no run for {dt.isoformat()}")
+    if job.state == JobState.CANCELLED:
+        raise ConflictError("the job is cancelled")
+    if not await run_service.transition(
+        session,
+        run.id or 0,
+        [RunState.FAILED, RunState.CANCELLED],
+        RunState.WAITING,
+        attempts=0,
+        next_attempt_at=None,
+        error=None,
+        finished_at=None,
+    ):
+        raise ConflictError(f"only failed or cancelled dates can be retried; this one is {run.state}")
+    await run_service.log_event(session, job_id=job_id, dt=dt, event="retry_requested", detail="from the API")
+    await session.commit()
+    await session.refresh(run)
+    return run
+
+
+async def history(*, session: AsyncSession, job_id: int) -> list[RunEvent]:
+    """Return a job's runs history, newest last."""
+    await get_job(session=session, job_id=job_id)
+    result = await session.exec(select(RunEvent).where(RunEvent.job_id == job_id).order_by(col(RunEvent.id)))
+    return list(result.all())

@@ -1,0 +1,314 @@
+"""Loader models: the Job and JobRun tables (metadata DB), run history, and the API's request/response models."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import Field as PydanticField
+from sqlalchemy import UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from services.loader.templates import SourceTemplate, TemplateError
+
+TABLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+Warehouse = Literal["duckdb", "postgres", "redshift"]
+
+
+def utc_now() -> datetime:
+    """Return now, timezone-aware UTC (sqlmodel stores UTC and returns aware datetimes)."""
+    return datetime.now(UTC)
+
+
+class JobState(StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+    CANCELLED = "cancelled"
+
+
+class RunState(StrEnum):
+    WAITING = "waiting"
+    TRANSFORMING = "transforming"
+    LOADING = "loading"
+    LOADED = "loaded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+IN_FLIGHT = (RunState.TRANSFORMING, RunState.LOADING)
+
+
+class Job(SQLModel, table=True):
+    """A load job: watch a source template from a start date and keep a warehouse table loaded."""
+
+    __tablename__ = "loader_job"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=200, index=True)
+    schema_name: str = Field(max_length=127)
+    schema_version: int
+    source: str = Field(max_length=1024, description="s3://bucket/prefix/ template with YYYY, MM, DD")
+    start_date: date
+    end_date: date | None = None
+    warehouse: str = Field(default="duckdb", max_length=16)
+    table_name: str = Field(max_length=63)
+    emails: str = Field(default="", description="space-separated recipients")
+    retention_days: int | None = None
+    state: str = Field(default=JobState.ACTIVE, max_length=16, index=True)
+    created_at: datetime = Field(default_factory=utc_now)
+    updated_at: datetime = Field(default_factory=utc_now)
+
+    @property
+    def template(self) -> SourceTemplate:
+        """Return the parsed source template."""
+        return SourceTemplate.parse(self.source)
+
+    @property
+    def recipients(self) -> list[str]:
+        """Return the notification recipients."""
+        return self.emails.split()
+
+
+class JobRun(SQLModel, table=True):
+    """One date of one job: its state, attempts, row counts and timings. Unique per (job, date)."""
+
+    __tablename__ = "loader_job_run"
+    __table_args__ = (UniqueConstraint("job_id", "dt", name="uq_loader_run_job_dt"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: int = Field(index=True)
+    dt: date
+    state: str = Field(default=RunState.WAITING, max_length=16, index=True)
+    attempts: int = 0
+    error: str | None = None
+    next_attempt_at: datetime | None = None
+    transform_id: str | None = None
+    rows_in: int | None = None
+    rows_bad: int | None = None
+    rows_loaded: int | None = None
+    created_at: datetime = Field(default_factory=utc_now)
+    transform_started_at: datetime | None = None
+    load_started_at: datetime | None = None
+    finished_at: datetime | None = None
+    updated_at: datetime = Field(default_factory=utc_now)
+
+
+class RunEvent(SQLModel, table=True):
+    """The runs history: every state change, failure and deletion of a job's dates."""
+
+    __tablename__ = "loader_run_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: int = Field(index=True)
+    dt: date
+    event: str = Field(max_length=32)
+    detail: str = ""
+    at: datetime = Field(default_factory=utc_now)
+
+
+class JobCreate(BaseModel):
+    """Create a load job."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "ad events",
+                    "schema_name": "ad_events",
+                    "schema_version": 1,
+                    "source": "s3://hw-raw/beacon/dt=YYYY-MM-DD/",
+                    "start_date": "2026-11-01",
+                    "warehouse": "duckdb",
+                    "table": "ad_events",
+                    "emails": ["data@example.com"],
+                    "retention_days": 90,
+                }
+            ]
+        }
+    )
+
+    name: str = PydanticField(min_length=1, max_length=200)
+    schema_name: str = PydanticField(min_length=1, max_length=127)
+    schema_version: int = PydanticField(ge=1)
+    source: str = PydanticField(description="s3://bucket/prefix/YYYY/MM/DD/ or s3://bucket/prefix/dt=YYYY-MM-DD/")
+    start_date: date
+    end_date: date | None = None
+    warehouse: Warehouse = "duckdb"
+    table: str | None = PydanticField(default=None, description="warehouse table; defaults to the schema name")
+    emails: list[str] = PydanticField(default_factory=list)
+    retention_days: int | None = PydanticField(default=None, ge=1)
+
+    @field_validator("source")
+    @classmethod
+    def _valid_template(cls, value: str) -> str:
+        try:
+            SourceTemplate.parse(value)
+        except TemplateError as exc:
+            raise ValueError(f"bad source template: {exc}") from exc
+        return value
+
+    @field_validator("end_date")
+    @classmethod
+    def _end_after_start(cls, value: date | None, info) -> date | None:  # type: ignore[no-untyped-def]
+        start = info.data.get("start_date")
+        if value is not None and start is not None and value < start:
+            raise ValueError("end_date is before start_date")
+        return value
+
+    @field_validator("table")
+    @classmethod
+    def _valid_table(cls, value: str | None) -> str | None:
+        if value is not None and not TABLE_NAME.match(value):
+            raise ValueError("table names are lower-case letters, digits and _ (at most 63)")
+        return value
+
+    @field_validator("emails")
+    @classmethod
+    def _valid_emails(cls, value: list[str]) -> list[str]:
+        for address in value:
+            if not EMAIL.match(address):
+                raise ValueError(f"not an email address: {address!r}")
+        return value
+
+
+class JobRead(BaseModel):
+    """A job as the API shows it."""
+
+    id: int
+    name: str
+    schema_name: str
+    schema_version: int
+    source: str
+    start_date: date
+    end_date: date | None
+    warehouse: str
+    table: str
+    emails: list[str]
+    retention_days: int | None
+    state: str
+    created_at: datetime
+    updated_at: datetime
+    runs: dict[str, int] = PydanticField(default_factory=dict, description="number of dates per run state")
+
+    @classmethod
+    def of(cls, job: Job, runs: dict[str, int] | None = None) -> JobRead:
+        """Build from a Job row."""
+        return cls(
+            id=job.id or 0,
+            name=job.name,
+            schema_name=job.schema_name,
+            schema_version=job.schema_version,
+            source=job.source,
+            start_date=job.start_date,
+            end_date=job.end_date,
+            warehouse=job.warehouse,
+            table=job.table_name,
+            emails=job.recipients,
+            retention_days=job.retention_days,
+            state=job.state,
+            created_at=job.created_at,
+            updated_at=job.updated_at,
+            runs=runs or {},
+        )
+
+
+class RunRead(BaseModel):
+    """One date's run."""
+
+    id: int
+    job_id: int
+    dt: date
+    state: str
+    attempts: int
+    error: str | None
+    next_attempt_at: datetime | None
+    transform_id: str | None
+    rows_in: int | None
+    rows_bad: int | None
+    rows_loaded: int | None
+    created_at: datetime
+    transform_started_at: datetime | None
+    load_started_at: datetime | None
+    finished_at: datetime | None
+    load_seconds: float | None = None
+
+    @classmethod
+    def of(cls, run: JobRun) -> RunRead:
+        """Build from a JobRun row."""
+        seconds = None
+        if run.load_started_at and run.finished_at and run.state == RunState.LOADED:
+            seconds = (run.finished_at - run.load_started_at).total_seconds()
+        data = run.model_dump()
+        return cls(**{k: v for k, v in data.items() if k in cls.model_fields}, load_seconds=seconds)
+
+
+class RunEventRead(BaseModel):
+    """One history entry."""
+
+    job_id: int
+    dt: date
+    event: str
+    detail: str
+    at: datetime
+
+
+class JobAction(BaseModel):
+    """Result of a job action."""
+
+    job: JobRead
+    action: str
+
+
+class DeleteResult(BaseModel):
+    """Result of deleting a job."""
+
+    job_id: int
+    deleted: bool
+    dates_dropped: int
+
+
+class TrafficDay(BaseModel):
+    """One day of one ad."""
+
+    dt: date
+    impressions: int
+    clicks: int
+    ctr: float
+
+
+class TrafficSeries(BaseModel):
+    """Per-day series and totals of one ad."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "ad_id": "ad-1",
+                    "start": "2026-11-20",
+                    "end": "2026-11-22",
+                    "days": [{"dt": "2026-11-20", "impressions": 100, "clicks": 3, "ctr": 0.03}],
+                    "totals": {"impressions": 100, "clicks": 3, "ctr": 0.03},
+                }
+            ]
+        }
+    )
+
+    ad_id: str
+    start: date
+    end: date
+    days: list[TrafficDay]
+    totals: dict[str, float | int]
+
+
+class WarehouseCount(BaseModel):
+    """Rows of a warehouse table (for one date when given)."""
+
+    table: str
+    warehouse: str
+    dt: date | None
+    rows: int

@@ -1,0 +1,95 @@
+"""Retention and data removal: delete dates from the warehouse and expire their curated S3 data."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+from sqlmodel import col, select
+
+from services.loader import runs as run_service
+from services.loader.models import Job, JobRun, RunState, utc_now
+from services.loader.runtime import Runtime
+from services.loader.scanner import today_utc
+from services.loader.schema_store import load_schema
+from services.loader.settings import LoaderSettings
+from services.loader.warehouse import open_adapter
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+
+async def _delete_prefix(s3: Any, bucket: str, prefix: str) -> int:
+    deleted = 0
+    token: dict[str, str] = {}
+    while True:
+        page = await s3.list_objects_v2(Bucket=bucket, Prefix=prefix, **token)
+        keys = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
+        if keys:
+            await s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+            deleted += len(keys)
+        if not page.get("IsTruncated"):
+            return deleted
+        token = {"ContinuationToken": page["NextContinuationToken"]}
+
+
+async def drop_date(settings: LoaderSettings, aws: Any, job: Job, dt: date, *, expire_curated: bool) -> tuple[int, int]:
+    """Delete a date's rows from the job's warehouse table (and its curated objects); return (rows, objects)."""
+    s3 = await aws.get("s3")
+    schema = await load_schema(s3, settings, job.schema_name, job.schema_version)
+    rows = await open_adapter(job.warehouse, settings, aws).delete_date(job.table_name, schema, dt)
+    objects = 0
+    if expire_curated:
+        curated = settings.bucket("curated")
+        day = f"dt={dt.isoformat()}/"
+        objects += await _delete_prefix(s3, curated, f"{job.schema_name}/v{job.schema_version}/{day}")
+        objects += await _delete_prefix(
+            s3, curated, f"_views/advertising/{job.schema_name}/v{job.schema_version}/{day}"
+        )
+    return rows, objects
+
+
+async def apply_retention(rt: Runtime, job: Job) -> list[date]:
+    """Delete the job's dates older than its retention; log each deletion in the runs history."""
+    if not job.retention_days or job.id is None:
+        return []
+    cutoff = today_utc() - timedelta(days=job.retention_days)
+    async with rt.sessions() as session:
+        result = await session.exec(
+            select(JobRun)
+            .where(JobRun.job_id == job.id, col(JobRun.dt) < cutoff, JobRun.state == RunState.LOADED)
+            .order_by(col(JobRun.dt))
+        )
+        expired_runs = list(result.all())
+    expired: list[date] = []
+    for run in expired_runs:
+        rows, objects = await drop_date(rt.settings, rt.aws, job, run.dt, expire_curated=True)
+        async with rt.sessions() as session:
+            if await run_service.transition(
+                session, run.id or 0, [RunState.LOADED], RunState.EXPIRED, finished_at=utc_now()
+            ):
+                await run_service.log_event(
+                    session,
+                    job_id=job.id,
+                    dt=run.dt,
+                    event="expired",
+                    detail=f"retention {job.retention_days} days: deleted {rows} rows and {objects} curated objects",
+                )
+                await session.commit()
+        expired.append(run.dt)
+        log.info("date_expired", job_id=job.id, dt=run.dt.isoformat(), rows=rows, objects=objects)
+    return expired
+
+
+async def apply_retention_all(rt: Runtime) -> int:
+    """Apply retention to every job that has one; return dates expired."""
+    async with rt.sessions() as session:
+        result = await session.exec(select(Job).where(col(Job.retention_days).is_not(None)))
+        jobs = list(result.all())
+    total = 0
+    for job in jobs:
+        try:
+            total += len(await apply_retention(rt, job))
+        except Exception as exc:
+            log.exception("retention_failed", job_id=job.id, error=str(exc))
+    return total

@@ -1,0 +1,218 @@
+"""The scanner: find complete, unloaded days of active jobs and ask transform for them, in date order.
+
+Days are discovered two ways: a periodic scan (arq cron) HEADs the day markers of dates with no run yet,
+and S3 event notifications for markers start a day within seconds. Either way a date gets exactly one
+run row (unique per job and date), and at most ``max_in_flight_per_job`` dates of a job are in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from urllib.parse import unquote_plus
+
+from botocore.exceptions import ClientError
+from sqlmodel import col, select
+
+from services.loader import runs as run_service
+from services.loader.models import IN_FLIGHT, Job, JobRun, JobState, RunState, utc_now
+from services.loader.runtime import Runtime
+from services.loader.templates import SourceTemplate
+from shared.logging import get_logger
+from shared.messages import TransformRequest
+from shared.queues import send_message
+
+log = get_logger(__name__)
+_HEAD_CONCURRENCY = 16
+
+
+def today_utc() -> date:
+    """Return today's UTC date."""
+    return datetime.now(UTC).date()
+
+
+async def _marker_exists(s3: Any, template: SourceTemplate, day: date) -> bool:
+    for key in template.marker_keys(day):
+        try:
+            await s3.head_object(Bucket=template.bucket, Key=key)
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+                raise
+    return False
+
+
+def candidate_dates(job: Job, known: set[date], limit: int) -> list[date]:
+    """Return up to ``limit`` dates of the job's range (to today) that have no run yet, earliest first."""
+    last = min(job.end_date or today_utc(), today_utc())
+    dates: list[date] = []
+    day = job.start_date
+    while day <= last and len(dates) < limit:
+        if day not in known:
+            dates.append(day)
+        day += timedelta(days=1)
+    return dates
+
+
+async def discover_days(rt: Runtime, job: Job) -> int:
+    """HEAD the markers of the job's dates without runs; create waiting runs for complete ones."""
+    assert job.id is not None
+    async with rt.sessions() as session:
+        known = await run_service.run_dates(session, job.id)
+    candidates = candidate_dates(job, known, rt.settings.scan_max_dates)
+    if not candidates:
+        return 0
+    s3 = await rt.aws.get("s3")
+    template = job.template
+    semaphore = asyncio.Semaphore(_HEAD_CONCURRENCY)
+
+    async def _check(day: date) -> date | None:
+        async with semaphore:
+            return day if await _marker_exists(s3, template, day) else None
+
+    found = [day for day in await asyncio.gather(*(_check(day) for day in candidates)) if day]
+    if not found:
+        return 0
+    async with rt.sessions() as session:
+        return await run_service.ensure_runs(session, job.id, found)
+
+
+async def _expire_stuck_transforms(rt: Runtime, job: Job) -> None:
+    """Count a transform with no answer past the timeout as a failed attempt."""
+    cutoff = utc_now() - timedelta(seconds=rt.settings.transform_timeout_s)
+    async with rt.sessions() as session:
+        result = await session.exec(
+            select(JobRun).where(
+                JobRun.job_id == job.id,
+                JobRun.state == RunState.TRANSFORMING,
+                col(JobRun.transform_started_at) < cutoff,
+            )
+        )
+        for run in result.all():
+            await run_service.fail_attempt(
+                session,
+                run,
+                "transform did not answer in time",
+                max_attempts=rt.settings.max_attempts,
+                base_s=rt.settings.retry_backoff_s,
+                max_s=rt.settings.retry_backoff_max_s,
+            )
+
+
+async def dispatch_job(rt: Runtime, job_id: int) -> int:
+    """Send TransformRequests for the job's earliest due waiting dates, up to the in-flight limit."""
+    async with rt.dispatch_lock:
+        async with rt.sessions() as session:
+            job = await session.get(Job, job_id)
+            if job is None or job.state != JobState.ACTIVE:
+                return 0
+            free = rt.settings.max_in_flight_per_job - await run_service.in_flight_count(session, job_id)
+            due = await run_service.due_waiting_runs(session, job_id, free, utc_now())
+            sent = 0
+            sqs = await rt.aws.get("sqs")
+            template = job.template
+            for run in due:
+                assert run.id is not None
+                claimed = await run_service.transition(
+                    session,
+                    run.id,
+                    [RunState.WAITING],
+                    RunState.TRANSFORMING,
+                    attempts=run.attempts + 1,
+                    transform_started_at=utc_now(),
+                    next_attempt_at=None,
+                )
+                if not claimed:
+                    continue
+                request = TransformRequest(
+                    job_id=job_id,
+                    run_id=run.id,
+                    table=job.schema_name,
+                    schema_version=job.schema_version,
+                    source_bucket=template.bucket,
+                    source_prefix=template.prefix(run.dt),
+                    dt=run.dt,
+                )
+                await send_message(sqs, rt.settings.queue("transform-requests"), request)
+                await run_service.log_event(
+                    session, job_id=job_id, dt=run.dt, event="transform_requested", detail=f"attempt {run.attempts + 1}"
+                )
+                await session.commit()
+                log.info("transform_requested", job_id=job_id, run_id=run.id, dt=run.dt.isoformat())
+                sent += 1
+            return sent
+
+
+async def active_jobs(rt: Runtime) -> list[Job]:
+    """Return every active job."""
+    async with rt.sessions() as session:
+        result = await session.exec(select(Job).where(Job.state == JobState.ACTIVE).order_by(col(Job.id)))
+        return list(result.all())
+
+
+async def scan_job(rt: Runtime, job: Job) -> int:
+    """Discover the job's complete days and dispatch what is due; return requests sent."""
+    assert job.id is not None
+    await discover_days(rt, job)
+    await _expire_stuck_transforms(rt, job)
+    return await dispatch_job(rt, job.id)
+
+
+async def scan_all(rt: Runtime) -> int:
+    """Scan every active job (paused and cancelled jobs are skipped); return requests sent."""
+    sent = 0
+    for job in await active_jobs(rt):
+        try:
+            sent += await scan_job(rt, job)
+        except Exception as exc:
+            log.exception("scan_failed", job_id=job.id, error=str(exc))
+    return sent
+
+
+def marker_objects(body: str) -> list[tuple[str, str]]:
+    """Return (bucket, key) of the S3 ObjectCreated records in an S3 event notification body."""
+    try:
+        document = json.loads(body)
+    except json.JSONDecodeError:
+        return []
+    if isinstance(document, dict) and "Message" in document and isinstance(document["Message"], str):
+        return marker_objects(document["Message"])  # wrapped by SNS
+    objects = []
+    for record in document.get("Records", []) if isinstance(document, dict) else []:
+        if not str(record.get("eventName", "")).startswith("ObjectCreated"):
+            continue
+        s3 = record.get("s3", {})
+        bucket = s3.get("bucket", {}).get("name")
+        key = s3.get("object", {}).get("key")
+        if bucket and key:
+            objects.append((bucket, unquote_plus(key)))
+    return objects
+
+
+async def handle_s3_event(rt: Runtime, body: str) -> int:
+    """Start the days whose markers an S3 notification reports; return requests sent."""
+    objects = marker_objects(body)
+    if not objects:
+        return 0
+    sent = 0
+    for job in await active_jobs(rt):
+        assert job.id is not None
+        template = job.template
+        days = {day for bucket, key in objects if (day := template.match_marker(bucket, key))}
+        last = job.end_date or today_utc()
+        days = {day for day in days if job.start_date <= day <= last}
+        if not days:
+            continue
+        async with rt.sessions() as session:
+            await run_service.ensure_runs(session, job.id, days)
+        sent += await dispatch_job(rt, job.id)
+    return sent
+
+
+async def runs_in_flight(rt: Runtime, job_id: int) -> list[JobRun]:
+    """Return the job's runs in flight."""
+    async with rt.sessions() as session:
+        result = await session.exec(select(JobRun).where(JobRun.job_id == job_id, col(JobRun.state).in_(IN_FLIGHT)))
+        return list(result.all())

@@ -1,0 +1,98 @@
+"""Dataless's traffic table: per-ad per-day impressions, clicks and CTR in DynamoDB, and its queries."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from services.loader.models import TrafficDay, TrafficSeries
+from services.loader.s3io import read_object
+from shared.settings import TRAFFIC_TABLE, HeadwaterSettings
+
+_BATCH = 25
+
+
+def _read_view(data: bytes) -> list[dict[str, Any]]:
+    table = pq.read_table(io.BytesIO(data), columns=["ad_id", "dt", "impressions", "clicks", "ctr"])
+    return table.to_pylist()
+
+
+def _item(row: dict[str, Any], dt: date) -> dict[str, Any]:
+    impressions = int(row["impressions"] or 0)
+    clicks = int(row["clicks"] or 0)
+    ctr = row["ctr"] if row["ctr"] is not None else (clicks / impressions if impressions else 0.0)
+    day = row["dt"] or dt
+    return {
+        "ad_id": {"S": str(row["ad_id"])},
+        "dt": {"S": day.isoformat() if isinstance(day, date) else str(day)},
+        "impressions": {"N": str(impressions)},
+        "clicks": {"N": str(clicks)},
+        "ctr": {"N": str(Decimal(repr(float(ctr))))},
+    }
+
+
+async def upsert_view(s3: Any, dynamodb: Any, settings: HeadwaterSettings, bucket: str, key: str, dt: date) -> int:
+    """Write the advertising view's rows (one per ad and day) to the traffic table; return items written."""
+    rows = await asyncio.to_thread(_read_view, await read_object(s3, bucket, key))
+    rows = [row for row in rows if row.get("ad_id") is not None]
+    table = settings.table(TRAFFIC_TABLE)
+    for start in range(0, len(rows), _BATCH):
+        requests = [{"PutRequest": {"Item": _item(row, dt)}} for row in rows[start : start + _BATCH]]
+        pending: dict[str, Any] = {table: requests}
+        for attempt in range(8):
+            response = await dynamodb.batch_write_item(RequestItems=pending)
+            pending = response.get("UnprocessedItems") or {}
+            if not pending:
+                break
+            await asyncio.sleep(0.05 * 2**attempt)
+    return len(rows)
+
+
+async def delete_days(dynamodb: Any, settings: HeadwaterSettings, ad_ids: list[str], dt: date) -> None:
+    """Delete the given ads' items of one day."""
+    table = settings.table(TRAFFIC_TABLE)
+    for ad_id in ad_ids:
+        await dynamodb.delete_item(TableName=table, Key={"ad_id": {"S": ad_id}, "dt": {"S": dt.isoformat()}})
+
+
+async def traffic_series(
+    dynamodb: Any, settings: HeadwaterSettings, ad_id: str, start: date, end: date
+) -> TrafficSeries:
+    """Return an ad's per-day series between ``start`` and ``end`` (inclusive) and its totals."""
+    days: list[TrafficDay] = []
+    kwargs: dict[str, Any] = {
+        "TableName": settings.table(TRAFFIC_TABLE),
+        "KeyConditionExpression": "ad_id = :ad AND dt BETWEEN :start AND :end",
+        "ExpressionAttributeValues": {
+            ":ad": {"S": ad_id},
+            ":start": {"S": start.isoformat()},
+            ":end": {"S": end.isoformat()},
+        },
+    }
+    while True:
+        response = await dynamodb.query(**kwargs)
+        for item in response.get("Items", []):
+            days.append(
+                TrafficDay(
+                    dt=date.fromisoformat(item["dt"]["S"]),
+                    impressions=int(item["impressions"]["N"]),
+                    clicks=int(item["clicks"]["N"]),
+                    ctr=float(item["ctr"]["N"]),
+                )
+            )
+        if "LastEvaluatedKey" not in response:
+            break
+        kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+    impressions = sum(day.impressions for day in days)
+    clicks = sum(day.clicks for day in days)
+    totals: dict[str, float | int] = {
+        "impressions": impressions,
+        "clicks": clicks,
+        "ctr": clicks / impressions if impressions else 0.0,
+    }
+    return TrafficSeries(ad_id=ad_id, start=start, end=end, days=days, totals=totals)

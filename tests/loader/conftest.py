@@ -1,0 +1,137 @@
+"""Loader fixtures: bootstrapped emulator, the app over ASGI, an in-process arq worker, a fake transform,
+and an SMTP sink that captures mail."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.message import Message
+from typing import Any
+
+import httpx
+import pytest
+from aiosmtpd.controller import Controller
+from arq.worker import Worker
+
+from services.loader.app import create_app
+from services.loader.runtime import Runtime
+from services.loader.settings import LoaderSettings
+from services.loader.worker import worker_options
+from shared.auth import create_api_key
+from shared.aws import AwsClients
+from shared.bootstrap import bootstrap
+from shared.db import create_engine, create_tables, session_factory
+from tests.helpers import free_port
+from tests.loader.fake_transform import FakeTransform, put_schema
+
+
+@dataclass
+class MailSink:
+    """Collects every message the SMTP sink receives."""
+
+    messages: list[Message] = field(default_factory=list)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        message = message_from_bytes(envelope.content)
+        message["X-Envelope-To"] = ", ".join(envelope.rcpt_tos)
+        self.messages.append(message)
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp_sink() -> Any:
+    sink = MailSink()
+    controller = Controller(sink, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield controller.port, sink
+    controller.stop()
+
+
+@pytest.fixture
+async def loader_settings(make_settings: Callable[..., Any], smtp_sink: Any) -> LoaderSettings:
+    port, _ = smtp_sink
+    settings = make_settings(
+        LoaderSettings,
+        scan_interval_s=60,
+        retry_backoff_s=0.2,
+        retry_backoff_max_s=1.0,
+        max_attempts=2,
+        smtp_port=port,
+        notify_flush_s=60,
+        maintenance_every_loads=2,
+    )
+    await bootstrap(settings, with_ses=False)
+    engine = create_engine(settings)
+    await create_tables(engine)
+    await engine.dispose()
+    return settings
+
+
+@pytest.fixture
+async def aws(loader_settings: LoaderSettings) -> AsyncIterator[AwsClients]:
+    clients = AwsClients(loader_settings)
+    await put_schema(await clients.get("s3"), loader_settings)
+    yield clients
+    await clients.close()
+
+
+@pytest.fixture
+async def runtime(loader_settings: LoaderSettings, redis: Any) -> AsyncIterator[Runtime]:
+    rt = Runtime.open(loader_settings, arq=redis)
+    yield rt
+    await rt.close()
+
+
+@pytest.fixture
+async def api_keys(loader_settings: LoaderSettings) -> dict[str, str]:
+    engine = create_engine(loader_settings)
+    async with session_factory(engine)() as session:
+        keys = {
+            "admin": await create_api_key(session=session, scopes=["jobs:admin", "read"]),
+            "read": await create_api_key(session=session, scopes=["read"]),
+        }
+    await engine.dispose()
+    return keys
+
+
+@pytest.fixture
+async def client(
+    loader_settings: LoaderSettings, api_keys: dict[str, str], aws: AwsClients
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(loader_settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        headers = {"Authorization": f"Bearer {api_keys['admin']}"}
+        async with httpx.AsyncClient(transport=transport, base_url="http://loader", headers=headers) as http:
+            http.app = app  # type: ignore[attr-defined]
+            yield http
+
+
+@pytest.fixture
+async def worker(loader_settings: LoaderSettings, aws: AwsClients) -> AsyncIterator[Worker]:
+    options = worker_options(loader_settings)
+    options["cron_jobs"] = []  # tests call the scanner, mail flush and retention directly
+    arq_worker = Worker(**options, burst=False, poll_delay=0.05)
+    task = asyncio.create_task(arq_worker.async_run())
+    yield arq_worker
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await arq_worker.close()
+
+
+@pytest.fixture
+async def transform(loader_settings: LoaderSettings, aws: AwsClients) -> AsyncIterator[FakeTransform]:
+    fake = FakeTransform(loader_settings, aws)
+    stop = asyncio.Event()
+    task = asyncio.create_task(fake.run(stop))
+    yield fake
+    stop.set()
+    fake.gate.set()
+    try:
+        await asyncio.wait_for(task, timeout=5)
+    except TimeoutError:
+        task.cancel()

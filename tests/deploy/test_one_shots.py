@@ -1,0 +1,110 @@
+"""The one-shot steps the deployments run (migrate, bootstrap), run for real with the environment each file gives.
+
+Only host names change (postgres, redis and moto become this machine's services); every variable name, URL scheme
+and command comes from the compose file or the rendered chart, so a wrong name or scheme fails here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+import boto3
+import pytest
+
+from tests.deploy.conftest import REPO_ROOT, Tools, parse_manifests
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _run_step(command: list[str], env: dict[str, str]) -> None:
+    executable = shutil.which(command[0], path=str(Path(sys.executable).parent))
+    assert executable, f"{command[0]} is not installed next to {sys.executable}"
+    base = {key: value for key, value in os.environ.items() if not key.startswith(("HEADWATER_", "AWS_"))}
+    result = subprocess.run(
+        [executable, *command[1:]], cwd=REPO_ROOT, env=base | env, capture_output=True, text=True, timeout=90
+    )
+    assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}"
+
+
+def _tables(postgres_url: str) -> set[str]:
+    async def _fetch() -> set[str]:
+        connection = await asyncpg.connect(postgres_url)
+        try:
+            rows = await connection.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        finally:
+            await connection.close()
+        return {row["tablename"] for row in rows}
+
+    return asyncio.run(_fetch())
+
+
+def _buckets(endpoint: str) -> set[str]:
+    s3 = boto3.client(
+        "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t"
+    )
+    return {bucket["Name"] for bucket in s3.list_buckets()["Buckets"]}
+
+
+def _asyncpg_url(postgres_url: str) -> str:
+    return postgres_url.replace("postgresql://", "postgresql+asyncpg://", 1)
+
+
+def test_compose_one_shots_prepare_postgres_and_the_emulator(
+    compose_config: dict[str, Any], postgres_url: str, aws_endpoint: str, redis_url: str, tmp_path: Path
+) -> None:
+    services = compose_config["services"]
+    for step in ("migrate", "bootstrap"):
+        env = dict(services[step]["environment"])
+        assert env["HEADWATER_DATABASE_URL"].startswith("postgresql+asyncpg://")
+        env |= {
+            "HEADWATER_DATABASE_URL": _asyncpg_url(postgres_url),
+            "AWS_ENDPOINT_URL": aws_endpoint,
+            "HEADWATER_REDIS_URL": redis_url,
+            "HEADWATER_DATA_DIR": str(tmp_path / step),
+        }
+        _run_step(services[step]["command"], env)
+    assert "api_key" in _tables(postgres_url)
+    prefix = services["bootstrap"]["environment"]["HEADWATER_RESOURCE_PREFIX"]
+    assert {f"{prefix}-raw", f"{prefix}-curated"} <= _buckets(aws_endpoint)
+
+
+def test_helm_hook_jobs_prepare_postgres_and_the_emulator(
+    tools: Tools, postgres_url: str, aws_endpoint: str, redis_url: str, tmp_path: Path
+) -> None:
+    database = urlsplit(postgres_url)
+    values = {
+        "database.host": database.hostname,
+        "database.port": str(database.port),
+        "database.user": database.username,
+        "database.name": database.path.lstrip("/"),
+        "redis.url": redis_url,
+        "config.awsEndpointUrl": aws_endpoint,
+        "config.dataDir": str(tmp_path),
+        "config.resourcePrefix": "hwk8s",
+    }
+    manifests = parse_manifests(
+        tools.helm_template(*(arg for key, value in values.items() for arg in ("--set", f"{key}={value}")))
+    )
+    configmap = next(doc for doc in manifests if doc["kind"] == "ConfigMap")
+    secret = next(doc for doc in manifests if doc["kind"] == "Secret")
+    # What envFrom gives the pods: the ConfigMap, then the Secret (production environment, generated Fernet key).
+    env = dict(configmap["data"]) | {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    assert env["HEADWATER_ENVIRONMENT"] == "production"
+    jobs = sorted(
+        (doc for doc in manifests if doc["kind"] == "Job"),
+        key=lambda job: int(job["metadata"]["annotations"]["helm.sh/hook-weight"]),
+    )
+    assert [job["metadata"]["name"] for job in jobs] == ["hw-headwater-migrate", "hw-headwater-bootstrap"]
+    for job in jobs:
+        _run_step(job["spec"]["template"]["spec"]["containers"][0]["command"], env)
+    assert "api_key" in _tables(postgres_url)
+    assert {"hwk8s-raw", "hwk8s-curated"} <= _buckets(aws_endpoint)

@@ -256,3 +256,11 @@ def test_disabling_autoscaling_pins_the_replica_count(tools: Tools) -> None:
     manifests = parse_manifests(tools.helm_template(*overrides))
     assert "hw-headwater-loader" not in _kind(manifests, "HorizontalPodAutoscaler")
     assert _kind(manifests, "Deployment")["hw-headwater-loader"]["spec"]["replicas"] == 3
+
+
+def test_values_schema_rejects_mistyped_values(tools: Tools) -> None:
+    bad = ["--set", "services.loader.port=abc", "--set", "config.environment=prod", "--set", "secrets.fernetKey=short"]
+    result = tools.run([tools.helm, "lint", "--strict", CHART_DIR, *bad])
+    assert result.returncode != 0
+    for field in ("services.loader.port", "config.environment", "secrets.fernetKey"):
+        assert field in result.stdout + result.stderr, field

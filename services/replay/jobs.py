@@ -12,6 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.replay.models import TERMINAL_STATES, ReplayCreate, ReplayJob, ReplayRead
 from services.replay.progress import ProgressStore, progress_view
+from services.replay.selection import precheck
 from services.replay.settings import ReplaySettings
 from shared.errors import ConflictError, NotFoundError
 from shared.messages import utc_now
@@ -23,6 +24,7 @@ async def create_job(
     *, session: AsyncSession, arq: ArqRedis, settings: ReplaySettings, request: ReplayCreate, created_by: str
 ) -> ReplayJob:
     """Store a replay job and enqueue it on the service's arq queue."""
+    precheck(request)
     job = ReplayJob(
         id=f"rpl_{uuid.uuid4().hex[:20]}",
         target_stream=request.target_stream or settings.stream(settings.default_target_stream),

@@ -72,6 +72,28 @@ def _raw_lines_sql(raw_root: Path) -> str:
     )
 
 
+def check_single_select(con: duckdb.DuckDBPyConnection, sql: str) -> str:
+    """Return ``sql`` without a trailing semicolon if it parses as exactly one SELECT, else raise QueryRefused."""
+    try:
+        statements = con.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise QueryRefused(f"SQL does not parse: {exc}") from None
+    if len(statements) != 1:
+        raise QueryRefused(f"exactly one statement is allowed, got {len(statements)}")
+    if statements[0].type != duckdb.StatementType.SELECT:
+        raise QueryRefused(f"only SELECT is allowed, got {statements[0].type.name}")
+    return sql.strip().rstrip(";").strip()
+
+
+def parse_check(sql: str) -> str:
+    """Check that ``sql`` parses as one SELECT (no views needed: nothing is bound or run)."""
+    con = duckdb.connect(":memory:")
+    try:
+        return check_single_select(con, sql)
+    finally:
+        con.close()
+
+
 class Sandbox:
     """One DuckDB connection set up with the views; use once, then close."""
 
@@ -132,15 +154,7 @@ class Sandbox:
 
     def check_select(self, sql: str) -> str:
         """Return ``sql`` without a trailing semicolon if it is exactly one SELECT, else raise QueryRefused."""
-        try:
-            statements = self.con.extract_statements(sql)
-        except duckdb.Error as exc:
-            raise QueryRefused(f"SQL does not parse: {exc}") from None
-        if len(statements) != 1:
-            raise QueryRefused(f"exactly one statement is allowed, got {len(statements)}")
-        if statements[0].type != duckdb.StatementType.SELECT:
-            raise QueryRefused(f"only SELECT is allowed, got {statements[0].type.name}")
-        return sql.strip().rstrip(";").strip()
+        return check_single_select(self.con, sql)
 
     def relation_columns(self, sql: str) -> list[str]:
         """Return the column names ``sql`` produces (binds without running)."""

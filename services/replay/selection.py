@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from services.replay.archive import TimeWindow
 from services.replay.models import ReplayCreate, Selection
-from services.replay.sandbox import QueryRefused, Sandbox
+from services.replay.sandbox import QueryRefused, Sandbox, parse_check
 
 
 def _literal(value: str) -> str:
@@ -57,6 +57,12 @@ def mirror_scope(request: ReplayCreate) -> tuple[list[str] | None, TimeWindow | 
     return request.selection.sources, TimeWindow(request.selection.start, request.selection.end)
 
 
+def precheck(request: ReplayCreate) -> None:
+    """Refuse (400) a request whose SQL parts are not one SELECT, before anything is queued."""
+    inner = parse_check(base_sql(request))
+    parse_check(f"SELECT ({request.key}) FROM ({inner}) AS q")
+
+
 def emission_sql(sandbox: Sandbox, request: ReplayCreate, *, limit: int | None = None) -> str:
     """Return the checked, ordered SELECT of records to emit (compacted when asked)."""
     inner = sandbox.check_select(base_sql(request))
@@ -96,4 +102,4 @@ def emission_sql(sandbox: Sandbox, request: ReplayCreate, *, limit: int | None =
     return checked
 
 
-__all__ = ["QueryRefused", "base_sql", "emission_sql", "mirror_scope", "selection_sql"]
+__all__ = ["QueryRefused", "base_sql", "emission_sql", "mirror_scope", "precheck", "selection_sql"]

@@ -180,9 +180,20 @@ async def test_list_shows_every_job_newest_first(client, aws, settings) -> None:
     assert [j["id"] for j in listed] == [second, first]
 
 
-async def test_a_bad_selection_fails_the_job_with_the_reason(client, run_worker) -> None:
-    job_id = (await client.post("/v1/replays", json={"query": "SELECT * FROM raw_events; DROP TABLE x"})).json()["id"]
+async def test_a_request_that_is_not_one_select_is_refused_before_queueing(client) -> None:
+    for body in (
+        {"query": "SELECT * FROM raw_events; DROP TABLE x"},
+        {"selection": {"where": "true; DELETE FROM raw_events"}},
+        {"query": "INSERT INTO t VALUES (1)"},
+    ):
+        response = await client.post("/v1/replays", json=body)
+        assert response.status_code == 400, (body, response.text)
+    assert (await client.get("/v1/replays")).json()["jobs"] == []
+
+
+async def test_a_selection_that_does_not_bind_fails_the_job_with_the_reason(client, run_worker) -> None:
+    job_id = (await client.post("/v1/replays", json={"query": "SELECT nope FROM raw_events"})).json()["id"]
     await run_worker()
     job = (await client.get(f"/v1/replays/{job_id}")).json()
     assert job["state"] == "failed"
-    assert "one statement" in job["error"]
+    assert "nope" in job["error"]

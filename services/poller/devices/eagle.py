@@ -1,0 +1,119 @@
+"""Rainforest Eagle client speaking the cloud API.
+
+Requests are ``POST <base>/cgi-bin/post_manager`` with the headers ``Cloud-ID``, ``User`` and
+``Password`` and an XML command body such as
+``<Command><Name>get_instantaneous_demand</Name><Format>JSON</Format></Command>``. Answers are JSON
+whose numbers are hex strings: a value with a ``Multiplier`` and ``Divisor``; demand is signed,
+``TimeStamp`` counts seconds since 2000-01-01 UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import orjson
+
+from services.poller.devices import DeviceAuthError, DeviceError, DeviceUnreachableError, Sample
+
+DEVICE_TYPE = "rainforest-eagle"
+POST_MANAGER = "/cgi-bin/post_manager"
+EAGLE_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def command_body(name: str) -> bytes:
+    """Return the XML body of an Eagle command asking for a JSON answer."""
+    return f"<Command><Name>{name}</Name><Format>JSON</Format></Command>".encode()
+
+
+def hex_int(value: str | None, *, signed_bits: int = 0) -> int:
+    """Parse an Eagle hex field ("0x00047c"); with ``signed_bits`` read it as two's complement."""
+    if not value:
+        return 0
+    number = int(value, 16)
+    if signed_bits and number >= 1 << (signed_bits - 1):
+        number -= 1 << signed_bits
+    return number
+
+
+def scaled(section: dict[str, Any], field: str, *, signed: bool = False) -> float:
+    """Return ``field`` of a section times its Multiplier over its Divisor (0 means 1, as the Eagle does)."""
+    raw = section.get(field)
+    if raw is None:
+        raise DeviceError(f"answer lacks {field}")
+    digits = len(raw) - 2 if raw.lower().startswith("0x") else len(raw)
+    bits = 32 if digits > 6 else 24
+    value = hex_int(raw, signed_bits=bits if signed else 0)
+    multiplier = hex_int(section.get("Multiplier")) or 1
+    divisor = hex_int(section.get("Divisor")) or 1
+    return value * multiplier / divisor
+
+
+def eagle_time(value: str | None) -> datetime | None:
+    """Convert an Eagle TimeStamp (seconds since 2000-01-01 UTC, hex) to a datetime."""
+    return EAGLE_EPOCH + timedelta(seconds=hex_int(value)) if value else None
+
+
+def demand_kw(answer: dict[str, Any]) -> float:
+    """Return the instantaneous demand in kW from an answer holding ``InstantaneousDemand``."""
+    section = answer.get("InstantaneousDemand")
+    if not isinstance(section, dict):
+        raise DeviceError("answer lacks InstantaneousDemand")
+    return scaled(section, "Demand", signed=True)
+
+
+def summation_kwh(answer: dict[str, Any]) -> tuple[float | None, float | None]:
+    """Return (delivered, received) kWh from an answer holding ``CurrentSummation``, or Nones."""
+    section = answer.get("CurrentSummation")
+    if not isinstance(section, dict):
+        return None, None
+    return scaled(section, "SummationDelivered"), scaled(section, "SummationReceived")
+
+
+class EagleClient:
+    """Read Rainforest Eagles through the cloud API over a shared httpx client."""
+
+    device_type = DEVICE_TYPE
+
+    def __init__(self, http: httpx.AsyncClient, base_url: str) -> None:
+        self.http = http
+        self.url = base_url.rstrip("/") + POST_MANAGER
+
+    async def command(self, *, cloud_id: str, user: str, password: str, name: str) -> dict[str, Any]:
+        """Send one command and return the decoded JSON answer."""
+        headers = {"Cloud-ID": cloud_id, "User": user, "Password": password, "Content-Type": "text/xml"}
+        try:
+            response = await self.http.post(self.url, content=command_body(name), headers=headers)
+        except httpx.TimeoutException as exc:
+            raise DeviceUnreachableError("timeout") from exc
+        except httpx.TransportError as exc:
+            raise DeviceUnreachableError(f"transport error: {type(exc).__name__}") from exc
+        status = response.status_code
+        if status in (401, 403):
+            raise DeviceAuthError(f"credentials refused (HTTP {status})")
+        if status >= 500 or status == 429:
+            raise DeviceUnreachableError(f"HTTP {status}")
+        if status != 200:
+            raise DeviceError(f"unexpected HTTP {status}")
+        try:
+            answer = orjson.loads(response.content)
+        except orjson.JSONDecodeError as exc:
+            raise DeviceError("answer is not JSON") from exc
+        if not isinstance(answer, dict):
+            raise DeviceError("answer is not a JSON object")
+        return answer
+
+    async def instantaneous_demand(self, *, cloud_id: str, user: str, password: str) -> float:
+        """Return the meter's current demand in kW (``get_instantaneous_demand``)."""
+        answer = await self.command(cloud_id=cloud_id, user=user, password=password, name="get_instantaneous_demand")
+        return demand_kw(answer)
+
+    async def read(self, *, cloud_id: str, user: str, password: str) -> Sample:
+        """Return demand and summations in one request (``get_device_data``)."""
+        answer = await self.command(cloud_id=cloud_id, user=user, password=password, name="get_device_data")
+        delivered, received = summation_kwh(answer)
+        raw = {key: answer[key] for key in ("InstantaneousDemand", "CurrentSummation") if key in answer}
+        return Sample(
+            demand_kw=demand_kw(answer), summation_delivered_kwh=delivered, summation_received_kwh=received, raw=raw
+        )

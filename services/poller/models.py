@@ -1,0 +1,221 @@
+"""Request/response models of the poller. The registry lives in Redis, so there are no SQLModel tables."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, StringConstraints
+
+DeviceState = Literal["active", "paused", "auth_failed", "unreachable"]
+DEVICE_STATES: tuple[str, ...] = ("active", "paused", "auth_failed", "unreachable")
+
+# Cloud ids are strings: "002738" must never become 2738, so numbers are refused, not coerced.
+CloudId = Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+Email = Annotated[str, StringConstraints(strip_whitespace=True, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
+
+_EXAMPLE_CREATE = {"cloud_id": "002738", "owner_email": "owner@example.com", "eagle_password": "install-code"}
+_EXAMPLE_READ = {
+    "cloud_id": "002738",
+    "owner_email": "owner@example.com",
+    "state": "active",
+    "last_error": None,
+    "last_error_at": None,
+    "total_events_logged": 2725,
+    "first_timestamp": "2026-11-25T10:00:00.120000Z",
+    "last_timestamp": "2026-11-25T14:32:06.310000Z",
+    "shard": 17,
+    "created_at": "2026-11-25T09:59:40Z",
+    "updated_at": "2026-11-25T09:59:40Z",
+}
+
+
+class DeviceCreate(BaseModel):
+    """A device to register. The seed's JSON-lines fields (user_email, user_pw) are accepted too."""
+
+    model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [_EXAMPLE_CREATE]})
+
+    cloud_id: CloudId
+    owner_email: Email = Field(validation_alias=AliasChoices("owner_email", "user_email"))
+    eagle_user: str | None = Field(default=None, max_length=320, description="Eagle cloud user; the owner by default")
+    eagle_password: SecretStr = Field(validation_alias=AliasChoices("eagle_password", "user_pw", "password"))
+    state: Literal["active", "paused"] = "active"
+
+
+class DeviceUpdate(BaseModel):
+    """Fields to change; new credentials re-enable a device that failed authentication."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"eagle_password": "new-install-code"}, {"state": "paused"}]}
+    )
+
+    owner_email: Email | None = None
+    eagle_user: str | None = Field(default=None, max_length=320)
+    eagle_password: SecretStr | None = None
+    state: Literal["active", "paused"] | None = None
+
+
+class DeviceBatch(BaseModel):
+    """Several devices at once."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"devices": [_EXAMPLE_CREATE]}]})
+
+    devices: list[dict[str, Any]] = Field(min_length=1, max_length=10_000)
+
+
+class DeviceRead(BaseModel):
+    """A registered device. Credentials are never part of it."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_EXAMPLE_READ]})
+
+    cloud_id: str
+    owner_email: str
+    state: DeviceState
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    total_events_logged: int = 0
+    first_timestamp: datetime | None = None
+    last_timestamp: datetime | None = None
+    shard: int
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+class ItemResult(BaseModel):
+    """What happened to one device of a create request."""
+
+    index: int
+    cloud_id: str | None = None
+    status: Literal["created", "updated", "exists", "invalid"]
+    errors: list[dict[str, Any]] = []
+
+
+class CreateResult(BaseModel):
+    """Outcome of ``POST /v1/devices``."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "created": 1,
+                    "updated": 0,
+                    "failed": 0,
+                    "results": [{"index": 0, "cloud_id": "002738", "status": "created"}],
+                }
+            ]
+        }
+    )
+
+    created: int
+    updated: int
+    failed: int
+    results: list[ItemResult]
+
+
+class DevicePage(BaseModel):
+    """One page of devices in cloud-id order."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"devices": [_EXAMPLE_READ], "next_cursor": "002738"}]})
+
+    devices: list[DeviceRead]
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null on the last page")
+
+
+class Reading(BaseModel):
+    """One instantaneous reading of a meter."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "cloud_id": "002738",
+                    "timestamp": "2026-11-25T14:32:06.310000Z",
+                    "demand_kw": 1.234,
+                    "summation_delivered_kwh": 10234.5,
+                    "summation_received_kwh": 0.0,
+                    "raw": {"InstantaneousDemand": {"Demand": "0x0004d2", "Multiplier": "0x1", "Divisor": "0x3e8"}},
+                }
+            ]
+        }
+    )
+
+    cloud_id: str
+    timestamp: datetime
+    demand_kw: float
+    summation_delivered_kwh: float | None = None
+    summation_received_kwh: float | None = None
+    raw: dict[str, Any] = {}
+
+
+class ShardInfo(BaseModel):
+    """Who holds one shard's lease."""
+
+    shard: int
+    owner: str | None
+    lease_age_s: float | None = Field(description="seconds since the owner last renewed the lease")
+    lease_expires_in_s: float | None
+    devices: int
+
+
+class ReplicaInfo(BaseModel):
+    """A live poller replica."""
+
+    replica_id: str
+    heartbeat_age_s: float
+    shards: list[int]
+    devices: int
+
+
+class ShardMap(BaseModel):
+    """The fleet split across replicas."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "shard_count": 2,
+                    "replicas": [{"replica_id": "poller-a", "heartbeat_age_s": 0.8, "shards": [0, 1], "devices": 3}],
+                    "shards": [
+                        {"shard": 0, "owner": "poller-a", "lease_age_s": 0.8, "lease_expires_in_s": 9.2, "devices": 1},
+                        {"shard": 1, "owner": "poller-a", "lease_age_s": 0.8, "lease_expires_in_s": 9.2, "devices": 2},
+                    ],
+                }
+            ]
+        }
+    )
+
+    shard_count: int
+    replicas: list[ReplicaInfo]
+    shards: list[ShardInfo]
+
+
+class MinuteStats(BaseModel):
+    """Polling figures of one minute (UTC)."""
+
+    minute: datetime
+    reads: int
+    on_time: int
+    late: int
+    failures: int
+
+
+class PollerStats(BaseModel):
+    """Figures for the page: devices by state, readings per minute, on-time percentage."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "devices_by_state": {"active": 4990, "paused": 0, "auth_failed": 4, "unreachable": 6},
+                    "minutes": [
+                        {"minute": "2026-11-25T14:31:00Z", "reads": 49900, "on_time": 49890, "late": 10, "failures": 60}
+                    ],
+                    "on_time_pct": 99.98,
+                }
+            ]
+        }
+    )
+
+    devices_by_state: dict[str, int]
+    minutes: list[MinuteStats]
+    on_time_pct: float | None

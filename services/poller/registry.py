@@ -1,0 +1,280 @@
+"""The device registry in Redis: one hash per device, an ordered index, per-state sets.
+
+Credentials are stored only as a Fernet token (``secret``) and never leave this module in clear
+except to the poller's Eagle client. Multi-key updates run as Lua scripts so the index, the state
+sets and the registry version never disagree.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from cryptography.fernet import Fernet
+from pydantic import ValidationError
+from redis.asyncio import Redis
+
+from services.poller.crypto import decrypt_credentials, encrypt_credentials
+from services.poller.keys import Keys, shard_of
+from services.poller.models import DEVICE_STATES, DeviceCreate, DeviceRead, DeviceUpdate, ItemResult
+from shared.errors import NotFoundError, validation_details
+
+SaveMode = Literal["create", "update", "upsert"]
+
+_SAVE = """
+local exists = redis.call('EXISTS', KEYS[1]) == 1
+if exists and ARGV[1] == 'create' then return 'exists' end
+if (not exists) and ARGV[1] == 'update' then return 'missing' end
+local old = redis.call('HGET', KEYS[1], 'state')
+for i = 7, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+local new = old
+if not exists then
+  redis.call('HSET', KEYS[1], 'cloud_id', ARGV[2], 'created_at', ARGV[6], 'total_events_logged', 0, 'cred_version', 1)
+  new = 'active'
+elseif ARGV[5] == '1' then
+  redis.call('HINCRBY', KEYS[1], 'cred_version', 1)
+  if old == 'auth_failed' or old == 'unreachable' then new = 'active' end
+end
+if ARGV[4] ~= '' then new = ARGV[4] end
+if new ~= old then
+  if old then redis.call('SREM', ARGV[3] .. old, ARGV[2]) end
+  redis.call('HSET', KEYS[1], 'state', new)
+  if new == 'active' then redis.call('HDEL', KEYS[1], 'last_error', 'last_error_at') end
+end
+redis.call('SADD', ARGV[3] .. new, ARGV[2])
+redis.call('HSET', KEYS[1], 'updated_at', ARGV[6])
+redis.call('ZADD', KEYS[2], 0, ARGV[2])
+redis.call('INCR', KEYS[3])
+if exists then return 'updated' end
+return 'created'
+"""
+
+_DELETE = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return 0 end
+redis.call('SREM', ARGV[1] .. state, ARGV[2])
+redis.call('DEL', KEYS[1], KEYS[4])
+redis.call('ZREM', KEYS[2], ARGV[2])
+redis.call('INCR', KEYS[3])
+return 1
+"""
+
+# The poller's state changes apply only to the credentials it used and never override a pause.
+_SET_STATE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('HGET', KEYS[1], 'cred_version') ~= ARGV[3] then return 0 end
+local old = redis.call('HGET', KEYS[1], 'state')
+if old == 'paused' then return 0 end
+if ARGV[4] == 'active' then
+  redis.call('HDEL', KEYS[1], 'last_error', 'last_error_at')
+else
+  redis.call('HSET', KEYS[1], 'last_error', ARGV[5], 'last_error_at', ARGV[6])
+end
+if old ~= ARGV[4] then
+  redis.call('SREM', ARGV[1] .. old, ARGV[2])
+  redis.call('SADD', ARGV[1] .. ARGV[4], ARGV[2])
+  redis.call('HSET', KEYS[1], 'state', ARGV[4])
+end
+return 1
+"""
+
+# ARGV: prefix, then (cloud_id, unix timestamp, latest reading JSON) triples.
+_RECORD_READS = """
+local p = ARGV[1]
+local n = 0
+for i = 2, #ARGV, 3 do
+  local k = p .. ':device:' .. ARGV[i]
+  if redis.call('EXISTS', k) == 1 then
+    redis.call('HINCRBY', k, 'total_events_logged', 1)
+    redis.call('HSETNX', k, 'first_timestamp', ARGV[i + 1])
+    redis.call('HSET', k, 'last_timestamp', ARGV[i + 1])
+    redis.call('SET', p .. ':latest:' .. ARGV[i], ARGV[i + 2], 'EX', 86400)
+    n = n + 1
+  end
+end
+return n
+"""
+
+
+def _text(value: bytes | None) -> str | None:
+    return value.decode() if value is not None else None
+
+
+def _time(value: bytes | None) -> datetime | None:
+    return datetime.fromtimestamp(float(value), UTC) if value else None
+
+
+class Registry:
+    """Device registry operations (used by the API and by the poller)."""
+
+    def __init__(self, redis: Redis, *, prefix: str, fernet: Fernet, shard_count: int) -> None:
+        self.redis = redis
+        self.keys = Keys(prefix)
+        self.fernet = fernet
+        self.shard_count = shard_count
+        self._save = redis.register_script(_SAVE)
+        self._delete = redis.register_script(_DELETE)
+        self._set_state = redis.register_script(_SET_STATE)
+        self._record = redis.register_script(_RECORD_READS)
+
+    async def _run_save(
+        self, *, cloud_id: str, mode: SaveMode, fields: dict[str, str], state: str | None, creds_changed: bool
+    ) -> str:
+        k = self.keys
+        changed = "1" if creds_changed else "0"
+        argv: list[Any] = [mode, cloud_id, k.state_prefix, state or "", changed, repr(time.time())]
+        for name, value in fields.items():
+            argv += [name, value]
+        result = await self._save(keys=[k.device(cloud_id), k.index, k.version], args=argv)
+        return result.decode() if isinstance(result, bytes) else str(result)
+
+    async def create(self, *, device_in: DeviceCreate, upsert: bool = False) -> str:
+        """Register a device; return "created", "updated" (upsert) or "exists"."""
+        secret = encrypt_credentials(
+            self.fernet,
+            user=device_in.eagle_user or device_in.owner_email,
+            password=device_in.eagle_password.get_secret_value(),
+        )
+        return await self._run_save(
+            cloud_id=device_in.cloud_id,
+            mode="upsert" if upsert else "create",
+            fields={"owner_email": device_in.owner_email, "secret": secret},
+            state=device_in.state,
+            creds_changed=True,
+        )
+
+    async def create_many(self, *, items: list[dict[str, Any]], upsert: bool) -> list[ItemResult]:
+        """Register several devices, validating each on its own so one bad line fails alone."""
+        results: list[ItemResult] = []
+        for index, item in enumerate(items):
+            cloud_id = item.get("cloud_id") if isinstance(item, dict) else None
+            try:
+                device_in = DeviceCreate.model_validate(item)
+            except ValidationError as exc:
+                shown = cloud_id if isinstance(cloud_id, str) else None
+                results.append(
+                    ItemResult(index=index, cloud_id=shown, status="invalid", errors=validation_details(exc.errors()))
+                )
+                continue
+            status = await self.create(device_in=device_in, upsert=upsert)
+            errors = [{"field": "cloud_id", "reason": "already registered"}] if status == "exists" else []
+            results.append(ItemResult(index=index, cloud_id=device_in.cloud_id, status=status, errors=errors))
+        return results
+
+    async def update(self, *, cloud_id: str, device_in: DeviceUpdate) -> DeviceRead:
+        """Change a device; new credentials re-enable it."""
+        fields: dict[str, str] = {}
+        if device_in.owner_email is not None:
+            fields["owner_email"] = device_in.owner_email
+        creds_changed = device_in.eagle_password is not None or device_in.eagle_user is not None
+        if creds_changed:
+            current = await self.credentials(cloud_id)
+            user = device_in.eagle_user or (current[0] if current else None) or device_in.owner_email or ""
+            password = (
+                device_in.eagle_password.get_secret_value()
+                if device_in.eagle_password is not None
+                else (current[1] if current else "")
+            )
+            fields["secret"] = encrypt_credentials(self.fernet, user=user, password=password)
+        status = await self._run_save(
+            cloud_id=cloud_id, mode="update", fields=fields, state=device_in.state, creds_changed=creds_changed
+        )
+        if status == "missing":
+            raise NotFoundError(f"device {cloud_id} is not registered")
+        return await self.get(cloud_id)
+
+    async def credentials(self, cloud_id: str) -> tuple[str, str] | None:
+        """Return the device's decrypted (user, password), or None when it is unknown."""
+        token = await self.redis.hget(self.keys.device(cloud_id), "secret")
+        return decrypt_credentials(self.fernet, token.decode()) if token else None
+
+    async def delete(self, cloud_id: str) -> None:
+        """Remove a device and its latest reading."""
+        k = self.keys
+        keys = [k.device(cloud_id), k.index, k.version, k.latest(cloud_id)]
+        if not await self._delete(keys=keys, args=[k.state_prefix, cloud_id]):
+            raise NotFoundError(f"device {cloud_id} is not registered")
+
+    def _to_read(self, data: dict[bytes, bytes]) -> DeviceRead:
+        cloud_id = data[b"cloud_id"].decode()
+        return DeviceRead(
+            cloud_id=cloud_id,
+            owner_email=_text(data.get(b"owner_email")) or "",
+            state=_text(data.get(b"state")) or "active",  # type: ignore[arg-type]
+            last_error=_text(data.get(b"last_error")),
+            last_error_at=_time(data.get(b"last_error_at")),
+            total_events_logged=int(data.get(b"total_events_logged") or 0),
+            first_timestamp=_time(data.get(b"first_timestamp")),
+            last_timestamp=_time(data.get(b"last_timestamp")),
+            shard=shard_of(cloud_id, self.shard_count),
+            created_at=_time(data.get(b"created_at")),
+            updated_at=_time(data.get(b"updated_at")),
+        )
+
+    async def get(self, cloud_id: str) -> DeviceRead:
+        """Return one device."""
+        data = await self.redis.hgetall(self.keys.device(cloud_id))
+        if not data:
+            raise NotFoundError(f"device {cloud_id} is not registered")
+        return self._to_read(data)
+
+    async def page(self, *, cursor: str | None, limit: int) -> tuple[list[DeviceRead], str | None]:
+        """Return up to ``limit`` devices after ``cursor`` in cloud-id order, and the next cursor."""
+        start = f"({cursor}" if cursor else "-"
+        ids = await self.redis.zrangebylex(self.keys.index, start, "+", start=0, num=limit + 1)
+        more = len(ids) > limit
+        ids = ids[:limit]
+        pipe = self.redis.pipeline(transaction=False)
+        for raw_id in ids:
+            pipe.hgetall(self.keys.device(raw_id.decode()))
+        devices = [self._to_read(data) for data in await pipe.execute() if data]
+        return devices, (ids[-1].decode() if more and ids else None)
+
+    async def all_ids(self) -> list[str]:
+        """Return every registered cloud id."""
+        return [raw.decode() for raw in await self.redis.zrange(self.keys.index, 0, -1)]
+
+    async def load_all(self, fields: tuple[str, ...] = ("state", "secret", "cred_version")) -> dict[str, list[Any]]:
+        """Return {cloud_id: [field values]} for every device (the poller's view of the registry)."""
+        ids = await self.all_ids()
+        out: dict[str, list[Any]] = {}
+        for start in range(0, len(ids), 2000):
+            chunk = ids[start : start + 2000]
+            pipe = self.redis.pipeline(transaction=False)
+            for cloud_id in chunk:
+                pipe.hmget(self.keys.device(cloud_id), fields)
+            for cloud_id, values in zip(chunk, await pipe.execute(), strict=True):
+                if values[0] is not None:
+                    out[cloud_id] = [_text(v) for v in values]
+        return out
+
+    async def version(self) -> int:
+        """Return the registry version (bumped on every change made through the API)."""
+        return int(await self.redis.get(self.keys.version) or 0)
+
+    async def set_state(self, *, cloud_id: str, cred_version: str, state: str, error: str | None = None) -> bool:
+        """Record a state the poller observed, unless the credentials changed or the device was paused meanwhile."""
+        k = self.keys
+        args = [k.state_prefix, cloud_id, cred_version, state, error or "", repr(time.time())]
+        return bool(await self._set_state(keys=[k.device(cloud_id)], args=args))
+
+    async def record_reads(self, rows: list[tuple[str, float, bytes]]) -> int:
+        """Count readings per device, keep first/last timestamps and the latest reading; return devices updated."""
+        if not rows:
+            return 0
+        args: list[Any] = [self.keys.prefix]
+        for cloud_id, timestamp, latest in rows:
+            args += [cloud_id, repr(timestamp), latest]
+        return int(await self._record(keys=[], args=args))
+
+    async def latest(self, cloud_id: str) -> bytes | None:
+        """Return the device's newest reading as stored JSON, or None."""
+        return await self.redis.get(self.keys.latest(cloud_id))
+
+    async def count_by_state(self) -> dict[str, int]:
+        """Return how many devices are in each state."""
+        pipe = self.redis.pipeline(transaction=False)
+        for state in DEVICE_STATES:
+            pipe.scard(self.keys.state_set(state))
+        return dict(zip(DEVICE_STATES, await pipe.execute(), strict=True))

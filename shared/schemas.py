@@ -17,6 +17,11 @@ SQL_TYPE_PATTERN = re.compile(
     r"|decimal\(\d{1,2},\s*\d{1,2}\))$"
 )
 NAME_PATTERN = re.compile(r"^[a-z_][a-z0-9_]{0,126}$")
+# One step of a source path: a key (anything but '.' and '['), then any number of [index] suffixes.
+_PATH_STEP = re.compile(r"^([^.\[\]]+)((?:\[\d+\])*)$")
+_INDEX = re.compile(r"\[(\d+)\]")
+STRING_TRANSFORMS = {"lower", "upper"}
+EPOCH_TRANSFORMS = {"epoch_seconds_to_timestamp", "epoch_millis_to_timestamp"}
 Transform = Literal["epoch_seconds_to_timestamp", "epoch_millis_to_timestamp", "iso_to_timestamp", "lower", "upper"]
 
 
@@ -28,6 +33,33 @@ class SchemaError(ValueError):
         self.message = message
         self.line = line
         self.field = field
+
+
+def parse_source_path(path: str) -> list[str | int]:
+    """Split a JSON source path ('a.b', 'items[0].id') into keys (str) and array indexes (int)."""
+    steps: list[str | int] = []
+    if not path or path.strip() != path:
+        raise ValueError(f"invalid source path {path!r}")
+    for part in path.split("."):
+        match = _PATH_STEP.match(part)
+        if not match:
+            raise ValueError(f"invalid source path {path!r}: bad step {part!r} (use a.b.c or items[0].id)")
+        steps.append(match.group(1))
+        steps.extend(int(index) for index in _INDEX.findall(match.group(2)))
+    return steps
+
+
+def type_kind(sql_type: str) -> str:
+    """Return the value kind of a normalised SQL type: string, int, float, decimal, bool, timestamp or date."""
+    if sql_type.startswith(("varchar", "char")):
+        return "string"
+    if sql_type in ("smallint", "integer", "bigint"):
+        return "int"
+    if sql_type in ("real", "double precision"):
+        return "float"
+    if sql_type.startswith("decimal"):
+        return "decimal"
+    return {"boolean": "bool", "timestamp": "timestamp", "date": "date"}[sql_type]
 
 
 class Column(BaseModel):
@@ -61,6 +93,31 @@ class Column(BaseModel):
         if not SQL_TYPE_PATTERN.match(normalised):
             raise ValueError(f"unsupported SQL type {value!r}")
         return normalised
+
+    @field_validator("source")
+    @classmethod
+    def _valid_source(cls, value: str) -> str:
+        parse_source_path(value)
+        return value
+
+    @model_validator(mode="after")
+    def _transform_fits_type(self) -> Column:
+        kind = type_kind(self.type)
+        if self.transform in STRING_TRANSFORMS and kind != "string":
+            raise ValueError(f"transform {self.transform} applies to varchar/char columns, not {self.type}")
+        if self.transform is not None and self.transform not in STRING_TRANSFORMS and kind not in ("timestamp", "date"):
+            raise ValueError(f"transform {self.transform} produces a timestamp; the column type is {self.type}")
+        return self
+
+    @property
+    def kind(self) -> str:
+        """Return the value kind of this column's type (see ``type_kind``)."""
+        return type_kind(self.type)
+
+    @property
+    def path(self) -> list[str | int]:
+        """Return the parsed source path."""
+        return parse_source_path(self.source)
 
     @property
     def varchar_length(self) -> int | None:

@@ -1,0 +1,102 @@
+"""Arrow types for schemas: the output table layout and the JSON parse schema of the vectorised path."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pyarrow as pa
+
+from shared.schemas import Column, TableSchema
+
+
+def output_type(column: Column) -> pa.DataType:
+    """Return the Arrow (and so Parquet) type of a column."""
+    kind, sql = column.kind, column.type
+    if kind == "string":
+        return pa.string()
+    if kind == "int":
+        return {"smallint": pa.int16(), "integer": pa.int32(), "bigint": pa.int64()}[sql]
+    if kind == "float":
+        return pa.float32() if sql == "real" else pa.float64()
+    if kind == "decimal":
+        precision, scale = (int(p) for p in re.findall(r"\d+", sql))
+        return pa.decimal128(precision, scale)
+    if kind == "bool":
+        return pa.bool_()
+    if kind == "timestamp":
+        return pa.timestamp("us")
+    return pa.date32()
+
+
+def output_schema(schema: TableSchema) -> pa.Schema:
+    """Return the Arrow schema of a table's curated files (column order as declared)."""
+    return pa.schema([pa.field(c.name, output_type(c), nullable=c.nullable) for c in schema.columns])
+
+
+def source_type(column: Column) -> pa.DataType | None:
+    """Return the JSON parse type for a column's source, or None when only the row path handles it."""
+    kind = column.kind
+    if kind == "string":
+        return pa.string()
+    if kind == "int":
+        return pa.int64()
+    if kind == "float":
+        return pa.float64()
+    if kind == "bool":
+        return pa.bool_()
+    if kind in ("timestamp", "date"):
+        if column.transform in ("epoch_seconds_to_timestamp", "epoch_millis_to_timestamp"):
+            return pa.float64()
+        return pa.string()
+    return None
+
+
+class _Node:
+    """A node of the source-path trie: a leaf type, a struct of children, or a list with indexed elements."""
+
+    def __init__(self) -> None:
+        self.leaf: pa.DataType | None = None
+        self.children: dict[str, _Node] = {}
+        self.element: _Node | None = None
+
+    def add(self, steps: list[str | int], leaf: pa.DataType) -> bool:
+        """Add a path; return False when it conflicts with what is there."""
+        if not steps:
+            if self.children or self.element is not None or (self.leaf is not None and self.leaf != leaf):
+                return False
+            self.leaf = leaf
+            return True
+        if self.leaf is not None:
+            return False
+        step = steps[0]
+        if isinstance(step, int):
+            if self.children:
+                return False
+            self.element = self.element or _Node()
+            return self.element.add(steps[1:], leaf)
+        if self.element is not None:
+            return False
+        return self.children.setdefault(step, _Node()).add(steps[1:], leaf)
+
+    def arrow_type(self) -> pa.DataType:
+        if self.leaf is not None:
+            return self.leaf
+        if self.element is not None:
+            return pa.list_(self.element.arrow_type())
+        return pa.struct([pa.field(name, child.arrow_type()) for name, child in self.children.items()])
+
+
+def parse_schema(schema: TableSchema) -> pa.Schema | None:
+    """Return the explicit JSON parse schema for the vectorised path, or None when the schema needs the row path.
+
+    The row path is needed when a column's type has no vectorised conversion (decimal) or when source paths
+    conflict (the same path read as two types, or as both a value and a parent).
+    """
+    root = _Node()
+    for column in schema.columns:
+        leaf = source_type(column)
+        steps: list[Any] = column.path
+        if leaf is None or not isinstance(steps[0], str) or not root.add(steps, leaf):
+            return None
+    return pa.schema([pa.field(name, child.arrow_type()) for name, child in root.children.items()])

@@ -1,0 +1,134 @@
+"""Write mapped rows to rolling columnar part files, and bad rows to a gzip JSON-lines file, on local disk."""
+
+from __future__ import annotations
+
+import gzip
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+import pyarrow as pa
+import pyarrow.orc as orc
+import pyarrow.parquet as pq
+
+from services.transform.engine.mapping import BadRow
+
+OutputFormat = Literal["parquet", "orc"]
+
+
+@dataclass
+class PartFile:
+    """One finished part file."""
+
+    path: Path
+    rows: int
+
+    @property
+    def size(self) -> int:
+        """Return the file size in bytes."""
+        return self.path.stat().st_size
+
+
+class PartWriter:
+    """Append tables to ``part-NNNNN.<ext>`` files in a directory, starting a new part every ``rows_per_part``."""
+
+    def __init__(
+        self,
+        directory: Path,
+        schema: pa.Schema,
+        *,
+        output_format: OutputFormat = "parquet",
+        compression: str = "zstd",
+        rows_per_part: int = 5_000_000,
+        row_group_rows: int = 256 * 1024,
+    ) -> None:
+        self.directory = directory
+        self.schema = schema
+        self.output_format = output_format
+        self.compression = compression
+        self.rows_per_part = rows_per_part
+        self.row_group_rows = row_group_rows
+        self.parts: list[PartFile] = []
+        self._writer: Any = None
+        self._rows = 0
+        self._buffer: list[pa.Table] = []
+        self._buffered = 0
+        directory.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def extension(self) -> str:
+        """Return the part file extension."""
+        return "parquet" if self.output_format == "parquet" else "orc"
+
+    def write(self, table: pa.Table) -> list[PartFile]:
+        """Buffer rows and write whole row groups; return parts finished by this call."""
+        finished: list[PartFile] = []
+        while table.num_rows:
+            room = self.rows_per_part - self._rows - self._buffered
+            head, table = table.slice(0, room), table.slice(room)
+            self._buffer.append(head)
+            self._buffered += head.num_rows
+            if self._buffered >= self.row_group_rows:
+                self._flush()
+            if self._rows + self._buffered >= self.rows_per_part:
+                finished.extend(self._close_part())
+        return finished
+
+    def close(self) -> list[PartFile]:
+        """Write what is buffered and close the current part; return parts finished by this call."""
+        return self._close_part()
+
+    def _flush(self) -> None:
+        if not self._buffered:
+            return
+        table = pa.concat_tables(self._buffer)
+        self._buffer, self._buffered = [], 0
+        if self._writer is None:
+            path = self.directory / f"part-{len(self.parts):05d}.{self.extension}"
+            if self.output_format == "parquet":
+                self._writer = pq.ParquetWriter(path, self.schema, compression=self.compression)
+            else:
+                self._writer = orc.ORCWriter(path, compression=self.compression)
+            self._path = path
+        if self.output_format == "parquet":
+            self._writer.write_table(table, row_group_size=self.row_group_rows)
+        else:
+            self._writer.write(table)
+        self._rows += table.num_rows
+
+    def _close_part(self) -> list[PartFile]:
+        self._flush()
+        if self._writer is None:
+            return []
+        self._writer.close()
+        part = PartFile(self._path, self._rows)
+        self.parts.append(part)
+        self._writer, self._rows = None, 0
+        return [part]
+
+
+class BadRowWriter:
+    """Stream bad rows to a gzip JSON-lines file (opened on the first bad row)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.count = 0
+        self._file: Any = None
+
+    def write(self, rows: list[BadRow]) -> None:
+        """Append bad rows."""
+        if not rows:
+            return
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = gzip.open(self.path, "wb", compresslevel=6)
+        for row in rows:
+            self._file.write(orjson.dumps(row.to_json(), default=str) + b"\n")
+        self.count += len(rows)
+
+    def close(self) -> None:
+        """Finish the file."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None

@@ -1,0 +1,133 @@
+"""The arq job that executes a transform run, with retries on transient S3 errors, and its outcome messages."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from arq import Retry
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
+
+from services.transform.models import TransformRun
+from services.transform.registry import load_schema
+from services.transform.runner import run_local_partition
+from services.transform.settings import TransformSettings
+from shared.errors import NotFoundError
+from shared.logging import get_logger
+from shared.messages import LoadRequest, TransformFailed, utc_now
+from shared.queues import send_message
+
+log = get_logger(__name__)
+
+TRANSIENT_CODES = {
+    "SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "RequestTimeTooSkewed", "Throttling",
+    "ThrottlingException", "500", "502", "503", "504",
+}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Return whether an error is worth retrying (S3 throttling, 5xx, connection trouble)."""
+    if isinstance(exc, EndpointConnectionError | ConnectionClosedError | ReadTimeoutError | ConnectTimeoutError):
+        return True
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return error.get("Code") in TRANSIENT_CODES or status >= 500
+    return isinstance(exc, ConnectionError | TimeoutError)
+
+
+def backoff_seconds(settings: TransformSettings, attempt: int) -> float:
+    """Return the delay before retry ``attempt`` (exponential, capped at five minutes)."""
+    return min(settings.retry_base_s * 2 ** (attempt - 1), 300.0)
+
+
+async def _save(ctx: dict[str, Any], run: TransformRun, **changes: Any) -> TransformRun:
+    async with ctx["sessions"]() as session:
+        row = await session.get(TransformRun, run.id)
+        assert row is not None
+        for name, value in changes.items():
+            setattr(row, name, value)
+        session.add(row)
+        await session.commit()
+        await session.refresh(row)
+        return row
+
+
+async def _execute(ctx: dict[str, Any], run: TransformRun) -> TransformRun:
+    settings: TransformSettings = ctx["settings"]
+    async with ctx["sessions"]() as session:
+        schema = await load_schema(session=session, name=run.table_name, version=run.schema_version)
+    if run.engine != "local":
+        from services.transform.spark.backends import run_spark_partition
+
+        return await run_spark_partition(ctx, run, schema)
+    outcome = await asyncio.to_thread(
+        run_local_partition, ctx["s3_sync"], settings, schema=schema, source_bucket=run.source_bucket,
+        source_prefix=run.source_prefix, dt=run.dt, hour=run.hour, transform_id=run.id,
+    )
+    return await _save(
+        ctx, run, state="succeeded", rows_in=outcome.rows_in, rows_out=outcome.rows_out, rows_bad=outcome.rows_bad,
+        bytes_in=outcome.bytes_in, bytes_out=outcome.bytes_out, duration_s=outcome.duration_s,
+        manifest_key=outcome.manifest_key, bad_rows_key=outcome.bad_rows_key,
+        advertising_view_key=outcome.advertising_view_key, finished_at=utc_now(), error=None,
+    )
+
+
+async def send_outcome(ctx: dict[str, Any], run: TransformRun) -> None:
+    """Tell the loader: LoadRequest for a finished run, TransformFailed for a failed one."""
+    settings: TransformSettings = ctx["settings"]
+    sqs = await ctx["aws"].get("sqs")
+    message: LoadRequest | TransformFailed
+    if run.state == "succeeded":
+        message = LoadRequest(
+            job_id=run.job_id, run_id=run.loader_run_id, transform_id=run.id, table=run.table_name,
+            schema_version=run.schema_version, dt=run.dt, bucket=settings.bucket("curated"),
+            manifest_key=run.manifest_key or "", rows_in=run.rows_in or 0, rows_out=run.rows_out or 0,
+            rows_bad=run.rows_bad or 0, advertising_view_key=run.advertising_view_key,
+        )
+    else:
+        message = TransformFailed(
+            job_id=run.job_id, run_id=run.loader_run_id, table=run.table_name, schema_version=run.schema_version,
+            dt=run.dt, error=run.error or "transform failed",
+        )
+    await send_message(sqs, settings.queue("load-requests"), message)
+
+
+async def run_transform(ctx: dict[str, Any], run_id: str) -> str:
+    """Execute one transform run; retry transient errors with backoff, then report the outcome on SQS."""
+    settings: TransformSettings = ctx["settings"]
+    attempt = ctx.get("job_try", 1)
+    async with ctx["sessions"]() as session:
+        run = await session.get(TransformRun, run_id)
+    if run is None:
+        log.warning("transform_run_missing", transform_id=run_id)
+        return "missing"
+    if run.state in ("succeeded", "failed"):
+        return run.state  # a duplicate request for a finished run
+    run = await _save(ctx, run, state="running", attempts=attempt, started_at=run.started_at or utc_now())
+    log.info("transform_started", transform_id=run.id, table=run.table_name, dt=run.dt.isoformat(), attempt=attempt)
+    try:
+        run = await _execute(ctx, run)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        if isinstance(exc, Retry):
+            raise
+        if is_transient(exc) and attempt < settings.max_tries:
+            delay = backoff_seconds(settings, attempt)
+            log.warning("transform_retrying", transform_id=run.id, attempt=attempt, delay_s=delay, error=str(exc))
+            await _save(ctx, run, state="queued", error=f"attempt {attempt}: {exc}")
+            raise Retry(defer=delay) from exc
+        reason = str(exc) if isinstance(exc, NotFoundError) else f"{type(exc).__name__}: {exc}"
+        log.exception("transform_failed", transform_id=run.id, error=reason)
+        run = await _save(ctx, run, state="failed", error=reason[:2000], finished_at=utc_now())
+    if run.state in ("succeeded", "failed"):
+        await send_outcome(ctx, run)
+    log.info("transform_finished", transform_id=run.id, state=run.state, rows_out=run.rows_out)
+    return run.state

@@ -1,0 +1,196 @@
+"""Transform's tables (schema registry, transform runs) and its API models."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy import UniqueConstraint
+from sqlmodel import Field as SqlField
+from sqlmodel import SQLModel
+
+from shared.messages import utc_now
+
+RunState = Literal["queued", "running", "succeeded", "failed"]
+Engine = Literal["local", "emr", "glue"]
+
+
+class SchemaVersion(SQLModel, table=True):
+    """One immutable registered schema version (its YAML, as uploaded)."""
+
+    __tablename__ = "transform_schema"
+    __table_args__ = (UniqueConstraint("name", "version", name="uq_transform_schema_name_version"),)
+
+    id: int | None = SqlField(default=None, primary_key=True)
+    name: str = SqlField(index=True, max_length=127)
+    version: int
+    yaml_text: str
+    sha256: str = SqlField(max_length=64)
+    created_at: datetime = SqlField(default_factory=utc_now)
+
+
+class TransformRun(SQLModel, table=True):
+    """One transform of one partition (a dt, optionally one hour) by one engine."""
+
+    __tablename__ = "transform_run"
+
+    id: str = SqlField(primary_key=True, max_length=64, description="the transform id")
+    request_id: str | None = SqlField(default=None, index=True, max_length=64)
+    job_id: int | None = None
+    loader_run_id: int | None = None
+    table_name: str = SqlField(index=True, max_length=127)
+    schema_version: int
+    dt: date = SqlField(index=True)
+    hour: int | None = None
+    engine: str = SqlField(default="local", max_length=16)
+    source_bucket: str
+    source_prefix: str
+    state: str = SqlField(default="queued", index=True, max_length=16)
+    attempts: int = 0
+    rows_in: int | None = None
+    rows_out: int | None = None
+    rows_bad: int | None = None
+    bytes_in: int | None = None
+    bytes_out: int | None = None
+    duration_s: float | None = None
+    engine_run_id: str | None = None
+    log_url: str | None = None
+    manifest_key: str | None = None
+    bad_rows_key: str | None = None
+    advertising_view_key: str | None = None
+    error: str | None = None
+    created_at: datetime = SqlField(default_factory=utc_now)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+# -- API models -----------------------------------------------------------------------------------
+
+
+class SchemaUpload(BaseModel):
+    """A schema document to register (YAML text)."""
+
+    yaml: str = Field(description="the schema YAML: name, version, columns, partition_column, sort_key, dist_key")
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"yaml": "name: clicks\nversion: 1\ncolumns:\n  - {name: event_id, type: varchar(64)}\n"}
+            ]
+        }
+    )
+
+
+class SchemaSummary(BaseModel):
+    """A registered schema version, without its columns."""
+
+    name: str
+    version: int
+    sha256: str
+    created_at: datetime
+    s3_uri: str
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"name": "ad_events", "version": 1, "sha256": "9f2c...", "created_at": "2026-11-25T12:00:00Z",
+                 "s3_uri": "s3://hw-curated/_schemas/ad_events/v1.yaml"}
+            ]
+        }
+    )
+
+
+class SchemaRead(SchemaSummary):
+    """A registered schema version with its parsed definition and YAML."""
+
+    definition: dict[str, Any]
+    yaml: str
+
+
+class SchemaList(BaseModel):
+    """Registered schema versions, newest first per name."""
+
+    items: list[SchemaSummary]
+
+
+class TransformCreate(BaseModel):
+    """Ask for a transform of one date or a range of dates."""
+
+    table: str = Field(examples=["ad_events"])
+    version: int = Field(ge=1, examples=[1])
+    source_path: str = Field(
+        description="raw partition location; {dt} (YYYY-MM-DD) is replaced per date, e.g. s3://hw-raw/beacon/dt={dt}/",
+        examples=["s3://hw-raw/beacon/dt={dt}/"],
+    )
+    dt: date | None = Field(default=None, description="one date")
+    start: date | None = Field(default=None, description="first date of a range (inclusive)")
+    end: date | None = Field(default=None, description="last date of a range (inclusive)")
+    hour: int | None = Field(default=None, ge=0, le=23, description="only this hour of each date")
+    engine: Engine = "local"
+
+    @model_validator(mode="after")
+    def _one_date_or_range(self) -> TransformCreate:
+        if (self.dt is None) == (self.start is None or self.end is None):
+            raise ValueError("give either dt, or start and end")
+        if self.start and self.end and (self.end < self.start or (self.end - self.start).days > 366):
+            raise ValueError("end must be on or after start, at most 366 days later")
+        if not self.source_path.startswith("s3://") or "/" not in self.source_path[5:]:
+            raise ValueError("source_path must look like s3://bucket/prefix/")
+        return self
+
+    def dates(self) -> list[date]:
+        """Return the dates this request covers."""
+        if self.dt is not None:
+            return [self.dt]
+        assert self.start is not None and self.end is not None
+        return [date.fromordinal(d) for d in range(self.start.toordinal(), self.end.toordinal() + 1)]
+
+
+class TransformRead(BaseModel):
+    """A transform run's state and figures."""
+
+    id: str
+    table: str
+    version: int
+    dt: date
+    hour: int | None
+    engine: str
+    state: str
+    source: str
+    attempts: int
+    rows_in: int | None
+    rows_out: int | None
+    rows_bad: int | None
+    bytes_in: int | None
+    bytes_out: int | None
+    duration_s: float | None
+    engine_run_id: str | None
+    log_url: str | None
+    manifest_url: str | None
+    bad_rows_url: str | None
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"id": "4f1c2a9e0b7d4e21a3c5d6e7f8091a2b", "table": "ad_events", "version": 1, "dt": "2026-11-24",
+                 "hour": None, "engine": "local", "state": "succeeded", "source": "s3://hw-raw/beacon/dt=2026-11-24/",
+                 "attempts": 1, "rows_in": 1000, "rows_out": 998, "rows_bad": 2, "bytes_in": 420000,
+                 "bytes_out": 61000, "duration_s": 1.2, "engine_run_id": None, "log_url": None,
+                 "manifest_url": "s3://hw-curated/ad_events/v1/dt=2026-11-24/_manifest.json",
+                 "bad_rows_url": "s3://hw-bad-rows/ad_events/dt=2026-11-24/4f1c2a9e0b7d4e21a3c5d6e7f8091a2b.jsonl.gz",
+                 "error": None, "created_at": "2026-11-25T12:00:00Z", "started_at": "2026-11-25T12:00:01Z",
+                 "finished_at": "2026-11-25T12:00:02Z"}
+            ]
+        }
+    )
+
+
+class TransformList(BaseModel):
+    """Transform runs, newest first."""
+
+    items: list[TransformRead]

@@ -1,0 +1,39 @@
+"""Transform service settings (env prefix ``HEADWATER_``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from shared.settings import HeadwaterSettings
+
+
+class TransformSettings(HeadwaterSettings):
+    """What the transform service and its worker read; every default works with ``headwater up``."""
+
+    service_name: str = "transform"
+
+    # Local engine
+    output_format: Literal["parquet", "orc"] = "parquet"
+    compression: Literal["zstd", "snappy"] = "zstd"
+    block_bytes: int = 8 * 1024 * 1024
+    rows_per_part: int = 5_000_000
+    row_group_rows: int = 256 * 1024
+
+    # Runs
+    max_tries: int = 5
+    retry_base_s: float = 2.0
+    job_timeout_s: int = 3600
+    consume_requests: bool = True
+
+    # Spark backends
+    emr_cluster_id: str | None = None
+    emr_release_label: str = "emr-7.5.0"
+    emr_instance_type: str = "m5.xlarge"
+    emr_instance_count: int = 3
+    emr_service_role: str = "EMR_DefaultRole"
+    emr_job_flow_role: str = "EMR_EC2_DefaultRole"
+    glue_role_arn: str = "arn:aws:iam::123456789012:role/headwater-glue"
+    glue_version: str = "5.0"
+    glue_workers: int = 2
+    spark_poll_interval_s: float = 15.0
+    spark_timeout_s: float = 6 * 3600

@@ -95,3 +95,9 @@ async def test_query_form_replay_emits_the_query_rows(client, aws, settings, run
 async def test_replay_routes_require_the_replay_scope(client) -> None:
     response = await client.post("/v1/replays", json={}, headers={"Authorization": "Bearer nope"})
     assert response.status_code == 401
+
+
+async def test_ui_page_is_served(client) -> None:
+    response = await client.get("/ui/")
+    assert response.status_code == 200
+    assert "/v1/query" in response.text and "/v1/replays" in response.text

@@ -1,0 +1,117 @@
+"""Jobs API: validation naming the field, auth, readiness, traffic API edge cases, notification batching."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+import httpx
+
+from services.loader import notify
+from services.loader.runtime import Runtime
+from tests.loader.test_lifecycle import job_body
+
+
+async def _fields(response: httpx.Response) -> list[str]:
+    assert response.status_code == 422, response.text
+    return [d["field"] for d in response.json()["error"]["details"]]
+
+
+async def test_unknown_schema_version_is_rejected_naming_the_field(client: httpx.AsyncClient) -> None:
+    assert "schema_version" in await _fields(await client.post("/v1/jobs", json=job_body(schema_version=9)))
+
+
+async def test_end_before_start_is_rejected_naming_end_date(client: httpx.AsyncClient) -> None:
+    body = job_body(start_date="2026-11-20", end_date="2026-11-19")
+    assert "end_date" in await _fields(await client.post("/v1/jobs", json=body))
+
+
+async def test_bad_source_templates_are_rejected_naming_source(client: httpx.AsyncClient) -> None:
+    for source in (
+        "hw-raw/beacon/",
+        "s3://hw-raw/beacon/YYYY/MM/",
+        "s3://hw-raw/beacon/DD/MM/YYYY/",
+        "s3://x/YYYY/MM/DD",
+    ):
+        assert "source" in await _fields(await client.post("/v1/jobs", json=job_body(source=source))), source
+
+
+async def test_mycroft_and_hive_layouts_are_accepted(client: httpx.AsyncClient) -> None:
+    for source in ("s3://hw-raw/mylogs/YYYY/MM/DD/", "s3://hw-raw/beacon/dt={YYYY}-{MM}-{DD}/"):
+        response = await client.post("/v1/jobs", json=job_body(source=source, start_date="2026-11-01"))
+        assert response.status_code == 201, response.text
+        assert response.json()["state"] == "active"
+        assert response.json()["table"] == "ad_events"
+
+
+async def test_writes_need_a_jobs_admin_key_and_reads_a_read_key(
+    client: httpx.AsyncClient, api_keys: dict[str, str]
+) -> None:
+    reader = {"Authorization": f"Bearer {api_keys['read']}"}
+    assert (await client.post("/v1/jobs", json=job_body(), headers={"Authorization": ""})).status_code == 401
+    assert (await client.post("/v1/jobs", json=job_body(), headers=reader)).status_code == 403
+    assert (await client.get("/v1/jobs", headers=reader)).status_code == 200
+    assert (await client.get("/v1/jobs/999", headers=reader)).status_code == 404
+
+
+async def test_readiness_checks_redis_database_and_queues(client: httpx.AsyncClient) -> None:
+    response = await client.get("/readyz")
+    assert response.status_code == 200, response.text
+    checks = response.json()["checks"]
+    assert {"redis", "database", "load_requests_queue", "s3_events_queue"} <= set(checks)
+
+
+async def test_pause_resume_and_cancel_follow_the_state_machine(client: httpx.AsyncClient) -> None:
+    job_id = (await client.post("/v1/jobs", json=job_body())).json()["id"]
+    assert (await client.post(f"/v1/jobs/{job_id}/resume")).status_code == 409
+    paused = await client.post(f"/v1/jobs/{job_id}/pause")
+    assert paused.json()["job"]["state"] == "paused"
+    assert (await client.post(f"/v1/jobs/{job_id}/resume")).json()["job"]["state"] == "active"
+    assert (await client.post(f"/v1/jobs/{job_id}/cancel")).json()["job"]["state"] == "cancelled"
+    assert (await client.post(f"/v1/jobs/{job_id}/pause")).status_code == 409
+    assert (await client.post(f"/v1/jobs/{job_id}/explode")).status_code == 422
+
+
+async def test_traffic_rejects_a_bad_range_and_answers_an_unknown_ad_with_an_empty_series(
+    client: httpx.AsyncClient,
+) -> None:
+    bad = await client.get("/advertising/traffic/ad-1", params={"start": "2026-11-22", "end": "2026-11-20"})
+    assert bad.status_code == 422 and bad.json()["error"]["details"][0]["field"] == "end"
+    malformed = await client.get("/advertising/traffic/ad-1", params={"start": "22-11-2026", "end": "2026-11-20"})
+    assert malformed.status_code == 422
+    empty = await client.get("/advertising/traffic/nobody", params={"start": "2026-11-20", "end": "2026-11-22"})
+    assert empty.status_code == 200
+    assert empty.json()["days"] == [] and empty.json()["totals"] == {"impressions": 0, "clicks": 0, "ctr": 0.0}
+
+
+async def test_a_300_day_backfill_sends_one_summary_mail(runtime: Runtime, smtp_sink: Any) -> None:
+    _, sink = smtp_sink
+    first = date(2025, 1, 1)
+    for i in range(300):
+        await notify.queue_notification(
+            runtime.arq,
+            runtime.settings,
+            job_id=1,
+            job_name="backfill",
+            kind="loaded",
+            dt=(first + timedelta(days=i)).isoformat(),
+            detail="10 rows",
+            recipients=["a@example.com"],
+        )
+    await notify.queue_notification(
+        runtime.arq,
+        runtime.settings,
+        job_id=1,
+        job_name="backfill",
+        kind="failed",
+        dt="2025-12-31",
+        detail="boom",
+        recipients=["a@example.com"],
+    )
+    assert await notify.flush_notifications(runtime.arq, runtime.settings) == 1
+    assert len(sink.messages) == 1
+    body = sink.messages[0].get_payload()
+    assert "loaded: 300 dates from 2025-01-01 to 2025-10-27." in body
+    assert "2025-12-31: boom" in body
+    assert "1 failed, 300 loaded" in sink.messages[0]["Subject"]
+    assert await notify.flush_notifications(runtime.arq, runtime.settings) == 0

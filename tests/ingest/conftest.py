@@ -19,7 +19,7 @@ from services.ingest.app import create_app
 from services.ingest.settings import IngestSettings
 from shared.auth import create_api_key
 from shared.aws import AwsClients
-from shared.bootstrap import bootstrap
+from shared.bootstrap import ensure_buckets, ensure_streams
 from shared.db import create_engine, create_tables, session_factory
 from tests.helpers import free_port, wait_until
 
@@ -51,6 +51,13 @@ async def make_keys(settings: IngestSettings) -> tuple[str, str]:
     finally:
         await engine.dispose()
     return write, read
+
+
+async def bootstrap_ingest(settings: IngestSettings) -> None:
+    """Create only what ingest touches (buckets and streams): quicker than the full bootstrap."""
+    async with AwsClients(settings) as aws:
+        await ensure_buckets(await aws.get("s3"), settings)
+        await ensure_streams(await aws.get("kinesis"), settings)
 
 
 @asynccontextmanager
@@ -89,7 +96,7 @@ def ingest_settings_factory(make_settings: Callable[..., Any]) -> Callable[..., 
 async def ingest_settings(ingest_settings_factory: Callable[..., IngestSettings]) -> IngestSettings:
     """Return bootstrapped ingest settings."""
     settings = ingest_settings_factory()
-    await bootstrap(settings, with_ses=False)
+    await bootstrap_ingest(settings)
     return settings
 
 

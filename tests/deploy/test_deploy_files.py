@@ -264,3 +264,17 @@ def test_values_schema_rejects_mistyped_values(tools: Tools) -> None:
     assert result.returncode != 0
     for field in ("services.loader.port", "config.environment", "secrets.fernetKey"):
         assert field in result.stdout + result.stderr, field
+
+
+def test_chart_runs_the_same_processes_as_the_compose_file(
+    manifests: list[dict[str, Any]], compose_config: dict[str, Any]
+) -> None:
+    workloads = _kind(manifests, "Deployment") | _kind(manifests, "StatefulSet")
+    for name, port in SERVICE_PORTS.items():
+        api = _containers(workloads[f"hw-headwater-{name}"])[0]["command"]
+        compose_api = compose_config["services"][name]["command"]
+        assert api[:3] == compose_api[:3]
+        assert api[api.index("--port") + 1] == compose_api[compose_api.index("--port") + 1] == str(port)
+    for name in WORKER_SERVICES:
+        worker = _containers(workloads[f"hw-headwater-{name}-worker"])[0]
+        assert worker["command"] == compose_config["services"][f"{name}-worker"]["command"]

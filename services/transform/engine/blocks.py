@@ -52,14 +52,16 @@ def iter_blocks(stream: BinaryIO, block_bytes: int = 8 * 1024 * 1024) -> Iterato
     line = 1
     for data in _decompressed(stream):
         pending += data
-        if len(pending) < block_bytes:
-            continue
-        cut = pending.rfind(b"\n")
-        if cut < 0:
-            continue
-        block = bytes(pending[: cut + 1])
-        del pending[: cut + 1]
-        yield Block(block, line)
-        line += block.count(b"\n")
+        while len(pending) >= block_bytes:
+            # Cut at the last newline within the block size, or after the first line when one line is longer.
+            cut = pending.rfind(b"\n", 0, block_bytes)
+            if cut < 0:
+                cut = pending.find(b"\n", block_bytes)
+                if cut < 0:
+                    break
+            block = bytes(pending[: cut + 1])
+            del pending[: cut + 1]
+            yield Block(block, line)
+            line += block.count(b"\n")
     if pending:
         yield Block(bytes(pending), line)

@@ -28,6 +28,10 @@ from tests.helpers import free_port
 from tests.loader.fake_transform import FakeTransform, put_schema
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "on_postgres: metadata DB and warehouse on a fresh real Postgres database")
+
+
 @dataclass
 class MailSink:
     """Collects every message the SMTP sink receives."""
@@ -51,8 +55,21 @@ def smtp_sink() -> Any:
 
 
 @pytest.fixture
-async def loader_settings(make_settings: Callable[..., Any], smtp_sink: Any) -> LoaderSettings:
+def postgres_overrides(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """For tests marked ``on_postgres``: metadata DB and Postgres warehouse in a fresh real Postgres database."""
+    if not request.node.get_closest_marker("on_postgres"):
+        return {}
+    url = request.getfixturevalue("postgres_url")
+    return {"database_url": url.replace("postgresql://", "postgresql+asyncpg://"), "postgres_warehouse_url": url}
+
+
+@pytest.fixture
+async def loader_settings(
+    make_settings: Callable[..., Any], smtp_sink: Any, postgres_overrides: dict[str, Any]
+) -> LoaderSettings:
+    """Loader settings on this test's emulator, Redis, SMTP sink (and Postgres when marked)."""
     port, _ = smtp_sink
+    extra = postgres_overrides
     settings = make_settings(
         LoaderSettings,
         scan_interval_s=60,
@@ -62,6 +79,7 @@ async def loader_settings(make_settings: Callable[..., Any], smtp_sink: Any) -> 
         smtp_port=port,
         notify_flush_s=60,
         maintenance_every_loads=2,
+        **extra,
     )
     await bootstrap(settings, with_ses=False)
     engine = create_engine(settings)

@@ -1,0 +1,79 @@
+"""Stream Parquet files as CSV chunks shaped to a warehouse table (column order, missing columns, the date)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import AsyncIterator, Sequence
+from datetime import date
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+_DONE = object()
+
+
+def shape_batch(batch: pa.RecordBatch, columns: Sequence[str], partition: str, dt: date) -> pa.Table:
+    """Return the batch with exactly ``columns``, in order: missing ones null, the partition column filled."""
+    names = set(batch.schema.names)
+    arrays = []
+    for name in columns:
+        if name in names:
+            arrays.append(batch.column(name))
+        elif name == partition:
+            arrays.append(pa.array([dt] * batch.num_rows, type=pa.date32()))
+        else:
+            arrays.append(pa.nulls(batch.num_rows, type=pa.string()))
+    return pa.Table.from_arrays(arrays, names=list(columns))
+
+
+def _produce(
+    files: Sequence[Path], columns: Sequence[str], partition: str, dt: date, batch_rows: int, emit: object
+) -> None:
+    options = pacsv.WriteOptions(include_header=False)
+    for path in files:
+        parquet = pq.ParquetFile(path)
+        for batch in parquet.iter_batches(batch_size=batch_rows):
+            sink = io.BytesIO()
+            pacsv.write_csv(shape_batch(batch, columns, partition, dt), sink, write_options=options)
+            emit(sink.getvalue())  # type: ignore[operator]
+
+
+async def csv_chunks(
+    files: Sequence[Path], columns: Sequence[str], partition: str, dt: date, batch_rows: int = 131_072
+) -> AsyncIterator[bytes]:
+    """Yield CSV chunks of the files' rows; encoding runs in a thread, overlapping with the consumer."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[object] = asyncio.Queue(maxsize=4)
+
+    def emit(item: object) -> None:
+        asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
+
+    async def _run() -> None:
+        try:
+            await asyncio.to_thread(_produce, files, columns, partition, dt, batch_rows, emit)
+        except BaseException as exc:  # hand the error to the consumer
+            await queue.put(exc)
+        else:
+            await queue.put(_DONE)
+
+    producer = asyncio.create_task(_run())
+    try:
+        while True:
+            item = await queue.get()
+            if item is _DONE:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+    finally:
+        if not producer.done():
+            # Drain so the producer thread is not left blocked on a full queue.
+            while not producer.done():
+                try:
+                    queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    await asyncio.sleep(0.01)
+        await asyncio.gather(producer, return_exceptions=True)

@@ -1,0 +1,103 @@
+"""Warehouse adapters: exactly-once re-loads, schema evolution (add, never drop), deletes, and a full
+lifecycle with both the metadata DB and the warehouse on real Postgres."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from services.loader.warehouse.duckdb import DuckDBWarehouse
+from services.loader.warehouse.postgres import PostgresWarehouse
+from shared.schemas import parse_schema_yaml
+from tests.loader.fake_transform import AD_EVENTS_V2_YAML, AD_EVENTS_YAML, FakeTransform
+from tests.loader.test_lifecycle import DAYS, job_body, wait_states
+from tests.loader.test_runs import _start
+
+V1 = parse_schema_yaml(AD_EVENTS_YAML)
+V2 = parse_schema_yaml(AD_EVENTS_V2_YAML)
+DAY = date(2026, 11, 20)
+
+
+def parquet_rows(path: Path, day: date, n: int, prefix: str, *, country: bool = False) -> Path:
+    rows = [
+        {
+            "event_id": f"{prefix}{i}",
+            "event_type": "impression",
+            "ad_id": "ad-1",
+            "campaign_id": "c",
+            "placement": "p",
+            "user_id": None,
+            "dt": day,
+            **({"country": "NZ"} if country else {}),
+        }
+        for i in range(n)
+    ]
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    return path
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def adapter(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    if request.param == "duckdb":
+        return DuckDBWarehouse(tmp_path / "wh.duckdb")
+    return PostgresWarehouse(request.getfixturevalue("postgres_url"))
+
+
+async def _load(adapter: Any, schema: Any, day: date, files: list[Path]) -> int:
+    if isinstance(adapter, DuckDBWarehouse):
+        return await adapter.load_local("ad_events", schema, day, files)
+    return await adapter.load_files("ad_events", schema, day, files)
+
+
+async def test_reloading_a_date_replaces_it_exactly_once(adapter: Any, tmp_path: Path) -> None:
+    other = date(2026, 11, 21)
+    assert await _load(adapter, V1, DAY, [parquet_rows(tmp_path / "a.parquet", DAY, 30, "a")]) == 30
+    assert await _load(adapter, V1, other, [parquet_rows(tmp_path / "b.parquet", other, 5, "b")]) == 5
+    files = [parquet_rows(tmp_path / "c.parquet", DAY, 12, "c"), parquet_rows(tmp_path / "d.parquet", DAY, 7, "d")]
+    assert await _load(adapter, V1, DAY, files) == 19
+    assert await adapter.count("ad_events", DAY) == 19
+    assert await adapter.count("ad_events", other) == 5
+    assert await adapter.count("ad_events") == 24
+    assert await adapter.delete_date("ad_events", V1, DAY) == 19
+    assert await adapter.count("ad_events") == 5
+    await adapter.maintain("ad_events")
+
+
+async def test_a_new_schema_version_adds_columns_and_never_drops_them(adapter: Any, tmp_path: Path) -> None:
+    await _load(adapter, V1, DAY, [parquet_rows(tmp_path / "a.parquet", DAY, 3, "a")])
+    assert await adapter.ensure_table("ad_events", V2) == ["country"]
+    other = date(2026, 11, 21)
+    await _load(adapter, V2, other, [parquet_rows(tmp_path / "b.parquet", other, 4, "b", country=True)])
+    # Loading with the old version again keeps the new column (null for those rows).
+    await _load(adapter, V1, DAY, [parquet_rows(tmp_path / "c.parquet", DAY, 2, "c")])
+    assert await adapter.ensure_table("ad_events", V1) == []
+    assert await adapter.count("ad_events") == 6
+    if isinstance(adapter, DuckDBWarehouse):
+        import duckdb
+
+        with duckdb.connect(str(adapter.path), read_only=True) as con:
+            countries = con.execute("SELECT dt, count(country) FROM ad_events GROUP BY dt ORDER BY dt").fetchall()
+        assert countries == [(DAY, 0), (other, 4)]
+
+
+@pytest.mark.on_postgres
+async def test_a_postgres_job_loads_days_with_metadata_and_warehouse_on_postgres(
+    client: httpx.AsyncClient, worker: Any, transform: FakeTransform, aws: Any, runtime: Any
+) -> None:
+    assert runtime.settings.database_url.startswith("postgresql+asyncpg://")
+    job_id = await _start(client, aws, runtime, warehouse="postgres")
+    runs = await wait_states(client, job_id, {d.isoformat(): "loaded" for d in DAYS})
+    for day, ads in DAYS.items():
+        expected = sum(i + c for i, c in ads.values())
+        assert runs[day.isoformat()]["rows_loaded"] == expected
+        count = await client.get(
+            "/v1/warehouse/ad_events/count", params={"dt": day.isoformat(), "warehouse": "postgres"}
+        )
+        assert count.json()["rows"] == expected
+    assert job_body()["name"] == (await client.get(f"/v1/jobs/{job_id}")).json()["name"]

@@ -99,9 +99,10 @@ async def start_poller(
     started: list[tuple[Poller, httpx.AsyncClient]] = []
 
     async def _start(**overrides: Any) -> Poller:
+        poster = overrides.pop("poster", None)
         settings = poller_settings(**overrides)
         http = make_http_client(settings)
-        poller = Poller(settings, redis=redis, http=http, registry=registry, poster=overrides.get("poster"))
+        poller = Poller(settings, redis=redis, http=http, registry=registry, poster=poster)
         await poller.start()
         started.append((poller, http))
         return poller

@@ -20,6 +20,7 @@ from services.ingest.records import IpHasher
 from services.ingest.registry import SchemaRegistry
 from services.ingest.settings import IngestSettings
 from services.ingest.shipper import Shipper
+from services.ingest.sinks import SinkClients
 from services.ingest.spool import Spool
 from shared.health import check_bucket, check_database, check_redis, check_stream
 from shared.http import create_service_app, open_resources
@@ -52,7 +53,8 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
                 grace_s=settings.day_complete_grace_s,
                 instance_id=spool.run_id,
             )
-            shipper = Shipper(settings=settings, spool=spool, aws=app.state.aws, markers=markers)
+            sinks = SinkClients(settings)
+            shipper = Shipper(settings=settings, spool=spool, aws=sinks, markers=markers)
             app.state.spool, app.state.counters, app.state.shipper = spool, counters, shipper
             app.state.beacon_limiter = RateLimiter(rate=settings.beacon_rate_per_s, burst=settings.beacon_burst)
             app.state.intake = Intake(
@@ -74,6 +76,9 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
                 stop.set()
                 await asyncio.gather(*tasks, return_exceptions=True)
                 await spool.close()
+                await shipper.final_drain(timeout_s=settings.shutdown_drain_s)
+                spool.release()
+                await sinks.close()
                 try:
                     await markers.withdraw()
                 except Exception as exc:

@@ -25,6 +25,7 @@ class IngestSettings(HeadwaterSettings):
     shipper_backoff_max_s: float = 5.0
     kinesis_enabled: bool = True
     kinesis_max_attempts: int = 5
+    shutdown_drain_s: float = 5.0
 
     # Day markers: a past UTC day is complete once its end plus this grace has passed and it is shipped.
     day_complete_grace_s: float = 300.0

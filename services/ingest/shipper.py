@@ -21,9 +21,8 @@ from prometheus_client import Counter, Gauge
 
 from services.ingest.markers import DayMarkers
 from services.ingest.settings import IngestSettings
-from services.ingest.sinks import archive_key, put_archive_object, put_stream_records
+from services.ingest.sinks import SinkClients, archive_key, put_archive_object, put_stream_records
 from services.ingest.spool import Day, Segment, Slot, Spool, read_segment_lines
-from shared.aws import AwsClients
 from shared.logging import get_logger
 from shared.messages import utc_now
 
@@ -78,7 +77,7 @@ class Shipper:
     """Drain the spool to S3 and Kinesis; write bad rows and day markers."""
 
     def __init__(
-        self, *, settings: IngestSettings, spool: Spool, aws: AwsClients, markers: DayMarkers
+        self, *, settings: IngestSettings, spool: Spool, aws: SinkClients, markers: DayMarkers
     ) -> None:
         self.settings = settings
         self.spool = spool
@@ -109,6 +108,13 @@ class Shipper:
             SPOOL_BYTES.set(self.spool.bytes_used)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=delay)
+
+    async def final_drain(self, *, timeout_s: float) -> None:
+        """Try once, within ``timeout_s``, to ship what the closed spool still holds (what is left stays on disk)."""
+        try:
+            await asyncio.wait_for(self.drain(), timeout=timeout_s)
+        except Exception as exc:
+            log.warning("final_drain_incomplete", error=type(exc).__name__, spool_bytes=self.spool.bytes_used)
 
     async def drain(self) -> int:
         """Ship every sealed segment of this process's spool, oldest first; return how many were shipped."""

@@ -6,9 +6,15 @@ import asyncio
 import gzip
 import re
 from collections.abc import Iterator
+from contextlib import AsyncExitStack
 from typing import Any
 
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+
+from shared.aws import client_kwargs
 from shared.logging import get_logger
+from shared.settings import HeadwaterSettings
 
 log = get_logger(__name__)
 
@@ -82,3 +88,32 @@ async def put_stream_records(
         else:
             raise SinkError(f"{len(remaining)} records still failing after {max_attempts} PutRecords attempts")
     return calls
+
+
+class SinkClients:
+    """AWS clients for the shipper: few botocore retries, since the shipper keeps a segment and retries it itself."""
+
+    def __init__(self, settings: HeadwaterSettings) -> None:
+        self._settings = settings
+        self._session = get_session()
+        self._stack = AsyncExitStack()
+        self._clients: dict[str, Any] = {}
+        self._lock = asyncio.Lock()
+
+    async def get(self, service: str) -> Any:
+        """Return the open client for ``service``."""
+        async with self._lock:
+            client = self._clients.get(service)
+            if client is None:
+                kwargs = client_kwargs(self._settings, service)
+                kwargs["config"] = kwargs["config"].merge(
+                    AioConfig(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=3, read_timeout=20)
+                )
+                client = await self._stack.enter_async_context(self._session.create_client(service, **kwargs))
+                self._clients[service] = client
+            return client
+
+    async def close(self) -> None:
+        """Close the clients."""
+        await self._stack.aclose()
+        self._clients.clear()

@@ -159,12 +159,15 @@ class Spool:
         log.info("spool_opened", slot=slot.path.name, recovered_segments=len(self._sealed), bytes=self._bytes)
 
     async def close(self) -> None:
-        """Write what is pending, seal the active segment and release the slot."""
+        """Write what is pending and seal the active segment (the slot stays locked until ``release``)."""
         self._closing = True
         self._wake.set()
         if self._committer is not None:
             await self._committer
         await self.seal(force=True)
+
+    def release(self) -> None:
+        """Unlock the slot; what it still holds is shipped by the next owner."""
         if self.slot is not None:
             self.slot.release()
 

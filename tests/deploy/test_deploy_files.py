@@ -124,6 +124,34 @@ def test_rendered_manifests_validate_strictly_against_kubernetes_1_30(tools: Too
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_non_default_values_render_valid_manifests(tools: Tools) -> None:
+    values = {
+        "secrets.existingSecret": "headwater-prod",
+        "serviceAccount.create": "false",
+        "services.ingest.api.autoscaling.enabled": "false",
+        "services.ingest.api.podDisruptionBudget.enabled": "false",
+        "services.ingest.persistence.storageClassName": "gp3",
+        "services.poller.worker.enabled": "false",
+        "services.replay.api.env.HEADWATER_REPLAY_MAX_RATE": "500",
+        "config.awsEndpointUrl": "http://moto:5000",
+        "config.extraEnv.OTEL_SERVICE_NAME": "headwater",
+        "migrate.enabled": "false",
+        "bootstrap.enabled": "false",
+        "imagePullSecrets[0].name": "registry",
+        "tolerations[0].key": "dedicated",
+        "tolerations[0].operator": "Exists",
+    }
+    rendered = tools.helm_template(*(arg for key, value in values.items() for arg in ("--set", f"{key}={value}")))
+    result = tools.run([tools.kubernetes_validate, "--strict", "-k", "1.30.0", "--quiet", "-"], stdin=rendered)
+    assert result.returncode == 0, result.stdout + result.stderr
+    manifests = parse_manifests(rendered)
+    assert not _kind(manifests, "Job") and not _kind(manifests, "ServiceAccount")
+    assert "hw-headwater-poller-worker" not in _kind(manifests, "Deployment")
+    assert _kind(manifests, "StatefulSet")["hw-headwater-ingest"]["spec"]["replicas"] == 2
+    replay = _containers(_kind(manifests, "Deployment")["hw-headwater-replay"])[0]
+    assert {"name": "HEADWATER_REPLAY_MAX_RATE", "value": "500"} in replay["env"]
+
+
 def test_strict_validation_rejects_an_unknown_field(tools: Tools, manifests: list[dict[str, Any]]) -> None:
     hpa = next(doc for doc in manifests if doc["kind"] == "HorizontalPodAutoscaler")
     hpa["spec"]["targetCPUUtilizationPercentage"] = 70  # autoscaling/v1 field, unknown to v2

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from services.ingest.api import router
+from services.ingest.cloudwatch import MetricsPublisher
 from services.ingest.dedup import Deduplicator
 from services.ingest.intake import Intake
 from services.ingest.markers import DayMarkers
@@ -70,6 +71,15 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
                 asyncio.create_task(shipper.run(stop), name="ingest-shipper"),
                 asyncio.create_task(counters.run(stop, settings.counter_flush_interval_s), name="ingest-counters"),
             ]
+            if settings.cloudwatch_enabled:
+                publisher = MetricsPublisher(
+                    counters=counters,
+                    redis=app.state.redis,
+                    cloudwatch=await sinks.get("cloudwatch"),
+                    namespace=settings.cloudwatch_namespace,
+                    prefix=prefix,
+                )
+                tasks.append(asyncio.create_task(publisher.run(stop, settings.cloudwatch_interval_s)))
             try:
                 yield
             finally:

@@ -52,7 +52,8 @@ async def create_job(
 ) -> JobRead:
     """Create a job: watch the source from the start date and keep the warehouse table loaded."""
     job = await job_service.create_job(session=session, settings=settings, aws=aws, job_in=job_in)
-    await scanner.scan_job(rt, job)
+    # The worker scans the new job at once rather than at the next cron tick.
+    await rt.arq.enqueue_job("scan_one", job.id)
     return await _read(session, job.id or 0)
 
 

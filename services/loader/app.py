@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from arq import create_pool
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
@@ -14,6 +15,7 @@ from services.loader.runtime import Runtime
 from services.loader.settings import LoaderSettings
 from shared.health import check_bucket, check_database, check_queue, check_redis
 from shared.http import create_service_app, open_resources
+from shared.redis import arq_redis_settings
 
 UI_DIR = Path(__file__).parent / "ui"
 
@@ -25,14 +27,18 @@ def create_app(settings: LoaderSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_resources(app, settings):
+            arq_pool = await create_pool(arq_redis_settings(settings), default_queue_name=settings.arq_queue)
             app.state.runtime = Runtime(
                 settings=settings,
                 engine=app.state.db_engine,
                 sessions=app.state.sessions,
                 aws=app.state.aws,
-                arq=app.state.redis,
+                arq=arq_pool,
             )
-            yield
+            try:
+                yield
+            finally:
+                await arq_pool.aclose()
 
     app = create_service_app(
         settings=settings,

@@ -120,6 +120,15 @@ async def scan_jobs(ctx: dict[str, Any]) -> int:
     return await scanner.scan_all(ctx["runtime"])
 
 
+async def scan_one(ctx: dict[str, Any], job_id: int) -> int:
+    """Scan one job now (enqueued by the API when a job is created)."""
+    rt: Runtime = ctx["runtime"]
+    for job in await scanner.active_jobs(rt):
+        if job.id == job_id:
+            return await scanner.scan_job(rt, job)
+    return 0
+
+
 async def flush_mail(ctx: dict[str, Any]) -> int:
     """Cron: send the queued notifications."""
     return await notify.flush_notifications(ctx["redis"], ctx["settings"])
@@ -140,7 +149,10 @@ def worker_options(settings: LoaderSettings) -> dict[str, Any]:
     retention.__qualname__ = "retention"
     minutes = set(range(0, 60, max(1, min(60, settings.retention_interval_min))))
     return {
-        "functions": [func(load_run, name="load_run", max_tries=LOAD_MAX_TRIES, timeout=3600)],
+        "functions": [
+            func(load_run, name="load_run", max_tries=LOAD_MAX_TRIES, timeout=3600),
+            func(scan_one, name="scan_one", timeout=300),
+        ],
         "cron_jobs": [
             cron(
                 scan_jobs, name="scan_jobs", second=_every(settings.scan_interval_s), run_at_startup=True, timeout=300

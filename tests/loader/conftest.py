@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
+from arq import create_pool
 from arq.worker import Worker
 
 from services.loader.app import create_app
@@ -24,6 +25,7 @@ from shared.auth import create_api_key
 from shared.aws import AwsClients
 from shared.bootstrap import bootstrap
 from shared.db import create_engine, create_tables, session_factory
+from shared.redis import arq_redis_settings
 from tests.helpers import free_port
 from tests.loader.fake_transform import FakeTransform, put_schema
 
@@ -98,9 +100,11 @@ async def aws(loader_settings: LoaderSettings) -> AsyncIterator[AwsClients]:
 
 @pytest.fixture
 async def runtime(loader_settings: LoaderSettings, redis: Any) -> AsyncIterator[Runtime]:
-    rt = Runtime.open(loader_settings, arq=redis)
+    pool = await create_pool(arq_redis_settings(loader_settings), default_queue_name=loader_settings.arq_queue)
+    rt = Runtime.open(loader_settings, arq=pool)
     yield rt
     await rt.close()
+    await pool.aclose()
 
 
 @pytest.fixture

@@ -1,0 +1,91 @@
+"""Scanner: source templates, Mycroft and Hive layouts, marker discovery and the TransformRequest contract."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from typing import Any
+
+import httpx
+
+from services.loader import scanner
+from services.loader.runtime import Runtime
+from services.loader.templates import SourceTemplate
+from shared.messages import TransformRequest, parse_message
+from tests.helpers import wait_until
+from tests.loader.fake_transform import FakeTransform, beacon_events, put_day
+from tests.loader.test_lifecycle import D1, job_body, wait_states
+
+
+def test_templates_render_and_match_both_layouts() -> None:
+    mycroft = SourceTemplate.parse("s3://logs-bucket/web/YYYY/MM/DD/")
+    hive = SourceTemplate.parse("s3://hw-raw/beacon/dt={YYYY}-{MM}-{DD}/")
+    day = date(2026, 3, 7)
+    assert mycroft.prefix(day) == "web/2026/03/07/"
+    assert hive.prefix(day) == "beacon/dt=2026-03-07/"
+    assert mycroft.match_marker("logs-bucket", "web/2026/03/07/COMPLETE") == day
+    assert hive.match_marker("hw-raw", "beacon/dt=2026-03-07/_COMPLETE") == day
+    assert hive.match_marker("hw-raw", "beacon/dt=2026-03-07/hour=01/x.json.gz") is None
+    assert hive.match_marker("other", "beacon/dt=2026-03-07/_COMPLETE") is None
+    assert hive.match_marker("hw-raw", "beacon/dt=2026-02-30/_COMPLETE") is None
+
+
+def test_s3_notification_keys_are_url_decoded() -> None:
+    body = json.dumps(
+        {
+            "Records": [
+                {
+                    "eventName": "ObjectCreated:Put",
+                    "s3": {"bucket": {"name": "hw-raw"}, "object": {"key": "beacon/dt%3D2026-11-20/_COMPLETE"}},
+                }
+            ]
+        }
+    )
+    assert scanner.marker_objects(body) == [("hw-raw", "beacon/dt=2026-11-20/_COMPLETE")]
+    assert scanner.marker_objects('{"Event": "s3:TestEvent"}') == []
+
+
+async def test_the_scan_finds_mycroft_layout_days_with_complete_markers_in_date_order(
+    client: httpx.AsyncClient, aws: Any, runtime: Runtime
+) -> None:
+    s3 = await aws.get("s3")
+    raw = runtime.settings.bucket("raw")
+    for day in ("2026/11/02", "2026/11/01", "2026/11/04"):
+        await s3.put_object(Bucket=raw, Key=f"weblogs/{day}/part-0.json.gz", Body=b"")
+        await s3.put_object(Bucket=raw, Key=f"weblogs/{day}/COMPLETE", Body=b"")
+    await s3.put_object(Bucket=raw, Key="weblogs/2026/11/03/part-0.json.gz", Body=b"")  # not complete yet
+    body = job_body(source=f"s3://{raw}/weblogs/YYYY/MM/DD/", start_date="2026-11-01", end_date="2026-11-05")
+    job_id = (await client.post("/v1/jobs", json=body)).json()["id"]
+
+    assert await scanner.scan_all(runtime) == 1  # one date in flight per job
+    runs = {r["dt"]: r["state"] for r in (await client.get(f"/v1/jobs/{job_id}/runs")).json()}
+    assert runs == {"2026-11-01": "transforming", "2026-11-02": "waiting", "2026-11-04": "waiting"}
+
+    sqs = await aws.get("sqs")
+    url = (await sqs.get_queue_url(QueueName=runtime.settings.queue("transform-requests")))["QueueUrl"]
+    messages = (await sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1))["Messages"]
+    assert len(messages) == 1
+    request = parse_message(messages[0]["Body"])
+    assert isinstance(request, TransformRequest)
+    assert (request.job_id, request.table, request.schema_version) == (job_id, "ad_events", 1)
+    assert (request.source_bucket, request.source_prefix, request.dt) == (raw, "weblogs/2026/11/01/", date(2026, 11, 1))
+    assert await scanner.scan_all(runtime) == 0
+
+
+async def test_a_job_created_after_its_data_arrived_is_scanned_at_once(
+    client: httpx.AsyncClient, worker: Any, transform: FakeTransform, aws: Any, runtime: Runtime
+) -> None:
+    s3 = await aws.get("s3")
+    await put_day(s3, runtime.settings, D1, beacon_events(D1, {"ad-1": (3, 1)}))
+    sqs = await aws.get("sqs")
+    events = (await sqs.get_queue_url(QueueName=runtime.settings.queue("s3-events")))["QueueUrl"]
+
+    async def _events_consumed() -> bool:
+        attributes = await sqs.get_queue_attributes(QueueUrl=events, AttributeNames=["All"])
+        counts = attributes["Attributes"]
+        return counts["ApproximateNumberOfMessages"] == "0" and counts["ApproximateNumberOfMessagesNotVisible"] == "0"
+
+    await wait_until(_events_consumed, message="the marker event was not consumed")
+    job_id = (await client.post("/v1/jobs", json=job_body(end_date=D1.isoformat()))).json()["id"]
+    runs = await wait_states(client, job_id, {D1.isoformat(): "loaded"})
+    assert runs[D1.isoformat()]["rows_loaded"] == 4

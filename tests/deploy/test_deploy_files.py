@@ -242,7 +242,15 @@ def test_secret_values_appear_only_in_the_secret(tools: Tools) -> None:
     fernet_key = base64.urlsafe_b64encode(b"k" * 32).decode()
     password = "s3cr3t-db-pass"
     redis_password = "s3cr3t-redis-pass"
-    overrides = {"secrets.fernetKey": fernet_key, "database.password": password, "redis.password": redis_password}
+    salt = "s3cr3t-ip-salt"
+    smtp_password = "s3cr3t-smtp-pass"
+    overrides = {
+        "secrets.fernetKey": fernet_key,
+        "secrets.ipHashSalt": salt,
+        "secrets.extra.HEADWATER_SMTP_PASSWORD": smtp_password,
+        "database.password": password,
+        "redis.password": redis_password,
+    }
     text = tools.helm_template(*(arg for key, value in overrides.items() for arg in ("--set", f"{key}={value}")))
     manifests = parse_manifests(text)
     secret = _kind(manifests, "Secret")["hw-headwater-secrets"]
@@ -251,16 +259,18 @@ def test_secret_values_appear_only_in_the_secret(tools: Tools) -> None:
     assert password in decoded["HEADWATER_DATABASE_URL"]
     assert decoded["HEADWATER_DATABASE_URL"].startswith("postgresql+asyncpg://")
     assert redis_password in decoded["HEADWATER_REDIS_URL"]
+    assert decoded["HEADWATER_IP_HASH_SALT"] == salt
+    assert decoded["HEADWATER_SMTP_PASSWORD"] == smtp_password
     configmaps = _kind(manifests, "ConfigMap")
     assert configmaps
     for doc in manifests:
         if doc["kind"] == "Secret":
             continue
         dumped = yaml.safe_dump(doc)
-        for value in (fernet_key, password, redis_password):
+        for value in (fernet_key, password, redis_password, salt, smtp_password):
             assert value not in dumped, f"{value!r} leaked into {doc['kind']}/{doc['metadata']['name']}"
     for configmap in configmaps.values():
-        assert not {"HEADWATER_FERNET_KEY", "HEADWATER_DATABASE_URL", "HEADWATER_REDIS_URL"} & set(configmap["data"])
+        assert not set(decoded) & set(configmap["data"])
 
 
 def test_generated_fernet_key_is_a_valid_key(manifests: list[dict[str, Any]]) -> None:

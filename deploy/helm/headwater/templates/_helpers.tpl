@@ -90,16 +90,17 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
 {{/*
-The Fernet key: the value given, else the one already stored in the release's Secret (so upgrades keep it),
-else a new random 32-byte url-safe base64 key.
+A secret value that must stay stable across upgrades; call with (dict "root" $ "key" "HEADWATER_FERNET_KEY"
+"value" .Values.secrets.fernetKey). Returns the value given, else the one already stored in the release's Secret,
+else 32 new random bytes in url-safe base64 (a valid Fernet key, and a strong salt).
 */}}
-{{- define "headwater.fernetKey" -}}
-{{- if .Values.secrets.fernetKey }}
-{{- .Values.secrets.fernetKey }}
+{{- define "headwater.keptSecret" -}}
+{{- if .value }}
+{{- .value }}
 {{- else }}
-{{- $existing := lookup "v1" "Secret" .Release.Namespace (include "headwater.secretName" .) }}
-{{- if and $existing $existing.data (hasKey $existing.data "HEADWATER_FERNET_KEY") }}
-{{- index $existing.data "HEADWATER_FERNET_KEY" | b64dec }}
+{{- $existing := lookup "v1" "Secret" .root.Release.Namespace (include "headwater.secretName" .root) }}
+{{- if and $existing $existing.data (hasKey $existing.data .key) }}
+{{- index $existing.data .key | b64dec }}
 {{- else }}
 {{- randBytes 32 | replace "+" "-" | replace "/" "_" }}
 {{- end }}
@@ -150,7 +151,7 @@ affinity:
 {{- define "headwater.podAnnotations" -}}
 checksum/config: {{ include (print .Template.BasePath "/configmap.yaml") . | sha256sum }}
 {{- if not .Values.secrets.existingSecret }}
-checksum/secret-inputs: {{ list .Values.secrets.fernetKey (include "headwater.databaseUrl" .) (include "headwater.redisUrl" .) | toJson | sha256sum }}
+checksum/secret-inputs: {{ list .Values.secrets (include "headwater.databaseUrl" .) (include "headwater.redisUrl" .) | toJson | sha256sum }}
 {{- end }}
 {{- with .Values.podAnnotations }}
 {{ toYaml . }}

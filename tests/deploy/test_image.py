@@ -145,5 +145,11 @@ def test_copied_sources_build_a_wheel_with_the_cli_and_every_service(tmp_path: P
         for module in ("app.py", "worker.py", "models.py"):
             if (service_dir / module).exists():
                 assert f"services/{service}/{module}" in names
-        for page in (service_dir / "ui").glob("*.html"):
-            assert f"services/{service}/ui/{page.name}" in names
+    # Pages, schemas, templates: every data file next to the code must be packaged, or the container lacks it.
+    data_files = {
+        path.relative_to(REPO_ROOT).as_posix()
+        for package in ("shared", "services")
+        for path in (REPO_ROOT / package).rglob("*")
+        if path.is_file() and path.suffix not in {".py", ".pyc"} and "__pycache__" not in path.parts
+    }
+    assert data_files - names == set(), "add these file types to [tool.setuptools.package-data]"

@@ -48,6 +48,17 @@ def test_compose_names_every_api_and_worker_plus_infrastructure(compose_config: 
     assert compose_config["services"]["moto"]["image"].startswith("motoserver/moto")
 
 
+def test_compose_builds_the_image_once_and_every_process_runs_it(compose_config: dict[str, Any]) -> None:
+    services = compose_config["services"]
+    builders = {name for name, service in services.items() if "build" in service}
+    assert builders == {"migrate"}
+    assert services["migrate"]["build"]["dockerfile"] == "Dockerfile"
+    image = services["migrate"]["image"]
+    for name in ["bootstrap", *SERVICE_PORTS, *(f"{w}-worker" for w in WORKER_SERVICES)]:
+        assert services[name]["image"] == image, name
+        assert services[name]["pull_policy"] == "never", name  # a local tag: pulling it could only fail
+
+
 def test_compose_apis_serve_their_port_and_check_readyz(compose_config: dict[str, Any]) -> None:
     for name, port in SERVICE_PORTS.items():
         service = compose_config["services"][name]

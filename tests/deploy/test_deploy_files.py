@@ -151,6 +151,9 @@ def test_non_default_values_render_valid_manifests(tools: Tools) -> None:
         "imagePullSecrets[0].name": "registry",
         "tolerations[0].key": "dedicated",
         "tolerations[0].operator": "Exists",
+        "ingress.enabled": "true",
+        "ingress.className": "nginx",
+        "metrics.scrapeAnnotations": "false",
     }
     rendered = tools.helm_template(*(arg for key, value in values.items() for arg in ("--set", f"{key}={value}")))
     result = tools.run([tools.kubernetes_validate, "--strict", "-k", "1.30.0", "--quiet", "-"], stdin=rendered)
@@ -161,6 +164,11 @@ def test_non_default_values_render_valid_manifests(tools: Tools) -> None:
     assert _kind(manifests, "StatefulSet")["hw-headwater-ingest"]["spec"]["replicas"] == 2
     replay = _containers(_kind(manifests, "Deployment")["hw-headwater-replay"])[0]
     assert {"name": "HEADWATER_REPLAY_MAX_RATE", "value": "500"} in replay["env"]
+    rules = _kind(manifests, "Ingress")["hw-headwater"]["spec"]["rules"]
+    backends = {path["backend"]["service"]["name"] for rule in rules for path in rule["http"]["paths"]}
+    assert backends <= set(_kind(manifests, "Service"))
+    annotations = _kind(manifests, "Deployment")["hw-headwater-replay"]["spec"]["template"]["metadata"]["annotations"]
+    assert "prometheus.io/scrape" not in annotations
 
 
 def test_strict_validation_rejects_an_unknown_field(tools: Tools, manifests: list[dict[str, Any]]) -> None:
@@ -227,6 +235,9 @@ def test_apis_probe_healthz_for_liveness_and_readyz_for_readiness(manifests: lis
             assert container["ports"][0]["containerPort"] == port
             assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
             assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+            annotations = workload["spec"]["template"]["metadata"]["annotations"]
+            assert annotations["prometheus.io/port"] == str(port)
+            assert annotations["prometheus.io/path"] == "/metrics"
     assert apis == len(SERVICE_PORTS)
 
 

@@ -1,0 +1,101 @@
+"""The jobs page in headless Chromium: job list, calendar coloured by state, pause/resume buttons."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from services.loader.app import create_app
+from services.loader.settings import LoaderSettings
+from tests.helpers import free_port, wait_until
+from tests.loader.fake_transform import FakeTransform, beacon_events, put_day
+from tests.loader.test_lifecycle import D1, job_body
+
+CHROMIUM = os.environ.get("HEADWATER_CHROMIUM", "/usr/bin/chromium")
+playwright_api = pytest.importorskip("playwright.async_api", reason="playwright is not installed (extra: browser)")
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM}"),
+]
+
+
+@pytest.fixture
+async def served(loader_settings: LoaderSettings, aws: Any) -> AsyncIterator[str]:
+    """The loader app on a real port."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(loader_settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    task = asyncio.create_task(server.serve())
+    base = f"http://127.0.0.1:{port}"
+
+    async def _up() -> bool:
+        try:
+            async with httpx.AsyncClient() as http:
+                return (await http.get(f"{base}/healthz")).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    await wait_until(_up, message="loader app did not start")
+    yield base
+    server.should_exit = True
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(task, timeout=10)
+
+
+async def test_the_page_shows_the_calendar_and_pause_changes_the_state(
+    served: str, api_keys: dict[str, str], worker: Any, transform: FakeTransform, aws: Any, loader_settings: Any
+) -> None:
+    headers = {"Authorization": f"Bearer {api_keys['admin']}"}
+    async with httpx.AsyncClient(base_url=served, headers=headers) as http:
+        job_id = (await http.post("/v1/jobs", json=job_body(end_date="2026-11-22"))).json()["id"]
+        await put_day(await aws.get("s3"), loader_settings, D1, beacon_events(D1, {"ad-1": (2, 1)}))
+
+        async def _loaded() -> bool:
+            runs = (await http.get(f"/v1/jobs/{job_id}/runs")).json()
+            return bool(runs) and runs[0]["state"] == "loaded"
+
+        await wait_until(_loaded, message="D1 never loaded")
+
+    async with playwright_api.async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+            ],
+        )
+        try:
+            page = await browser.new_page()
+            await page.goto(f"{served}/ui/")
+            await page.fill("#api-key", api_keys["admin"])
+            await page.click("#key-form button[type=submit]")
+            row = page.locator(f'#jobs tr[data-job-id="{job_id}"]')
+            await row.locator(".job-state", has_text="active").wait_for()
+
+            await row.click()
+            cell = page.locator('#calendar td[data-dt="2026-11-20"]')
+            await cell.wait_for()
+            assert await cell.get_attribute("data-state") == "loaded"
+            assert "3 rows" in await cell.inner_text()
+            assert await page.locator('#calendar td[data-dt="2026-11-21"]').get_attribute("data-state") == "none"
+
+            await row.locator('button[data-action="pause"]').click()
+            await row.locator(".job-state", has_text="paused").wait_for()
+            await row.locator('button[data-action="resume"]').wait_for()
+        finally:
+            await browser.close()
+
+    async with httpx.AsyncClient(base_url=served, headers=headers) as http:
+        assert (await http.get(f"/v1/jobs/{job_id}")).json()["state"] == "paused"

@@ -6,6 +6,7 @@ import base64
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from shared.settings import SERVICE_PORTS
@@ -130,8 +131,11 @@ def test_helm_lint_strict_passes(tools: Tools) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_rendered_manifests_validate_strictly_against_kubernetes_1_30(tools: Tools, rendered: str) -> None:
-    result = tools.run([tools.kubernetes_validate, "--strict", "-k", "1.30.0", "--quiet", "-"], stdin=rendered)
+# 1.25: the chart's kubeVersion floor; 1.30: the target; 1.37: the newest schemas kubernetes-validate carries.
+@pytest.mark.parametrize("kubernetes_version", ["1.25.0", "1.30.0", "1.37.0"])
+def test_rendered_manifests_validate_strictly(tools: Tools, rendered: str, kubernetes_version: str) -> None:
+    argv = [tools.kubernetes_validate, "--strict", "-k", kubernetes_version, "--quiet", "-"]
+    result = tools.run(argv, stdin=rendered)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -160,7 +160,7 @@ checksum/secret-inputs: {{ list .Values.secrets (include "headwater.databaseUrl"
 
 {{/* Prometheus scrape annotations for an API pod; call with (dict "root" $ "port" 8001). */}}
 {{- define "headwater.metricsAnnotations" -}}
-{{- if .root.Values.metrics.scrapeAnnotations }}
+{{- if .root.Values.metrics.scrapeAnnotations -}}
 prometheus.io/scrape: "true"
 prometheus.io/port: {{ .port | quote }}
 prometheus.io/path: /metrics

@@ -10,6 +10,7 @@ import typer
 
 from shared.auth import SCOPES, revoke_api_key
 from shared.cli.config import CliSettings
+from shared.cli.mesh import adopt_running_mesh_environment
 from shared.cli.setup_steps import new_api_key
 from shared.db import create_engine, session_factory
 
@@ -22,6 +23,7 @@ def create(
     name: Annotated[str, typer.Option(help="a label for the key")] = "",
 ) -> None:
     """Create a key with the given scopes and print it alone on standard output (shown once)."""
+    adopt_running_mesh_environment(CliSettings())
     try:
         key = asyncio.run(new_api_key(CliSettings(), list(scope), name))
     except ValueError as exc:
@@ -42,6 +44,7 @@ def revoke(key_id: Annotated[str, typer.Argument(help="the id part of the key (h
         finally:
             await engine.dispose()
 
+    adopt_running_mesh_environment(CliSettings())
     if not asyncio.run(_revoke()):
         typer.echo(f"no key with id {key_id}", err=True)
         raise typer.Exit(1)

@@ -17,10 +17,11 @@ from rich.table import Table
 
 from shared.bootstrap import bootstrap as bootstrap_resources
 from shared.cli.config import SERVICES, CliSettings
-from shared.cli.mesh import Mesh
+from shared.cli.mesh import Mesh, adopt_running_mesh_environment
 from shared.cli.setup_steps import ensure_admin_key, migrate
 
-console = Console(stderr=True)
+# Wide enough for the URL table even when stderr is not a terminal (rich would assume 80 columns).
+console = Console(stderr=True, width=140)
 
 
 def start_mesh(settings: CliSettings) -> tuple[Mesh, CliSettings, float]:
@@ -144,6 +145,8 @@ def demo(
     from shared.cli.demo import run_demo
 
     settings = CliSettings()
+    if adopt_running_mesh_environment(settings):
+        settings = CliSettings()
     mesh = None
     if not all(row["ready"] for row in collect_status(settings)):
         console.print("no running mesh answers; starting one for the demo")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import importlib.util
+import json
 import os
 import shutil
 import signal
@@ -162,8 +163,15 @@ class Mesh:
         }
         if endpoint and not os.environ.get("AWS_ACCESS_KEY_ID"):
             self.env |= {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-        # This process (bootstrap, migrate, keys) uses the same values as the children.
+        # This process (bootstrap, migrate, keys) uses the same values as the children, and so do later
+        # commands (demo, status, keys) run against this mesh: they read the runtime file.
         os.environ.update(self.env)
+        self.runtime_file.write_text(json.dumps(self.env, indent=2))
+
+    @property
+    def runtime_file(self) -> Path:
+        """Return the file describing the running mesh's endpoints (removed when it stops)."""
+        return runtime_file(self.settings)
 
     def start_services(self) -> None:
         """Start each service's API and, where it has one, its arq worker."""
@@ -270,6 +278,23 @@ class Mesh:
                 if child.log_file:
                     child.log_file.close()
         self.children.clear()
+        self.runtime_file.unlink(missing_ok=True)
+
+
+def runtime_file(settings: CliSettings) -> Path:
+    """Return where a running mesh records its environment (endpoint, Redis, database)."""
+    return settings.home / "mesh.json"
+
+
+def adopt_running_mesh_environment(settings: CliSettings) -> bool:
+    """Export a running mesh's environment into this process; return whether one was found."""
+    try:
+        env = json.loads(runtime_file(settings).read_text())
+    except (FileNotFoundError, ValueError):
+        return False
+    for key, value in env.items():
+        os.environ.setdefault(key, value)
+    return True
 
 
 def run_async(coro: object) -> object:

@@ -1,0 +1,359 @@
+"""``headwater demo``: send real events through a running mesh and show, hop by hop, that they land.
+
+Hops checked: ingest accepts (202) -> raw archive in S3 with day markers -> live Kinesis stream ->
+loader job -> transform -> warehouse rows -> DynamoDB traffic API -> replay to a Kinesis stream.
+Each run uses two past days that hold no archived data yet, so every count it checks is exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import random
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from shared.aws import AwsClients
+from shared.cli.config import CliSettings, read_admin_key
+
+console = Console(stderr=True, width=140)
+
+
+class DemoFailure(Exception):
+    """A hop did not deliver what was sent."""
+
+
+@dataclass
+class DemoPlan:
+    """What the demo sends, and what must therefore come out."""
+
+    run_id: str
+    days: list[date]
+    beacons: list[dict[str, Any]] = field(default_factory=list)
+    reads: list[dict[str, Any]] = field(default_factory=list)
+
+    def traffic(self) -> dict[str, dict[date, Counter[str]]]:
+        """Return the expected impressions/clicks per ad per day."""
+        expected: dict[str, dict[date, Counter[str]]] = {}
+        for event in self.beacons:
+            day = datetime.fromisoformat(event["event_time"]).date()
+            expected.setdefault(event["ad_id"], {}).setdefault(day, Counter())[event["type"]] += 1
+        return expected
+
+
+def build_plan(days: list[date], beacons: int, reads: int, *, ads: int = 8, click_rate: float = 0.3) -> DemoPlan:
+    """Make a deterministic mix of impressions, clicks and meter reads spread over ``days``."""
+    run_id = uuid.uuid4().hex[:8]
+    rng = random.Random(run_id)
+    plan = DemoPlan(run_id=run_id, days=days)
+    for n in range(beacons):
+        day = days[n % len(days)]
+        at = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(seconds=rng.randrange(86_400))
+        kind = "click" if rng.random() < click_rate else "impression"
+        plan.beacons.append(
+            {
+                "type": kind,
+                "event_id": f"demo-{run_id}-{n}",
+                "event_time": at.isoformat().replace("+00:00", "Z"),
+                "ad_id": f"demo-ad-{run_id}-{rng.randrange(ads)}",
+                "campaign_id": f"campaign-{rng.randrange(3)}",
+                "placement": rng.choice(["top", "sidebar", "footer"]),
+                "user_id": f"user-{rng.randrange(500)}",
+            }
+        )
+    for n in range(reads):
+        day = days[n % len(days)]
+        at = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(seconds=6 * n)
+        plan.reads.append(
+            {
+                "event_id": f"demo-{run_id}-read-{n}",
+                "cloud_id": f"{n % 25:06d}",
+                "timestamp": at.isoformat().replace("+00:00", "Z"),
+                "demand_kw": round(rng.uniform(0.1, 7.5), 3),
+                "summation_delivered_kwh": round(1000 + n * 0.01, 3),
+                "summation_received_kwh": 0.0,
+                "raw": {"source": "headwater demo"},
+            }
+        )
+    return plan
+
+
+async def free_days(s3: Any, raw_bucket: str, count: int = 2) -> list[date]:
+    """Return ``count`` consecutive past days before any day already archived (so counts stay exact)."""
+    earliest = datetime.now(UTC).date() - timedelta(days=2)
+    for source in ("beacon", "meter_read"):
+        paginator = s3.get_paginator("list_objects_v2")
+        async for page in paginator.paginate(Bucket=raw_bucket, Prefix=f"{source}/dt=", Delimiter="/"):
+            for prefix in page.get("CommonPrefixes", []):
+                day = date.fromisoformat(prefix["Prefix"].split("dt=", 1)[1].rstrip("/"))
+                earliest = min(earliest, day - timedelta(days=1))
+    return [earliest - timedelta(days=count - 1 - i) for i in range(count)]
+
+
+async def poll(probe: Callable[[], Awaitable[Any]], timeout: float, what: str) -> Any:
+    """Call ``probe`` until it returns something truthy, or raise DemoFailure at the deadline."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await probe()
+        if last:
+            return last
+        await asyncio.sleep(0.5)
+    raise DemoFailure(f"{what} (gave up after {timeout:.0f}s; last seen: {last!r})")
+
+
+class Demo:
+    """The demo's steps against one mesh."""
+
+    def __init__(self, settings: CliSettings, http: httpx.AsyncClient, aws: AwsClients, timeout: float) -> None:
+        self.settings = settings
+        self.http = http
+        self.aws = aws
+        self.timeout = timeout
+        self.url = settings.service_url
+        self.jobs: dict[str, int] = {}
+
+    async def _json(self, method: str, url: str, expect: int, **kwargs: Any) -> Any:
+        response = await self.http.request(method, url, **kwargs)
+        if response.status_code != expect:
+            raise DemoFailure(f"{method} {url} answered {response.status_code}: {response.text[:300]}")
+        return response.json()
+
+    async def create_jobs(self, plan: DemoPlan) -> dict[str, int]:
+        """Create one load job per table covering exactly the demo's days."""
+        raw = self.settings.bucket("raw")
+        jobs = {}
+        for table, source in (("ad_events", "beacon"), ("meter_reads", "meter_read")):
+            body = {
+                "name": f"demo {plan.run_id} {table}",
+                "schema_name": table,
+                "schema_version": 1,
+                "source": f"s3://{raw}/{source}/dt=YYYY-MM-DD/",
+                "start_date": plan.days[0].isoformat(),
+                "end_date": plan.days[-1].isoformat(),
+                "warehouse": "duckdb",
+                "table": table,
+            }
+            job = await self._json("POST", f"{self.url('loader')}/v1/jobs", 201, json=body)
+            jobs[table] = job["id"]
+        return jobs
+
+    async def send(self, plan: DemoPlan) -> None:
+        """Post the beacons and meter reads in batches; every event must be accepted."""
+        for start in range(0, len(plan.beacons), 500):
+            batch = plan.beacons[start : start + 500]
+            answer = await self._json("POST", f"{self.url('ingest')}/v1/events", 202, json={"events": batch})
+            if answer["accepted"] != len(batch):
+                raise DemoFailure(f"ingest accepted {answer['accepted']} of {len(batch)}: {answer['results'][:3]}")
+        for start in range(0, len(plan.reads), 500):
+            batch = plan.reads[start : start + 500]
+            answer = await self._json("POST", f"{self.url('ingest')}/v1/meter-reads", 202, json={"reads": batch})
+            if answer["accepted"] != len(batch):
+                raise DemoFailure(f"ingest accepted {answer['accepted']} of {len(batch)} meter reads")
+
+    async def archived_ids(self, source: str, days: list[date]) -> set[str]:
+        """Return the event ids archived in S3 raw for ``source`` on ``days``."""
+        s3 = await self.aws.get("s3")
+        bucket = self.settings.bucket("raw")
+        ids: set[str] = set()
+        for day in days:
+            paginator = s3.get_paginator("list_objects_v2")
+            async for page in paginator.paginate(Bucket=bucket, Prefix=f"{source}/dt={day.isoformat()}/"):
+                for obj in page.get("Contents", []):
+                    if not obj["Key"].endswith(".json.gz"):
+                        continue
+                    body = await (await s3.get_object(Bucket=bucket, Key=obj["Key"]))["Body"].read()
+                    ids.update(json.loads(line)["event_id"] for line in gzip.decompress(body).splitlines() if line)
+        return ids
+
+    async def markers_exist(self, source: str, days: list[date]) -> bool:
+        """Return whether every day's ``_COMPLETE`` marker is in S3 raw."""
+        s3 = await self.aws.get("s3")
+        for day in days:
+            listing = await s3.list_objects_v2(
+                Bucket=self.settings.bucket("raw"), Prefix=f"{source}/dt={day.isoformat()}/_COMPLETE"
+            )
+            if not listing.get("KeyCount"):
+                return False
+        return True
+
+    async def stream_ids(self, stream: str, *, field_name: str = "event_id") -> list[dict[str, Any]]:
+        """Read every record of a Kinesis stream from the start."""
+        kinesis = await self.aws.get("kinesis")
+        records: list[dict[str, Any]] = []
+        shards = (await kinesis.list_shards(StreamName=stream))["Shards"]
+        for shard in shards:
+            iterator = (
+                await kinesis.get_shard_iterator(
+                    StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+                )
+            )["ShardIterator"]
+            while iterator:
+                page = await kinesis.get_records(ShardIterator=iterator, Limit=10_000)
+                records.extend(json.loads(r["Data"]) for r in page["Records"])
+                if not page["Records"] or page.get("MillisBehindLatest", 0) == 0:
+                    break
+                iterator = page.get("NextShardIterator")
+        return records
+
+    async def runs_loaded(self, job_id: int, days: list[date]) -> list[dict[str, Any]] | None:
+        """Return the job's runs once every day is loaded; raise when one failed."""
+        runs = await self._json("GET", f"{self.url('loader')}/v1/jobs/{job_id}/runs", 200)
+        by_day = {r["dt"]: r for r in runs}
+        for run in runs:
+            if run["state"] == "failed":
+                raise DemoFailure(f"loading {run['dt']} failed: {run['error']}")
+        if all(by_day.get(d.isoformat(), {}).get("state") == "loaded" for d in days):
+            return runs
+        return None
+
+    async def replay(self, plan: DemoPlan) -> dict[str, Any]:
+        """Replay the demo's beacon days to the replay stream and wait for the job to succeed."""
+        start = datetime(plan.days[0].year, plan.days[0].month, plan.days[0].day, tzinfo=UTC)
+        end = start + timedelta(days=len(plan.days))
+        body = {
+            "selection": {
+                "sources": ["beacon"],
+                "start": start.isoformat(),
+                "end": end.isoformat(),
+                "where": f"event_id LIKE 'demo-{plan.run_id}-%'",
+            },
+            "annotate": {"demo_run": plan.run_id},
+        }
+        job = await self._json("POST", f"{self.url('replay')}/v1/replays", 202, json=body)
+
+        async def _done() -> dict[str, Any] | None:
+            current = await self._json("GET", f"{self.url('replay')}/v1/replays/{job['id']}", 200)
+            if current["state"] in ("failed", "cancelled"):
+                raise DemoFailure(f"replay {current['state']}: {current.get('error')}")
+            return current if current["state"] == "succeeded" else None
+
+        return await poll(_done, self.timeout, "the replay job did not finish")
+
+
+async def run_demo(settings: CliSettings, *, events: int, meter_reads: int, step_timeout: float) -> bool:
+    """Run every step, printing each outcome; return whether all hops delivered exactly."""
+    key = read_admin_key(settings)
+    if key is None:
+        console.print(f"[red]no admin key at {settings.admin_key_file}; start the mesh with `headwater up`[/]")
+        return False
+    results = Table(title="Headwater demo")
+    for column in ("step", "result", "seconds"):
+        results.add_column(column)
+    headers = {"Authorization": f"Bearer {key}"}
+    async with (
+        httpx.AsyncClient(headers=headers, timeout=30.0) as http,
+        AwsClients(settings) as aws,
+    ):
+        demo = Demo(settings, http, aws, step_timeout)
+        days = await free_days(await aws.get("s3"), settings.bucket("raw"))
+        plan = build_plan(days, events, meter_reads)
+        expected = plan.traffic()
+        beacon_ids = {e["event_id"] for e in plan.beacons}
+        read_ids = {r["event_id"] for r in plan.reads}
+        console.print(
+            f"demo run [bold]{plan.run_id}[/]: {len(plan.beacons)} beacons and {len(plan.reads)} meter reads "
+            f"over {', '.join(d.isoformat() for d in days)}"
+        )
+
+        async def archived() -> bool:
+            got = await demo.archived_ids("beacon", days)
+            got_reads = await demo.archived_ids("meter_read", days)
+            return beacon_ids <= got and read_ids <= got_reads and len(got) == len(beacon_ids)
+
+        async def on_stream() -> bool:
+            seen = {r.get("event_id") for r in await demo.stream_ids(settings.stream("events"))}
+            return len((beacon_ids | read_ids) & seen) == len(beacon_ids | read_ids)
+
+        async def traffic_matches() -> bool:
+            for ad_id, per_day in expected.items():
+                url = f"{settings.service_url('loader')}/advertising/traffic/{ad_id}"
+                params = {"start": days[0].isoformat(), "end": days[-1].isoformat()}
+                series = await demo._json("GET", url, 200, params=params)
+                got = {d["dt"]: (d["impressions"], d["clicks"]) for d in series["days"]}
+                want = {day.isoformat(): (c["impression"], c["click"]) for day, c in per_day.items()}
+                if got != want:
+                    return False
+            return True
+
+        async def step_jobs() -> str:
+            demo.jobs = await demo.create_jobs(plan)
+            return f"jobs {demo.jobs}"
+
+        async def step_send() -> str:
+            await demo.send(plan)
+            return f"{len(plan.beacons) + len(plan.reads)} events accepted (202)"
+
+        async def step_archive() -> str:
+            await poll(archived, step_timeout, "not every event reached the S3 archive exactly once")
+            await poll(lambda: demo.markers_exist("beacon", days), step_timeout, "day markers missing")
+            return "every event archived once; _COMPLETE markers written"
+
+        async def step_stream() -> str:
+            await poll(on_stream, step_timeout, "not every event reached the Kinesis events stream")
+            return f"all {len(beacon_ids | read_ids)} events on {settings.stream('events')}"
+
+        async def step_warehouse() -> str:
+            jobs = demo.jobs
+            runs = await poll(lambda: demo.runs_loaded(jobs["ad_events"], days), step_timeout, "days not loaded")
+            loaded = sum(r["rows_loaded"] or 0 for r in runs if r["dt"] in {d.isoformat() for d in days})
+            if loaded != len(beacon_ids):
+                raise DemoFailure(f"warehouse loaded {loaded} ad events, sent {len(beacon_ids)}")
+            runs = await poll(lambda: demo.runs_loaded(jobs["meter_reads"], days), step_timeout, "reads not loaded")
+            loaded_reads = sum(r["rows_loaded"] or 0 for r in runs)
+            if loaded_reads != len(read_ids):
+                raise DemoFailure(f"warehouse loaded {loaded_reads} meter reads, sent {len(read_ids)}")
+            return f"{loaded} ad events and {loaded_reads} meter reads loaded into DuckDB"
+
+        async def step_traffic() -> str:
+            await poll(traffic_matches, step_timeout, "traffic API numbers differ from what was sent")
+            return f"exact impressions/clicks for {len(expected)} ads"
+
+        async def step_replay() -> str:
+            job = await demo.replay(plan)
+            emitted = job["progress"]["emitted"]
+            if emitted != len(beacon_ids):
+                raise DemoFailure(f"replay emitted {emitted}, expected {len(beacon_ids)}")
+
+            async def replayed() -> bool:
+                records = await demo.stream_ids(settings.stream("replay"))
+                mine = {r["event_id"] for r in records if r.get("_replay", {}).get("job_id") == job["id"]}
+                return mine == beacon_ids
+
+            await poll(replayed, step_timeout, "replayed records missing from the replay stream")
+            return f"{emitted} records replayed to {settings.stream('replay')} with _replay annotations"
+
+        steps: list[tuple[str, Callable[[], Awaitable[str]]]] = [
+            ("create load jobs", step_jobs),
+            ("send beacons and meter reads", step_send),
+            ("archive in S3 raw", step_archive),
+            ("live Kinesis stream", step_stream),
+            ("transform + load warehouse", step_warehouse),
+            ("traffic API (DynamoDB)", step_traffic),
+            ("replay to Kinesis", step_replay),
+        ]
+        ok = True
+        for name, step in steps:
+            started = time.monotonic()
+            with console.status(f"{name} ..."):
+                try:
+                    outcome = await step()
+                except (DemoFailure, httpx.HTTPError) as exc:
+                    results.add_row(name, f"[red]FAILED[/] {exc}", f"{time.monotonic() - started:.1f}")
+                    ok = False
+                    break
+            results.add_row(name, f"[green]ok[/] {outcome}", f"{time.monotonic() - started:.1f}")
+            console.print(f"[green]✓[/] {name}: {outcome}")
+    console.print(results)
+    console.print("[green]demo passed: every hop delivered exactly what was sent[/]" if ok else "[red]demo failed[/]")
+    return ok

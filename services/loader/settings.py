@@ -35,6 +35,9 @@ class LoaderSettings(HeadwaterSettings):
     redshift_database: str = "dev"
     redshift_db_user: str = "headwater"
     redshift_iam_role: str = "arn:aws:iam::123456789012:role/headwater-redshift-copy"
+    # BatchExecuteStatement runs a date's DELETE + COPY as one transaction; emulators lacking it get the
+    # same statements as one ExecuteStatement with an explicit BEGIN/COMMIT block.
+    redshift_batch_api: bool = True
     redshift_poll_interval_s: float = 1.0
     redshift_statement_timeout_s: float = 600.0
     # VACUUM/ANALYZE after every N loads per table (0 disables).

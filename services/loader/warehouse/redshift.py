@@ -1,0 +1,190 @@
+"""Redshift warehouse through the Data API (aiobotocore ``redshift-data``).
+
+DDL comes from the schema (DISTKEY, COMPOUND SORTKEY led by the partition column); a date loads with
+``DELETE`` of the date and ``COPY ... FROM '<manifest>' IAM_ROLE ... FORMAT AS PARQUET MANIFEST`` in one
+transaction (BatchExecuteStatement runs its statements as one transaction). Every statement is polled
+with a deadline: FINISHED returns, FAILED and ABORTED raise, and a statement still running at the
+deadline is cancelled and raised as transient so the date is retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import date
+from typing import Any
+
+from services.loader.s3io import TransientError
+from services.loader.settings import LoaderSettings
+from services.loader.warehouse.base import (
+    DEFAULT_PARTITION_COLUMN,
+    LoadInput,
+    partition_column,
+    quote,
+    table_columns,
+)
+from shared.schemas import TableSchema
+
+
+class RedshiftStatementError(RuntimeError):
+    """A statement FAILED or was ABORTED."""
+
+
+class RedshiftTimeout(TransientError):
+    """A statement did not finish before the deadline (it was cancelled)."""
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def create_table_sql(table: str, schema: TableSchema) -> str:
+    """Return the CREATE TABLE for a schema, with its dist and sort keys."""
+    columns = table_columns(schema)
+    body = ", ".join(
+        f"{quote(name)} {sql_type}{'' if _nullable(schema, name) else ' NOT NULL'}" for name, sql_type in columns
+    )
+    sort = [partition_column(schema), *(key for key in schema.sort_key if key != partition_column(schema))]
+    dist = f"DISTSTYLE KEY DISTKEY ({quote(schema.dist_key)})" if schema.dist_key else "DISTSTYLE AUTO"
+    return (
+        f"CREATE TABLE IF NOT EXISTS {quote(table)} ({body}) {dist} "
+        f"COMPOUND SORTKEY ({', '.join(quote(k) for k in sort)})"
+    )
+
+
+def _nullable(schema: TableSchema, name: str) -> bool:
+    try:
+        return schema.column(name).nullable
+    except KeyError:
+        return True
+
+
+def load_sqls(table: str, schema: TableSchema, dt: date, manifest_url: str, iam_role: str) -> list[str]:
+    """Return the statements that replace one date: DELETE of the date, then COPY of its manifest."""
+    part = partition_column(schema)
+    columns = ", ".join(quote(name) for name, _ in table_columns(schema))
+    return [
+        f"DELETE FROM {quote(table)} WHERE {quote(part)} = {_literal(dt.isoformat())}",
+        f"COPY {quote(table)} ({columns}) FROM {_literal(manifest_url)} IAM_ROLE {_literal(iam_role)} "
+        "FORMAT AS PARQUET MANIFEST",
+    ]
+
+
+async def wait_statement(client: Any, statement_id: str, *, timeout_s: float, poll_s: float) -> dict[str, Any]:
+    """Poll a statement until it ends; return its description when FINISHED.
+
+    FAILED and ABORTED raise RedshiftStatementError; past the deadline the statement is cancelled and
+    RedshiftTimeout (transient) is raised.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        description = await client.describe_statement(Id=statement_id)
+        status = description["Status"]
+        if status == "FINISHED":
+            return description
+        if status == "FAILED":
+            raise RedshiftStatementError(f"statement {statement_id} failed: {description.get('Error', '')}")
+        if status == "ABORTED":
+            raise RedshiftStatementError(f"statement {statement_id} was aborted")
+        if time.monotonic() >= deadline:
+            try:
+                await client.cancel_statement(Id=statement_id)
+            except Exception:  # already ended, or cancel refused: the timeout is what matters
+                pass
+            raise RedshiftTimeout(f"statement {statement_id} still {status} after {timeout_s}s; cancelled")
+        await asyncio.sleep(poll_s)
+
+
+class RedshiftWarehouse:
+    """A Redshift cluster as the warehouse, driven through the Data API."""
+
+    name = "redshift"
+
+    def __init__(self, settings: LoaderSettings, aws: Any, *, timeout_s: float | None = None) -> None:
+        self.settings = settings
+        self.aws = aws
+        self.timeout_s = timeout_s if timeout_s is not None else settings.redshift_statement_timeout_s
+        self.statement_ids: list[str] = []
+
+    def _target(self) -> dict[str, str]:
+        return {
+            "ClusterIdentifier": self.settings.redshift_cluster_id,
+            "Database": self.settings.redshift_database,
+            "DbUser": self.settings.redshift_db_user,
+        }
+
+    async def execute(self, sqls: list[str]) -> dict[str, Any]:
+        """Run one statement, or several as one transaction; wait for the end and return its description."""
+        client = await self.aws.get("redshift-data")
+        if len(sqls) == 1:
+            response = await client.execute_statement(Sql=sqls[0], **self._target())
+        elif self.settings.redshift_batch_api:
+            response = await client.batch_execute_statement(Sqls=sqls, **self._target())
+        else:
+            # Emulators without BatchExecuteStatement: the same statements in one explicit transaction block.
+            block = "BEGIN;\n" + ";\n".join(sqls) + ";\nCOMMIT;"
+            response = await client.execute_statement(Sql=block, **self._target())
+        self.statement_ids.append(response["Id"])
+        return await wait_statement(
+            client, response["Id"], timeout_s=self.timeout_s, poll_s=self.settings.redshift_poll_interval_s
+        )
+
+    async def query_scalar(self, sql: str) -> Any:
+        """Run a query and return the first column of its first row."""
+        description = await self.execute([sql])
+        client = await self.aws.get("redshift-data")
+        result = await client.get_statement_result(Id=description["Id"])
+        records = result.get("Records") or [[{}]]
+        field = records[0][0]
+        return next(iter(field.values()), None) if field else None
+
+    async def existing_columns(self, table: str) -> list[str]:
+        """Return the table's columns (empty when it does not exist)."""
+        description = await self.execute(
+            [
+                "SELECT column_name FROM svv_columns WHERE table_schema = current_schema() "
+                f"AND table_name = {_literal(table)} ORDER BY ordinal_position"
+            ]
+        )
+        client = await self.aws.get("redshift-data")
+        result = await client.get_statement_result(Id=description["Id"])
+        return [row[0].get("stringValue", "") for row in result.get("Records", [])]
+
+    async def ensure_table(self, table: str, schema: TableSchema) -> list[str]:
+        """Create the table from the schema, or add the schema's new columns (never drop); return columns added."""
+        await self.execute([create_table_sql(table, schema)])
+        existing = set(await self.existing_columns(table))
+        added = []
+        for name, sql_type in table_columns(schema):
+            if existing and name not in existing:
+                await self.execute([f"ALTER TABLE {quote(table)} ADD COLUMN {quote(name)} {sql_type}"])
+                added.append(name)
+        return added
+
+    async def copy_date(self, table: str, schema: TableSchema, dt: date, manifest_url: str) -> None:
+        """Replace the date's rows from the manifest in one transaction."""
+        await self.execute(load_sqls(table, schema, dt, manifest_url, self.settings.redshift_iam_role))
+
+    async def load_date(self, table: str, schema: TableSchema, dt: date, data: LoadInput) -> int:
+        """Ensure the table, replace the date from the manifest, and return the date's row count."""
+        await self.ensure_table(table, schema)
+        await self.copy_date(table, schema, dt, data.manifest_url)
+        return await self.count(table, dt, partition_column(schema))
+
+    async def delete_date(self, table: str, schema: TableSchema, dt: date) -> int:
+        """Delete the date's rows; return how many (the statement's affected rows)."""
+        part = partition_column(schema)
+        description = await self.execute(
+            [f"DELETE FROM {quote(table)} WHERE {quote(part)} = {_literal(dt.isoformat())}"]
+        )
+        return max(0, int(description.get("ResultRows", 0)))
+
+    async def count(self, table: str, dt: date | None = None, column: str = DEFAULT_PARTITION_COLUMN) -> int:
+        """Count rows (of ``dt`` when given)."""
+        where = f" WHERE {quote(column)} = {_literal(dt.isoformat())}" if dt else ""
+        return int(await self.query_scalar(f"SELECT count(*) FROM {quote(table)}{where}") or 0)
+
+    async def maintain(self, table: str) -> None:
+        """VACUUM then ANALYZE (each outside a transaction, as Redshift requires for VACUUM)."""
+        await self.execute([f"VACUUM {quote(table)}"])
+        await self.execute([f"ANALYZE {quote(table)}"])

@@ -1,0 +1,148 @@
+"""Generate the PySpark script for a schema: the runtime template plus the table's column specification."""
+
+from __future__ import annotations
+
+import pprint
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from services.transform.engine.values import ISO_TIMESTAMP, default_value
+from services.transform.engine.views import has_advertising_view
+from shared.schemas import EPOCH_TRANSFORMS, Column, TableSchema
+
+TEMPLATE = Path(__file__).with_name("runtime_template.py")
+PLACEHOLDER = "SPEC: dict = {}  # HEADWATER_SPEC"
+
+SPARK_TYPES = {"smallint": "smallint", "integer": "int", "bigint": "bigint", "real": "float",
+               "double precision": "double", "boolean": "boolean", "timestamp": "timestamp_ntz", "date": "date"}
+
+
+def spark_type(column: Column) -> str:
+    """Return the Spark SQL type of a column's output."""
+    if column.kind == "string":
+        return "string"
+    if column.kind == "decimal":
+        return column.type.replace(" ", "")
+    return SPARK_TYPES[column.type]
+
+
+def leaf_type(column: Column) -> str:
+    """Return the Spark type the JSON source is parsed as (mirrors the local engine's parse types)."""
+    kind = column.kind
+    if kind == "int":
+        return "BIGINT"
+    if kind == "float":
+        return "DOUBLE"
+    if kind == "bool":
+        return "BOOLEAN"
+    if kind in ("timestamp", "date") and column.transform in EPOCH_TRANSFORMS:
+        return "DOUBLE"
+    return "STRING"
+
+
+def json_path(steps: list[str | int]) -> str:
+    """Return a get_json_object path in bracket notation ($['a'][0]['b'])."""
+    parts = ["$"]
+    for step in steps:
+        parts.append(f"[{step}]" if isinstance(step, int) else "['" + step.replace("'", "\\'") + "']")
+    return "".join(parts)
+
+
+class _Trie:
+    """Nested parse type built from paths; ``add`` refuses a path that conflicts with what is there."""
+
+    def __init__(self) -> None:
+        self.leaf: str | None = None
+        self.children: dict[str, _Trie] = {}
+        self.element: _Trie | None = None
+
+    def add(self, steps: list[str | int], leaf: str) -> bool:
+        if not steps:
+            if self.children or self.element is not None or (self.leaf is not None and self.leaf != leaf):
+                return False
+            self.leaf = leaf
+            return True
+        if self.leaf is not None:
+            return False
+        step = steps[0]
+        if isinstance(step, int):
+            if self.children:
+                return False
+            self.element = self.element or _Trie()
+            return self.element.add(steps[1:], leaf)
+        if self.element is not None:
+            return False
+        return self.children.setdefault(step, _Trie()).add(steps[1:], leaf)
+
+    def ddl(self) -> str:
+        if self.leaf is not None:
+            return self.leaf
+        if self.element is not None:
+            return f"ARRAY<{self.element.ddl()}>"
+        return "STRUCT<" + ", ".join(f"`{name}`: {child.ddl()}" for name, child in self.children.items()) + ">"
+
+    def fields(self) -> str:
+        return ", ".join(f"`{name}` {child.ddl()}" for name, child in self.children.items())
+
+
+def _json_default(column: Column) -> Any:
+    value = default_value(column)
+    if value is None:
+        return None
+    if column.kind == "timestamp":
+        return _iso_from_micros(value)
+    if column.kind == "date":
+        return date.fromordinal(719163 + value).isoformat()
+    if column.kind == "decimal":
+        return str(value)
+    return value
+
+
+def _iso_from_micros(micros: int) -> str:
+    seconds, rest = divmod(micros, 1_000_000)
+    days, second_of_day = divmod(seconds, 86_400)
+    day = date.fromordinal(719163 + days)
+    clock = f"{second_of_day // 3600:02d}:{second_of_day // 60 % 60:02d}:{second_of_day % 60:02d}"
+    return f"{day.isoformat()} {clock}.{rest:06d}"
+
+
+def build_spec(schema: TableSchema) -> dict[str, Any]:
+    """Return the column specification the runtime template reads."""
+    parses: list[_Trie] = []
+    objects, arrays = _Trie(), _Trie()
+    columns = []
+    for column in schema.columns:
+        steps = column.path
+        leaf = leaf_type(column)
+        index = next((i for i, trie in enumerate(parses) if trie.add(steps, leaf)), None)
+        if index is None:
+            parses.append(_Trie())
+            parses[-1].add(steps, leaf)
+            index = len(parses) - 1
+        detect = None
+        if column.kind == "string" and objects.add(steps, "MAP<STRING, STRING>"):
+            detect = arrays.add(steps, "ARRAY<STRING>") or None
+        columns.append({
+            "name": column.name, "source": column.source, "type": column.type, "kind": column.kind,
+            "spark_type": spark_type(column), "steps": steps, "json_path": json_path(steps), "parse": index,
+            "nullable": column.nullable, "default": _json_default(column), "transform": column.transform,
+            "limit": column.varchar_length, "detect": detect,
+        })
+    return {
+        "table": schema.name, "version": schema.version, "columns": columns,
+        "parse": [trie.fields() for trie in parses],
+        "objects": objects.fields() or None, "arrays": arrays.fields() or None,
+        "partition_column": schema.partition_column, "advertising_view": has_advertising_view(schema),
+        "iso_pattern": ISO_TIMESTAMP.pattern,
+    }
+
+
+def generate_script(schema: TableSchema) -> str:
+    """Return the PySpark script for a schema (self-contained; needs only pyspark)."""
+    template = TEMPLATE.read_text()
+    if PLACEHOLDER not in template:
+        raise RuntimeError("the Spark runtime template lost its SPEC placeholder")
+    spec = pprint.pformat(build_spec(schema), width=116, sort_dicts=False)
+    header = f"# Generated by Headwater for {schema.name} v{schema.version} (regenerate: headwater spark-script).\n"
+    return header + template.replace(PLACEHOLDER, f"SPEC: dict = {spec}")

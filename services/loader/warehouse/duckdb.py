@@ -98,9 +98,10 @@ class DuckDBWarehouse:
 
     def _load(self, table: str, schema: TableSchema, dt: date, files: list[Path]) -> int:
         part = partition_column(schema)
-        available: set[str] = set()
-        for path in files:
-            available |= set(pq.read_schema(path).names)
+        schemas = [pq.read_schema(path) for path in files]
+        available = {name for file_schema in schemas for name in file_schema.names}
+        # Files written alike are read positionally (faster); differing ones are matched by column name.
+        by_name = ", union_by_name = true" if any(not sc.equals(schemas[0]) for sc in schemas[1:]) else ""
 
         def _work(con: duckdb.DuckDBPyConnection) -> int:
             self._ensure(con, table, schema)
@@ -119,12 +120,11 @@ class DuckDBWarehouse:
                 loaded = 0
                 if files:
                     sources = "[" + ", ".join(_literal(str(path)) for path in files) + "]"
-                    con.execute(
+                    inserted = con.execute(
                         f"INSERT INTO {quote(table)} ({', '.join(quote(n) for n in targets)}) "
-                        f"SELECT {', '.join(selects)} FROM read_parquet({sources}, union_by_name = true)"
-                    )
-                    row = con.execute(f"SELECT count(*) FROM {quote(table)} WHERE {quote(part)} = ?", [dt]).fetchone()
-                    loaded = int(row[0]) if row else 0
+                        f"SELECT {', '.join(selects)} FROM read_parquet({sources}{by_name})"
+                    ).fetchone()
+                    loaded = int(inserted[0]) if inserted else 0
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")

@@ -87,17 +87,18 @@ class PostgresWarehouse:
         try:
             await self._ensure(con, table, schema)
             columns = await self._existing_columns(con, table)
-            await con.execute(f"CREATE TABLE {quote(stage)} (LIKE {quote(table)} INCLUDING DEFAULTS)")
+            literal = dt.isoformat()
+            # The CHECK proves the partition bound, so ATTACH needs no validation scan; COPY checks row by row.
+            await con.execute(
+                f"CREATE TABLE {quote(stage)} (LIKE {quote(table)} INCLUDING DEFAULTS, "
+                f"CONSTRAINT {quote(stage + '_dt')} "
+                f"CHECK ({quote(part)} IS NOT NULL AND {quote(part)} = DATE '{literal}'))"
+            )
             try:
                 result = await con.copy_to_table(
                     stage, source=csv_chunks(files, columns, part, dt), columns=columns, format="csv"
                 )
                 rows = int(result.split()[-1])
-                literal = dt.isoformat()
-                await con.execute(
-                    f"ALTER TABLE {quote(stage)} ADD CONSTRAINT {quote(stage + '_dt')} "
-                    f"CHECK ({quote(part)} IS NOT NULL AND {quote(part)} = DATE '{literal}')"
-                )
                 target = partition_name(table, dt)
                 async with con.transaction():
                     await con.execute("SELECT pg_advisory_xact_lock(hashtext($1))", target)

@@ -48,7 +48,7 @@ def annotate(
         **user,
         "job_id": job_id,
         "original_sequence": sequence,
-        "original_timestamp": event_time,
+        "original_timestamp": event_time if event_time is not None else record.get("event_time"),
         "replayed_at": replayed_at,
     }
     return orjson.dumps(record)

@@ -29,31 +29,53 @@ class QueryRefused(ApiError):
     code = "query_refused"
 
 
+_FIELDS = (
+    "event_id",
+    "type",
+    "source",
+    "event_time",
+    "received_at",
+    "client_ip_hash",
+    "ad_id",
+    "campaign_id",
+    "placement",
+    "user_id",
+    "properties",
+    "cloud_id",
+    "demand_kw",
+    "summation_delivered_kwh",
+    "summation_received_kwh",
+)
+_TYPED = {
+    "event_time": "TRY_CAST({} AS TIMESTAMP)",
+    "received_at": "TRY_CAST({} AS TIMESTAMP)",
+    "properties": "CAST({} AS JSON)",
+    "demand_kw": "TRY_CAST({} AS DOUBLE)",
+    "summation_delivered_kwh": "TRY_CAST({} AS DOUBLE)",
+    "summation_received_kwh": "TRY_CAST({} AS DOUBLE)",
+}
+
+
 def _event_projection(source: str, *, sequence: str, origin: str, dt: str, hour: str) -> str:
+    # One JSON parse per line extracts every field (DuckDB drops the columns a query does not use);
+    # lines that are not JSON objects are skipped. ``record`` is the original line, byte for byte (VARCHAR, so
+    # replaying it costs no second parse; JSON functions such as record->>'x' accept it as is).
+    paths = ", ".join(f"'{name}'" for name in _FIELDS)
+    columns = ",\n            ".join(
+        _TYPED.get(name, "{}").format(f"x[{i}]") + f" AS {name}" for i, name in enumerate(_FIELDS, start=1)
+    )
     return f"""
         SELECT
-            j->>'event_id' AS event_id,
-            j->>'type' AS type,
-            j->>'source' AS source,
-            TRY_CAST(j->>'event_time' AS TIMESTAMP) AS event_time,
-            TRY_CAST(j->>'received_at' AS TIMESTAMP) AS received_at,
-            j->>'client_ip_hash' AS client_ip_hash,
-            j->>'ad_id' AS ad_id,
-            j->>'campaign_id' AS campaign_id,
-            j->>'placement' AS placement,
-            j->>'user_id' AS user_id,
-            j->'properties' AS properties,
-            j->>'cloud_id' AS cloud_id,
-            TRY_CAST(j->>'demand_kw' AS DOUBLE) AS demand_kw,
-            TRY_CAST(j->>'summation_delivered_kwh' AS DOUBLE) AS summation_delivered_kwh,
-            TRY_CAST(j->>'summation_received_kwh' AS DOUBLE) AS summation_received_kwh,
-            j AS record,
+            {columns},
+            line AS record,
             {sequence} AS sequence_number,
             '{origin}' AS origin,
             {dt} AS dt,
             {hour} AS hour
-        FROM (SELECT TRY_CAST(line AS JSON) AS j, * EXCLUDE (line) FROM {source})
-        WHERE j IS NOT NULL
+        FROM (
+            SELECT json_extract_string(line, [{paths}]) AS x, *
+            FROM (SELECT * FROM {source} WHERE json_valid(line) AND starts_with(ltrim(line), '{{'))
+        )
     """
 
 
@@ -117,8 +139,8 @@ class Sandbox:
                 "_live_lines_arrow",
                 sequence="sequence_number",
                 origin="live",
-                dt="CAST(TRY_CAST(j->>'event_time' AS TIMESTAMP) AS DATE)",
-                hour="CAST(hour(TRY_CAST(j->>'event_time' AS TIMESTAMP)) AS INTEGER)",
+                dt="CAST(TRY_CAST(x[4] AS TIMESTAMP) AS DATE)",
+                hour="CAST(hour(TRY_CAST(x[4] AS TIMESTAMP)) AS INTEGER)",
             )
         )
         self.con.execute(

@@ -70,9 +70,8 @@ def emission_sql(sandbox: Sandbox, request: ReplayCreate, *, limit: int | None =
     # Sub-expressions the user controls are validated as part of one SELECT: a stray ';' makes two statements.
     sandbox.check_select(f"SELECT ({request.key}) FROM ({inner}) AS q")
     payload = "CAST(record AS VARCHAR)" if "record" in columns else "CAST(to_json(q) AS VARCHAR)"
-    if "record" in columns:
-        event_time = "record->>'event_time'"
-    elif "event_time" in columns:
+    # With a record column, the original event time is read from the record when annotating.
+    if "event_time" in columns and "record" not in columns:
         event_time = "CAST(event_time AS VARCHAR)"
     else:
         event_time = "NULL::VARCHAR"
@@ -83,17 +82,22 @@ def emission_sql(sandbox: Sandbox, request: ReplayCreate, *, limit: int | None =
                {sequence} AS _sequence, {sort_time} AS _t, lpad(coalesce({sequence}, ''), 64, '0') AS _s
         FROM ({inner}) AS q
     """
+    # Compacted output has one row per key, so (time, key) is already a total order; otherwise ties on time and
+    # key fall back to the sequence and the payload.
+    order = "_t NULLS FIRST, _s, _key, _data"
     if request.compact:
         keyed = f"""
-            SELECT _key, last.* FROM (
-                SELECT _key, arg_max({{'_data': _data, '_event_time': _event_time, '_sequence': _sequence,
-                                       '_t': _t, '_s': _s}}, {{'t': _t, 's': _s, 'd': _data}}) AS last
+            SELECT _key, last._data, last._event_time, last._sequence, _t, last._s FROM (
+                SELECT _key, max(_t) AS _t,
+                       arg_max({{'_data': _data, '_event_time': _event_time, '_sequence': _sequence, '_s': _s}},
+                               {{'t': _t, 's': _s, 'd': _data}}) AS last
                 FROM ({keyed}) GROUP BY _key
             )
         """
+        order = "_t NULLS FIRST, _key"
     sql = f"""
         SELECT coalesce(_key, '') AS _key, _data, _event_time, _sequence FROM ({keyed})
-        ORDER BY _t NULLS FIRST, _s, _key, _data
+        ORDER BY {order}
     """
     if limit is not None:
         sql += f" LIMIT {int(limit)}"

@@ -96,3 +96,17 @@ async def test_unknown_columns_are_a_400_not_a_500(client) -> None:
     response = await client.post("/v1/query", json={"sql": "SELECT no_such_column FROM raw_events"})
     assert response.status_code == 400
     assert "no_such_column" in response.json()["error"]["message"]
+
+
+async def test_lines_that_are_not_json_objects_are_skipped(client, aws, settings) -> None:
+    import gzip
+
+    body = gzip.compress(
+        b'{"event_id": "ok", "type": "click", "event_time": "2026-11-24T10:00:00Z"}\nnot json\n[1, 2]\n'
+    )
+    s3 = await aws.get("s3")
+    await s3.put_object(Bucket=settings.bucket("raw"), Key="beacon/dt=2026-11-24/hour=10/x.json.gz", Body=body)
+    rows = await _rows(client, "SELECT event_id, record FROM raw_events")
+    assert rows == [
+        {"event_id": "ok", "record": '{"event_id": "ok", "type": "click", "event_time": "2026-11-24T10:00:00Z"}'}
+    ]

@@ -34,23 +34,29 @@ class PayloadTooLargeError(ApiError):
     code = "payload_too_large"
 
 
-def get_intake(request: Request) -> Intake:
+async def get_intake(request: Request) -> Intake:
     """Return the app's intake."""
     return request.app.state.intake
 
 
-def get_limiter(request: Request) -> RateLimiter:
-    """Return the app's beacon rate limiter."""
-    return request.app.state.beacon_limiter
+async def beacon_client(request: Request) -> str | None:
+    """Admit a beacon under its client's rate limit (429 beyond it); return the client IP."""
+    limiter: RateLimiter = request.app.state.beacon_limiter
+    ip = client_ip(request)
+    if not limiter.allow(ip or "-"):
+        raise TooManyRequestsError(
+            "too many beacons from this client", headers={"Retry-After": str(limiter.retry_after_s())}
+        )
+    return ip
 
 
-def get_counters(request: Request) -> RealtimeCounters:
+async def get_counters(request: Request) -> RealtimeCounters:
     """Return the app's real-time counters."""
     return request.app.state.counters
 
 
 IntakeDep = Annotated[Intake, Depends(get_intake)]
-LimiterDep = Annotated[RateLimiter, Depends(get_limiter)]
+BeaconClient = Annotated[str | None, Depends(beacon_client)]
 CountersDep = Annotated[RealtimeCounters, Depends(get_counters)]
 Writer = Annotated[Principal, Depends(require_scope("ingest:write"))]
 Reader = Annotated[Principal, Depends(require_scope("read"))]
@@ -64,16 +70,6 @@ def client_ip(request: Request) -> str | None:
         if forwarded:
             return forwarded.split(",", 1)[0].strip()
     return request.client.host if request.client else None
-
-
-def check_beacon_rate(request: Request, limiter: RateLimiter) -> str | None:
-    """Admit the beacon or raise 429; return the client IP."""
-    ip = client_ip(request)
-    if not limiter.allow(ip or "-"):
-        raise TooManyRequestsError(
-            "too many beacons from this client", headers={"Retry-After": str(limiter.retry_after_s())}
-        )
-    return ip
 
 
 async def read_json_body(request: Request, limit: int) -> Any:
@@ -197,8 +193,7 @@ _METER_BODY = {
 router = APIRouter()
 
 
-async def _pixel(kind: str, request: Request, query: BeaconQuery, intake: Intake, limiter: RateLimiter) -> Response:
-    ip = check_beacon_rate(request, limiter)
+async def _pixel(kind: str, query: BeaconQuery, intake: Intake, ip: str | None) -> Response:
     await intake.accept_beacon(kind, query, client_ip=ip)
     if query.response == "204":
         return Response(status_code=204, headers=NO_CACHE)
@@ -222,9 +217,9 @@ _PIXEL_RESPONSES: dict[int | str, dict[str, Any]] = {
     "&placement=top&cookie_id=u-9&event_id=imp-1&ts=2026-11-25T12:00:00Z`.",
 )
 async def impression_pixel(
-    request: Request, query: Annotated[BeaconQuery, Query()], intake: IntakeDep, limiter: LimiterDep
+    ip: BeaconClient, query: Annotated[BeaconQuery, Query()], intake: IntakeDep
 ) -> Response:
-    return await _pixel("impression", request, query, intake, limiter)
+    return await _pixel("impression", query, intake, ip)
 
 
 @router.get(
@@ -236,13 +231,12 @@ async def impression_pixel(
     description="Public, rate-limited per client. Example: `/v1/beacons/click?ad_id=ad-7&cookie_id=u-9&response=204`.",
 )
 async def click_pixel(
-    request: Request, query: Annotated[BeaconQuery, Query()], intake: IntakeDep, limiter: LimiterDep
+    ip: BeaconClient, query: Annotated[BeaconQuery, Query()], intake: IntakeDep
 ) -> Response:
-    return await _pixel("click", request, query, intake, limiter)
+    return await _pixel("click", query, intake, ip)
 
 
-async def _json_beacon(kind: str, request: Request, intake: Intake, limiter: RateLimiter) -> JSONResponse:
-    ip = check_beacon_rate(request, limiter)
+async def _json_beacon(kind: str, request: Request, intake: Intake, ip: str | None) -> JSONResponse:
     settings: IngestSettings = request.app.state.settings
     body = await read_json_body(request, min(settings.max_body_bytes, 64 * 1024))
     try:
@@ -276,8 +270,8 @@ _BEACON_BODY = {
     responses=ERROR_RESPONSES,
     openapi_extra=_BEACON_BODY,
 )
-async def impression_json(request: Request, intake: IntakeDep, limiter: LimiterDep) -> JSONResponse:
-    return await _json_beacon("impression", request, intake, limiter)
+async def impression_json(request: Request, intake: IntakeDep, ip: BeaconClient) -> JSONResponse:
+    return await _json_beacon("impression", request, intake, ip)
 
 
 @router.post(
@@ -289,8 +283,8 @@ async def impression_json(request: Request, intake: IntakeDep, limiter: LimiterD
     responses=ERROR_RESPONSES,
     openapi_extra=_BEACON_BODY,
 )
-async def click_json(request: Request, intake: IntakeDep, limiter: LimiterDep) -> JSONResponse:
-    return await _json_beacon("click", request, intake, limiter)
+async def click_json(request: Request, intake: IntakeDep, ip: BeaconClient) -> JSONResponse:
+    return await _json_beacon("click", request, intake, ip)
 
 
 @router.post(

@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from services.ingest.api import router
 from services.ingest.cloudwatch import MetricsPublisher
 from services.ingest.dedup import Deduplicator
+from services.ingest.fastpath import BeaconFastPath
 from services.ingest.intake import Intake
 from services.ingest.markers import DayMarkers
 from services.ingest.ratelimit import RateLimiter
@@ -113,5 +114,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         ],
     )
     app.include_router(router)
+    if settings.beacon_fast_path:
+        app.add_middleware(BeaconFastPath, state=app.state, service=settings.service_name)
     app.mount("/ui", StaticFiles(directory=UI_DIR, html=True), name="ui")
     return app

@@ -47,6 +47,8 @@ class IngestSettings(HeadwaterSettings):
     # Public beacons: token bucket per client (hashed IP) per process.
     beacon_rate_per_s: float = 200.0
     beacon_burst: int = 400
+    # Serve GET beacons from a small ASGI handler in front of the router (same behaviour, far less overhead).
+    beacon_fast_path: bool = True
 
     # Real-time counters (Redis) and their CloudWatch publication.
     realtime_retention_s: int = 3 * 3600

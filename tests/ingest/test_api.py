@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 import pytest
 
+from services.ingest.api import PIXEL
 from services.ingest.app import create_app
 from services.ingest.settings import IngestSettings
 from shared.aws import AwsClients
@@ -139,3 +140,25 @@ async def test_batches_over_the_event_or_byte_limit_are_refused_with_413(limited
     assert too_big.status_code == 413
     five = await limited.http.post("/v1/events", json=six[:5], headers=limited.auth())
     assert five.status_code == 202
+
+
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast-path", "routed"])
+async def test_pixel_behaves_the_same_with_and_without_the_fast_path(
+    ingest_settings_factory: Callable[..., IngestSettings], aws: AwsClients, fast_path: bool
+) -> None:
+    settings = ingest_settings_factory(beacon_fast_path=fast_path, beacon_rate_per_s=0.5, beacon_burst=2)
+    await bootstrap_ingest(settings)
+    app = create_app(settings)
+    async with serve(app) as url, httpx.AsyncClient(base_url=url) as http:
+        missing = await http.get("/v1/beacons/impression", params={"campaign_id": "c"})
+        assert missing.status_code == 422
+        assert missing.json()["error"]["details"][0]["field"] == "query.ad_id"
+        pixel = await http.get("/v1/beacons/click", params={"ad_id": "a", "event_id": "same-1"})
+        assert (pixel.status_code, pixel.headers["content-type"], pixel.content) == (200, "image/gif", PIXEL)
+        assert pixel.headers["pragma"] == "no-cache"
+        limited = await http.get("/v1/beacons/click", params={"ad_id": "a"})
+        assert limited.status_code == 429 and "retry-after" in limited.headers
+        metrics = (await http.get("/metrics")).text
+        assert 'route="/v1/beacons/click",service="ingest",status="200"' in metrics
+    [record] = await archived_records(aws, settings)
+    assert (record["event_id"], record["type"]) == ("same-1", "click")

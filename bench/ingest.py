@@ -1,0 +1,299 @@
+"""Ingest benchmark: single-beacon and batched throughput of one ingest process, against a bare FastAPI app.
+
+Everything runs here, driven by Debian's ``wrk`` (``apt-get install -y wrk``):
+  1. a bare FastAPI app (one uvicorn process) answering 204 to ``GET /v1/beacons/impression``: the baseline;
+  2. one ingest process (same uvicorn flags) with its spool and shipper on, against a private moto server and
+     the local Redis (its own database and resource prefix):
+     - single beacons: ``GET /v1/beacons/impression?...&response=204`` (each event fsync'd before the answer);
+     - batches: ``POST /v1/events`` with 500 events per request (a wrk Lua script sets body and API key);
+  3. after the load stops, how long the shipper needs to empty the spool, and whether it shipped every event.
+
+Figures: ratio_single_vs_bare = ingest single rps / bare rps; ratio_batch_vs_single = batch events/s /
+single-beacon events/s; p99_ms = p99 latency of single beacons. ``--quick`` runs in under a minute.
+The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from shared.auth import create_api_key  # noqa: E402
+from shared.bootstrap import ensure_buckets, ensure_streams  # noqa: E402
+from shared.db import create_engine, create_tables, session_factory  # noqa: E402
+from shared.settings import HeadwaterSettings  # noqa: E402
+
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
+PREFIX = f"bench{os.getpid()}"
+UVICORN_FLAGS = [
+    "--host",
+    "127.0.0.1",
+    "--no-access-log",
+    "--log-level",
+    "warning",
+    "--loop",
+    "uvloop",
+    "--http",
+    "httptools",
+]
+BEACON_PATH = "/v1/beacons/impression?ad_id=ad-1&campaign_id=c-1&placement=top&user_id=u-1&response=204"
+BATCH_SIZE = 500
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def bare_app() -> Any:
+    """Return the baseline: a FastAPI app that answers 204 and does nothing else."""
+    from fastapi import FastAPI, Response
+
+    app = FastAPI()
+
+    @app.get("/v1/beacons/impression")
+    async def impression() -> Response:
+        return Response(status_code=204)
+
+    return app
+
+
+def wait_http(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer within {timeout}s")
+
+
+def run_wrk(url: str, seconds: int, connections: int, script: Path | None = None) -> dict[str, float]:
+    """Run wrk and return requests/s, p99 latency (ms) and non-2xx/socket errors."""
+    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    if script is not None:
+        command += ["-s", str(script)]
+    out = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+    p99_ms = float(p99.group(1)) * scale[p99.group(2)] if p99 else 0.0
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = int(non2xx.group(1)) if non2xx else 0
+    if socket_errors:
+        errors += sum(int(n) for n in socket_errors.groups())
+    requests = re.search(r"(\d+) requests in", out)
+    return {"rps": rps, "p99_ms": p99_ms, "errors": errors, "requests": int(requests.group(1)) if requests else 0}
+
+
+def batch_script(path: Path, api_key: str) -> Path:
+    events = [
+        {
+            "type": "impression" if i % 3 else "click",
+            "ad_id": f"ad-{i % 20}",
+            "campaign_id": "c-1",
+            "placement": "top",
+            "user_id": f"u-{i}",
+        }
+        for i in range(BATCH_SIZE)
+    ]
+    body = json.dumps({"events": events}).replace("\\", "\\\\").replace('"', '\\"')
+    path.write_text(
+        'wrk.method = "POST"\n'
+        f'wrk.body = "{body}"\n'
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.headers["Authorization"] = "Bearer {api_key}"\n'
+    )
+    return path
+
+
+def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log.open("ab"))
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+def metric(text: str, name: str) -> float:
+    match = re.search(rf"^{name}(?:{{[^}}]*}})?\s+([\d.e+-]+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
+async def prepare(settings: HeadwaterSettings) -> str:
+    """Create the buckets, streams and metadata tables; return an ingest:write key."""
+    from shared.aws import AwsClients
+
+    async with AwsClients(settings) as aws:
+        await ensure_buckets(await aws.get("s3"), settings)
+        await ensure_streams(await aws.get("kinesis"), settings)
+    engine = create_engine(settings)
+    try:
+        await create_tables(engine)
+        async with session_factory(engine)() as session:
+            return await create_api_key(session=session, scopes=["ingest:write"])
+    finally:
+        await engine.dispose()
+
+
+async def cleanup_redis() -> None:
+    from redis.asyncio import Redis
+
+    redis = Redis.from_url(REDIS_URL)
+    try:
+        keys = [key async for key in redis.scan_iter(match=f"{PREFIX}:*", count=1000)]
+        for start_index in range(0, len(keys), 500):
+            await redis.delete(*keys[start_index : start_index + 500])
+    finally:
+        await redis.aclose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="shorter runs (under a minute)")
+    parser.add_argument("--serve-bare", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_bare:
+        import uvicorn
+
+        uvicorn.run(
+            bare_app(),
+            host="127.0.0.1",
+            port=args.serve_bare,
+            access_log=False,
+            log_level="warning",
+            loop="uvloop",
+            http="httptools",
+        )
+        return
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is missing: apt-get install -y wrk")
+
+    seconds = 6 if args.quick else 20
+    connections = 32
+    work = Path(tempfile.mkdtemp(prefix="hw-bench-ingest-"))
+    moto_port, bare_port, ingest_port = free_port(), free_port(), free_port()
+    endpoint = f"http://127.0.0.1:{moto_port}"
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL": endpoint,
+        "HEADWATER_ENVIRONMENT": "local",
+        "HEADWATER_LOG_LEVEL": "WARNING",
+        "HEADWATER_REDIS_URL": REDIS_URL,
+        "HEADWATER_RESOURCE_PREFIX": PREFIX,
+        "HEADWATER_DATABASE_URL": f"sqlite+aiosqlite:///{work / 'meta.db'}",
+        "HEADWATER_DATA_DIR": str(work / "data"),
+        "HEADWATER_BEACON_RATE_PER_S": "1000000000",
+        "HEADWATER_BEACON_BURST": "1000000000",
+        "HEADWATER_CLOUDWATCH_ENABLED": "false",
+    }
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
+        env.pop(var, None)
+    processes: list[subprocess.Popen[bytes]] = []
+    figures: dict[str, Any] = {}
+    try:
+        moto = start(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)], env, work / "moto.log"
+        )
+        processes.append(moto)
+        wait_http(f"{endpoint}/moto-api/")
+        os.environ.update({k: v for k, v in env.items() if k.startswith(("AWS_", "HEADWATER_"))})
+        settings = HeadwaterSettings()
+        api_key = asyncio.run(prepare(settings))
+
+        bare = start(
+            [sys.executable, str(Path(__file__).resolve()), "--serve-bare", str(bare_port)], env, work / "bare.log"
+        )
+        processes.append(bare)
+        wait_http(f"http://127.0.0.1:{bare_port}{BEACON_PATH}")
+        run_wrk(f"http://127.0.0.1:{bare_port}{BEACON_PATH}", 2, connections)  # warm-up
+        bare_run = run_wrk(f"http://127.0.0.1:{bare_port}{BEACON_PATH}", seconds, connections)
+        stop(bare)
+
+        ingest = start(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "services.ingest.app:create_app",
+                *UVICORN_FLAGS,
+                "--port",
+                str(ingest_port),
+            ],
+            env,
+            work / "ingest.log",
+        )
+        processes.append(ingest)
+        base = f"http://127.0.0.1:{ingest_port}"
+        wait_http(f"{base}/readyz")
+        warm = run_wrk(f"{base}{BEACON_PATH}", 2, connections)  # warm-up (its events are shipped too)
+        single = run_wrk(f"{base}{BEACON_PATH}", seconds, connections)
+        script = batch_script(work / "batch.lua", api_key)
+        batch = run_wrk(f"{base}/v1/events", seconds, 8, script)
+
+        load_stopped = time.monotonic()
+        drained_after = None
+        deadline = load_stopped + (60 if args.quick else 180)
+        while time.monotonic() < deadline:
+            text = httpx.get(f"{base}/metrics", timeout=5).text
+            if metric(text, "headwater_ingest_spool_bytes") == 0:
+                drained_after = time.monotonic() - load_stopped
+                break
+            time.sleep(0.5)
+        text = httpx.get(f"{base}/metrics", timeout=5).text
+        shipped = metric(text, "headwater_ingest_shipped_events_total")
+        accepted = warm["requests"] + single["requests"] + batch["requests"] * BATCH_SIZE
+
+        single_rps = single["rps"]
+        batch_events = batch["rps"] * BATCH_SIZE
+        figures = {
+            "ratio_single_vs_bare": round(single_rps / bare_run["rps"], 3),
+            "ratio_batch_vs_single": round(batch_events / single_rps, 2),
+            "single_rps": round(single_rps, 1),
+            "batch_events_per_s": round(batch_events, 1),
+            "p99_ms": round(single["p99_ms"], 2),
+            "bare_rps": round(bare_run["rps"], 1),
+            "errors": int(single["errors"] + batch["errors"] + bare_run["errors"]),
+            "shipper_drain_s": round(drained_after, 2) if drained_after is not None else None,
+            "shipped_events": int(shipped),
+            "sent_events": int(accepted),
+            "seconds_per_run": seconds,
+        }
+    finally:
+        for process in reversed(processes):
+            stop(process)
+        asyncio.run(cleanup_redis())
+        shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

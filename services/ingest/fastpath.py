@@ -1,0 +1,127 @@
+"""The beacon hot path: ``GET /v1/beacons/{impression,click}`` served by a small ASGI handler in front of the router.
+
+Pixels are by far the most frequent request, and FastAPI's per-request machinery (routing, dependency solving,
+query-model binding, the middleware stack) costs more than making the event durable. This handler does the same
+work as the documented routes in ``api.py`` (same ``BeaconQuery`` validation, rate limit, intake, headers, error
+shape and request metrics) with none of that overhead. ``beacon_fast_path=false`` turns it off, and the routes
+then answer the same requests.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from urllib.parse import parse_qsl
+
+from pydantic import ValidationError
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from services.ingest.api import NO_CACHE, PIXEL
+from services.ingest.models import BeaconQuery
+from shared.errors import ApiError, error_response, validation_details
+from shared.http import LATENCY, REQUESTS
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+PATHS = {"/v1/beacons/impression": "impression", "/v1/beacons/click": "click"}
+_NO_CACHE_HEADERS = [(name.lower().encode(), value.encode()) for name, value in NO_CACHE.items()]
+_GIF_HEADERS = [
+    (b"content-type", b"image/gif"),
+    (b"content-length", str(len(PIXEL)).encode()),
+    *_NO_CACHE_HEADERS,
+]
+
+
+class BeaconFastPath:
+    """Answer GET beacons directly; pass every other request on."""
+
+    def __init__(self, app: ASGIApp, state: Any, service: str) -> None:
+        self.app = app
+        self.state = state
+        self.service = service
+        self._metrics: dict[tuple[str, int], tuple[Any, Any]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = PATHS.get(scope.get("path", "")) if scope["type"] == "http" and scope["method"] == "GET" else None
+        if kind is None:
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+        try:
+            status = await self._beacon(kind, scope, receive, send)
+        finally:
+            self._observe(scope["path"], status, time.perf_counter() - started)
+
+    async def _beacon(self, kind: str, scope: Scope, receive: Receive, send: Send) -> int:
+        state = self.state
+        ip = _client_ip(scope, state.settings.trust_forwarded_for)
+        limiter = state.beacon_limiter
+        try:
+            if not limiter.allow(ip or "-"):
+                return await _error(
+                    scope,
+                    receive,
+                    send,
+                    429,
+                    "rate_limited",
+                    "too many beacons from this client",
+                    headers={"Retry-After": str(limiter.retry_after_s())},
+                )
+            params = dict(parse_qsl(scope["query_string"].decode("latin-1")))
+            try:
+                query = BeaconQuery.model_validate(params)
+            except ValidationError as exc:
+                details = [{**d, "field": f"query.{d['field']}"} for d in validation_details(exc.errors())]
+                fields = ", ".join(d["field"] for d in details)
+                return await _error(
+                    scope, receive, send, 422, "validation_error", f"invalid request: {fields}", details=details
+                )
+            await state.intake.accept_beacon(kind, query, client_ip=ip)
+        except ApiError as exc:
+            return await _error(scope, receive, send, exc.status_code, exc.code, exc.message, exc.details, exc.headers)
+        except Exception as exc:
+            log.exception("beacon_failed", error=type(exc).__name__)
+            return await _error(scope, receive, send, 500, "internal_error", "internal server error")
+        if query.response == "204":
+            await send({"type": "http.response.start", "status": 204, "headers": _NO_CACHE_HEADERS})
+            await send({"type": "http.response.body", "body": b""})
+            return 204
+        await send({"type": "http.response.start", "status": 200, "headers": _GIF_HEADERS})
+        await send({"type": "http.response.body", "body": PIXEL})
+        return 200
+
+    def _observe(self, path: str, status: int, seconds: float) -> None:
+        children = self._metrics.get((path, status))
+        if children is None:
+            children = (
+                REQUESTS.labels(self.service, "GET", path, str(status)),
+                LATENCY.labels(self.service, "GET", path),
+            )
+            self._metrics[(path, status)] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+
+def _client_ip(scope: Scope, trust_forwarded_for: bool) -> str | None:
+    if trust_forwarded_for:
+        for name, value in scope.get("headers", ()):
+            if name == b"x-forwarded-for":
+                return value.decode("latin-1").split(",", 1)[0].strip()
+    client = scope.get("client")
+    return client[0] if client else None
+
+
+async def _error(
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    status: int,
+    code: str,
+    message: str,
+    details: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> int:
+    await error_response(status, code, message, details, headers)(scope, receive, send)
+    return status

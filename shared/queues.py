@@ -11,12 +11,13 @@ from shared.messages import Envelope, dump_message
 
 log = get_logger(__name__)
 
-_url_cache: dict[tuple[int, str], str] = {}
+# Queue URLs never change for a name at an endpoint; caching saves a round trip per message.
+_url_cache: dict[tuple[str, str], str] = {}
 
 
 async def queue_url(sqs: Any, name: str) -> str:
     """Return the URL of queue ``name`` (cached per client)."""
-    key = (id(sqs), name)
+    key = (str(sqs.meta.endpoint_url), name)
     if key not in _url_cache:
         response = await sqs.get_queue_url(QueueName=name)
         _url_cache[key] = response["QueueUrl"]

@@ -13,8 +13,10 @@ from services.transform.models import (
     SchemaRead,
     TransformCreate,
     TransformList,
+    TransformLogs,
     TransformRead,
 )
+from services.transform.spark.backends import fetch_logs
 from shared.auth import Principal, require_scope
 from shared.deps import AwsDep, SessionDep, SettingsDep
 from shared.errors import UnprocessableError
@@ -138,3 +140,12 @@ async def list_transforms(
 async def get_transform(transform_id: str, session: SessionDep, settings: SettingsDep,
                         _principal: ReadScope) -> TransformRead:
     return runs.to_read(await runs.get_run(session=session, run_id=transform_id), settings)
+
+
+@router.get("/v1/transforms/{transform_id}/logs", summary="Get a transform run's engine logs",
+            response_model=TransformLogs, tags=["transforms"], responses=ERROR_RESPONSES)
+async def get_transform_logs(transform_id: str, session: SessionDep, settings: SettingsDep, aws: AwsDep,
+                             _principal: ReadScope) -> TransformLogs:
+    run = await runs.get_run(session=session, run_id=transform_id)
+    text = await fetch_logs(aws, settings, run) if run.engine != "local" else ""
+    return TransformLogs(id=run.id, engine=run.engine, log_url=run.log_url, text=text)

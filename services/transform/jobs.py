@@ -17,7 +17,9 @@ from botocore.exceptions import (
 from services.transform.models import TransformRun
 from services.transform.registry import load_schema
 from services.transform.runner import run_local_partition
+from services.transform.runs import save_run
 from services.transform.settings import TransformSettings
+from services.transform.spark.backends import run_spark_partition
 from shared.errors import NotFoundError
 from shared.logging import get_logger
 from shared.messages import LoadRequest, TransformFailed, utc_now
@@ -47,31 +49,17 @@ def backoff_seconds(settings: TransformSettings, attempt: int) -> float:
     return min(settings.retry_base_s * 2 ** (attempt - 1), 300.0)
 
 
-async def _save(ctx: dict[str, Any], run: TransformRun, **changes: Any) -> TransformRun:
-    async with ctx["sessions"]() as session:
-        row = await session.get(TransformRun, run.id)
-        assert row is not None
-        for name, value in changes.items():
-            setattr(row, name, value)
-        session.add(row)
-        await session.commit()
-        await session.refresh(row)
-        return row
-
-
 async def _execute(ctx: dict[str, Any], run: TransformRun) -> TransformRun:
     settings: TransformSettings = ctx["settings"]
     async with ctx["sessions"]() as session:
         schema = await load_schema(session=session, name=run.table_name, version=run.schema_version)
     if run.engine != "local":
-        from services.transform.spark.backends import run_spark_partition
-
         return await run_spark_partition(ctx, run, schema)
     outcome = await asyncio.to_thread(
         run_local_partition, ctx["s3_sync"], settings, schema=schema, source_bucket=run.source_bucket,
         source_prefix=run.source_prefix, dt=run.dt, hour=run.hour, transform_id=run.id,
     )
-    return await _save(
+    return await save_run(
         ctx, run, state="succeeded", rows_in=outcome.rows_in, rows_out=outcome.rows_out, rows_bad=outcome.rows_bad,
         bytes_in=outcome.bytes_in, bytes_out=outcome.bytes_out, duration_s=outcome.duration_s,
         manifest_key=outcome.manifest_key, bad_rows_key=outcome.bad_rows_key,
@@ -110,7 +98,7 @@ async def run_transform(ctx: dict[str, Any], run_id: str) -> str:
         return "missing"
     if run.state in ("succeeded", "failed"):
         return run.state  # a duplicate request for a finished run
-    run = await _save(ctx, run, state="running", attempts=attempt, started_at=run.started_at or utc_now())
+    run = await save_run(ctx, run, state="running", attempts=attempt, started_at=run.started_at or utc_now())
     log.info("transform_started", transform_id=run.id, table=run.table_name, dt=run.dt.isoformat(), attempt=attempt)
     try:
         run = await _execute(ctx, run)
@@ -122,11 +110,11 @@ async def run_transform(ctx: dict[str, Any], run_id: str) -> str:
         if is_transient(exc) and attempt < settings.max_tries:
             delay = backoff_seconds(settings, attempt)
             log.warning("transform_retrying", transform_id=run.id, attempt=attempt, delay_s=delay, error=str(exc))
-            await _save(ctx, run, state="queued", error=f"attempt {attempt}: {exc}")
+            await save_run(ctx, run, state="queued", error=f"attempt {attempt}: {exc}")
             raise Retry(defer=delay) from exc
         reason = str(exc) if isinstance(exc, NotFoundError) else f"{type(exc).__name__}: {exc}"
         log.exception("transform_failed", transform_id=run.id, error=reason)
-        run = await _save(ctx, run, state="failed", error=reason[:2000], finished_at=utc_now())
+        run = await save_run(ctx, run, state="failed", error=reason[:2000], finished_at=utc_now())
     if run.state in ("succeeded", "failed"):
         await send_outcome(ctx, run)
     log.info("transform_finished", transform_id=run.id, state=run.state, rows_out=run.rows_out)

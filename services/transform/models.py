@@ -55,6 +55,7 @@ class TransformRun(SQLModel, table=True):
     bytes_out: int | None = None
     duration_s: float | None = None
     engine_run_id: str | None = None
+    engine_state: str | None = None
     log_url: str | None = None
     manifest_key: str | None = None
     bad_rows_key: str | None = None
@@ -166,6 +167,7 @@ class TransformRead(BaseModel):
     bytes_out: int | None
     duration_s: float | None
     engine_run_id: str | None
+    engine_state: str | None
     log_url: str | None
     manifest_url: str | None
     bad_rows_url: str | None
@@ -180,7 +182,7 @@ class TransformRead(BaseModel):
                 {"id": "4f1c2a9e0b7d4e21a3c5d6e7f8091a2b", "table": "ad_events", "version": 1, "dt": "2026-11-24",
                  "hour": None, "engine": "local", "state": "succeeded", "source": "s3://hw-raw/beacon/dt=2026-11-24/",
                  "attempts": 1, "rows_in": 1000, "rows_out": 998, "rows_bad": 2, "bytes_in": 420000,
-                 "bytes_out": 61000, "duration_s": 1.2, "engine_run_id": None, "log_url": None,
+                 "bytes_out": 61000, "duration_s": 1.2, "engine_run_id": None, "engine_state": None, "log_url": None,
                  "manifest_url": "s3://hw-curated/ad_events/v1/dt=2026-11-24/_manifest.json",
                  "bad_rows_url": "s3://hw-bad-rows/ad_events/dt=2026-11-24/4f1c2a9e0b7d4e21a3c5d6e7f8091a2b.jsonl.gz",
                  "error": None, "created_at": "2026-11-25T12:00:00Z", "started_at": "2026-11-25T12:00:01Z",
@@ -194,3 +196,12 @@ class TransformList(BaseModel):
     """Transform runs, newest first."""
 
     items: list[TransformRead]
+
+
+class TransformLogs(BaseModel):
+    """The tail of a run's engine logs."""
+
+    id: str
+    engine: str
+    log_url: str | None
+    text: str = Field(description="last 64 kB of the engine's logs; empty for the local engine or before any exist")

@@ -30,7 +30,8 @@ def to_read(run: TransformRun, settings: HeadwaterSettings) -> TransformRead:
         id=run.id, table=run.table_name, version=run.schema_version, dt=run.dt, hour=run.hour, engine=run.engine,
         state=run.state, source=f"s3://{run.source_bucket}/{run.source_prefix}", attempts=run.attempts,
         rows_in=run.rows_in, rows_out=run.rows_out, rows_bad=run.rows_bad, bytes_in=run.bytes_in,
-        bytes_out=run.bytes_out, duration_s=run.duration_s, engine_run_id=run.engine_run_id, log_url=run.log_url,
+        bytes_out=run.bytes_out, duration_s=run.duration_s, engine_run_id=run.engine_run_id,
+        engine_state=run.engine_state, log_url=run.log_url,
         manifest_url=f"s3://{curated}/{run.manifest_key}" if run.manifest_key else None,
         bad_rows_url=f"s3://{bad}/{run.bad_rows_key}" if run.bad_rows_key else None,
         error=run.error, created_at=run.created_at, started_at=run.started_at, finished_at=run.finished_at,
@@ -106,3 +107,17 @@ async def list_runs(
         query = query.where(TransformRun.state == state)
     query = query.order_by(col(TransformRun.created_at).desc()).limit(limit)
     return list((await session.exec(query)).all())
+
+
+async def save_run(ctx: dict[str, Any], run: TransformRun, **changes: Any) -> TransformRun:
+    """Apply changes to a run in its own session and return the stored row."""
+    async with ctx["sessions"]() as session:
+        row = await session.get(TransformRun, run.id)
+        if row is None:
+            raise NotFoundError(f"transform {run.id} not found")
+        for name, value in changes.items():
+            setattr(row, name, value)
+        session.add(row)
+        await session.commit()
+        await session.refresh(row)
+        return row

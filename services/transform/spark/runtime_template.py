@@ -191,7 +191,8 @@ def _write_text(spark: SparkSession, path: str, text: str) -> None:
 def run(spark: SparkSession, inputs: list, staging: str, dt: str | None, output_format: str, compression: str) -> dict:
     """Transform the input files into <staging>data/, bad/, view/ and _stats.json; return the stats."""
     staging = staging if staging.endswith("/") else staging + "/"
-    lines = spark.read.text(inputs).withColumn("source", F.input_file_name())
+    # Directories are read recursively; Hadoop skips files named _* and .* (markers such as _COMPLETE).
+    lines = spark.read.option("recursiveFileLookup", "true").text(inputs).withColumn("source", F.input_file_name())
     mapped = map_records(lines, dt).persist()
     names = [c["name"] for c in SPEC["columns"]]
     good = mapped.where(F.size("_errors") == 0).select(*names)

@@ -91,3 +91,19 @@ async def cancel_job(*, session: AsyncSession, store: ProgressStore, job_id: str
         await session.commit()
         await session.refresh(job)
     return job
+
+
+async def recover_orphans(
+    *, session: AsyncSession, store: ProgressStore, arq: ArqRedis, settings: ReplaySettings
+) -> list[str]:
+    """Re-enqueue running jobs whose runner died (their lease lapsed); they resume from their checkpoint."""
+    rows = await session.exec(select(ReplayJob).where(ReplayJob.state == "running"))
+    recovered = []
+    for job in rows.all():
+        if await store.lease_held(job.id):
+            continue
+        await arq.enqueue_job(
+            RUN_FUNCTION, job.id, _job_id=f"{job.id}:resume:{uuid.uuid4().hex[:8]}", _queue_name=settings.arq_queue
+        )
+        recovered.append(job.id)
+    return recovered

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from redis.asyncio import Redis
@@ -31,6 +35,24 @@ class ProgressStore:
         """Set counters of a job."""
         await self.redis.hset(_key(self.prefix, job_id), mapping={k: v for k, v in values.items() if v is not None})
 
+    @asynccontextmanager
+    async def lease(self, job_id: str, ttl_s: float = 15.0) -> AsyncIterator[JobLease]:
+        """Hold the job's run lease for the block, or raise LeaseHeld."""
+        lease = JobLease(self.redis, f"{_key(self.prefix, job_id)}:lease", ttl_s)
+        if not await lease.acquire():
+            raise LeaseHeld(job_id)
+        beat = asyncio.create_task(lease.heartbeat())
+        try:
+            yield lease
+        finally:
+            beat.cancel()
+            await asyncio.gather(beat, return_exceptions=True)
+            await asyncio.shield(lease.release())
+
+    async def lease_held(self, job_id: str) -> bool:
+        """Return whether some runner holds the job's lease."""
+        return bool(await self.redis.exists(f"{_key(self.prefix, job_id)}:lease"))
+
     async def request_cancel(self, job_id: str) -> None:
         """Flag a job for cancellation; the runner stops before its next batch."""
         await self.redis.set(f"{_key(self.prefix, job_id)}:cancel", b"1", ex=7 * 24 * 3600)
@@ -38,6 +60,38 @@ class ProgressStore:
     async def cancel_requested(self, job_id: str) -> bool:
         """Return whether cancellation was requested."""
         return bool(await self.redis.exists(f"{_key(self.prefix, job_id)}:cancel"))
+
+
+_REFRESH = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+
+class LeaseHeld(Exception):
+    """Another runner holds the job's lease."""
+
+
+class JobLease:
+    """Exclusive right to run a job, kept alive by a heartbeat; it lapses ``ttl_s`` after its holder dies."""
+
+    def __init__(self, redis: Redis, key: str, ttl_s: float) -> None:
+        self.redis = redis
+        self.key = key
+        self.ttl_ms = int(ttl_s * 1000)
+        self.owner = uuid.uuid4().hex
+
+    async def acquire(self) -> bool:
+        """Take the lease if nobody holds it."""
+        return bool(await self.redis.set(self.key, self.owner, nx=True, px=self.ttl_ms))
+
+    async def heartbeat(self) -> None:
+        """Extend the lease every third of its lifetime until cancelled."""
+        while True:
+            await asyncio.sleep(self.ttl_ms / 3000)
+            await self.redis.eval(_REFRESH, 1, self.key, self.owner, self.ttl_ms)
+
+    async def release(self) -> None:
+        """Give the lease back (only if still ours)."""
+        await self.redis.eval(_RELEASE, 1, self.key, self.owner)
 
 
 def progress_view(counters: dict[str, float], *, fallback: dict[str, int | None]) -> Progress:

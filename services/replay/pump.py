@@ -22,7 +22,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.replay.catalog import open_sandbox
 from services.replay.models import TERMINAL_STATES, ReplayCreate, ReplayJob
-from services.replay.progress import ProgressStore
+from services.replay.progress import LeaseHeld, ProgressStore
 from services.replay.putter import Pacer, PutOutcome, plan_batches, put_batch
 from services.replay.sandbox import Sandbox
 from services.replay.selection import base_sql, emission_sql, mirror_scope
@@ -165,6 +165,27 @@ async def run_replay(
         return "missing"
     if job.state in TERMINAL_STATES:
         return job.state
+    try:
+        async with store.lease(job_id, ttl_s=settings.lease_ttl_s):
+            return await _run_leased(job_id=job_id, settings=settings, aws=aws, store=store, sessions=sessions)
+    except LeaseHeld:
+        log.info("replay_already_running", replay_id=job_id)
+        return "busy"
+
+
+async def _run_leased(
+    *,
+    job_id: str,
+    settings: ReplaySettings,
+    aws: AwsClients,
+    store: ProgressStore,
+    sessions: async_sessionmaker[AsyncSession],
+) -> str:
+    # Read again under the lease: a previous holder may have finished it meanwhile.
+    async with sessions() as session:
+        job = await session.get(ReplayJob, job_id)
+    if job is None or job.state in TERMINAL_STATES:
+        return job.state if job else "missing"
     if await store.cancel_requested(job_id):
         await _update(sessions, job_id, state="cancelled", finished_at=utc_now())
         return "cancelled"

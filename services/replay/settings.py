@@ -27,6 +27,10 @@ class ReplaySettings(HeadwaterSettings):
     # How often (seconds) a running job copies its progress from Redis to the metadata database.
     progress_flush_s: float = 2.0
     job_timeout_s: int = 6 * 3600
+    # A running job holds a Redis lease refreshed by a heartbeat; when its worker dies the lease lapses after this
+    # long and the recovery cron (every ``recovery_interval_s``) re-enqueues the job, which resumes from its checkpoint.
+    lease_ttl_s: float = 15.0
+    recovery_interval_s: int = 20
 
     @property
     def replay_dir(self) -> Path:

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from arq import func
+from arq import cron, func
 
-from services.replay.jobs import RUN_FUNCTION
+from services.replay.jobs import RUN_FUNCTION, recover_orphans
 from services.replay.progress import ProgressStore
 from services.replay.pump import run_replay
 from services.replay.settings import ReplaySettings
 from shared.aws import AwsClients
 from shared.db import create_engine, session_factory
-from shared.logging import configure_logging
+from shared.logging import configure_logging, get_logger
 from shared.redis import arq_redis_settings, open_redis
 
 settings = ReplaySettings()
+log = get_logger(__name__)
 
 
 async def run_replay_job(ctx: dict[str, Any], job_id: str) -> str:
@@ -23,6 +24,17 @@ async def run_replay_job(ctx: dict[str, Any], job_id: str) -> str:
     return await run_replay(
         job_id=job_id, settings=ctx["settings"], aws=ctx["aws"], store=ctx["store"], sessions=ctx["sessions"]
     )
+
+
+async def recover_replays(ctx: dict[str, Any]) -> list[str]:
+    """Re-enqueue replay jobs whose worker died mid-run."""
+    async with ctx["sessions"]() as session:
+        recovered = await recover_orphans(
+            session=session, store=ctx["store"], arq=ctx["redis"], settings=ctx["settings"]
+        )
+    if recovered:
+        log.warning("replays_recovered", replay_ids=recovered)
+    return recovered
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -49,10 +61,17 @@ def worker_functions(current: ReplaySettings) -> list[Any]:
     return [func(run_replay_job, name=RUN_FUNCTION, timeout=current.job_timeout_s, max_tries=5)]
 
 
+def worker_cron_jobs(current: ReplaySettings) -> list[Any]:
+    """Return the recovery cron: every ``recovery_interval_s`` seconds and once at start-up."""
+    seconds = set(range(0, 60, max(1, min(60, current.recovery_interval_s))))
+    return [cron(recover_replays, second=seconds, run_at_startup=True, unique=True, timeout=60)]
+
+
 class WorkerSettings:
     """``python -m arq services.replay.worker.WorkerSettings``."""
 
     functions: ClassVar[list[Any]] = worker_functions(settings)
+    cron_jobs: ClassVar[list[Any]] = worker_cron_jobs(settings)
     queue_name = settings.arq_queue
     redis_settings = arq_redis_settings(settings)
     on_startup = startup

@@ -5,9 +5,13 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 
+from arq import create_pool
+
+from services.replay.jobs import recover_orphans
 from services.replay.progress import ProgressStore
 from services.replay.pump import run_replay
 from shared.db import create_engine, session_factory
+from shared.redis import arq_redis_settings
 from tests.helpers import wait_until
 from tests.replay.conftest import make_event, put_archive, read_stream
 
@@ -132,13 +136,16 @@ async def test_cancel_stops_a_running_job(client, aws, settings, run_worker) -> 
     assert again.status_code == 409
 
 
-async def test_a_crashed_job_resumes_without_re_emitting_beyond_one_batch(client, aws, settings, redis) -> None:
+async def test_a_crashed_job_resumes_without_re_emitting_beyond_one_batch(
+    client, aws, settings, redis, run_worker
+) -> None:
     events = [make_event(f"k{n:03d}", f"2026-11-24T11:{n // 60:02d}:{n % 60:02d}Z") for n in range(150)]
     await put_archive(await aws.get("s3"), settings.bucket("raw"), events)
     job_id = (await client.post("/v1/replays", json={"selection": {}, "rate_limit": 100})).json()["id"]
     engine = create_engine(settings)
     sessions = session_factory(engine)
     store = ProgressStore(redis, settings.resource_prefix)
+    arq = await create_pool(arq_redis_settings(settings))
 
     def _run() -> asyncio.Task:
         return asyncio.create_task(
@@ -151,18 +158,26 @@ async def test_a_crashed_job_resumes_without_re_emitting_beyond_one_batch(client
         return (await store.read(job_id)).get("emitted", 0) >= 40
 
     await wait_until(_halfway, timeout=20, message="job never got halfway")
-    first.cancel()  # the worker dies mid-job: no state change, no cleanup
+    # While it runs, nobody else may run it and recovery leaves it alone.
+    assert await _run() == "busy"
+    async with sessions() as session:
+        assert await recover_orphans(session=session, store=store, arq=arq, settings=settings) == []
+    first.cancel()  # the worker dies mid-job: the state stays "running"
     await asyncio.gather(first, return_exceptions=True)
     assert (await client.get(f"/v1/replays/{job_id}")).json()["state"] == "running"
 
-    assert await _run() == "succeeded"
+    async with sessions() as session:
+        assert await recover_orphans(session=session, store=store, arq=arq, settings=settings) == [job_id]
+    await run_worker()
+    await arq.aclose()
     await engine.dispose()
+    job = (await client.get(f"/v1/replays/{job_id}")).json()
+    assert job["state"] == "succeeded"
     records = await read_stream(await aws.get("kinesis"), settings.stream("replay"))
     ids = [r["data"]["event_id"] for r in records]
     assert set(ids) == {e["event_id"] for e in events}
     batch = 10  # rate 100/s -> batches of 10
     assert len(ids) - len(set(ids)) <= batch
-    job = (await client.get(f"/v1/replays/{job_id}")).json()
     assert job["summary"]["resumed_from"] >= 40
     assert job["progress"]["emitted"] >= 150
 

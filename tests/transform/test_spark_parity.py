@@ -58,14 +58,16 @@ def spark_runs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     args: list[str] = []
     stagings = []
     for index, (schema, dt, body) in enumerate(CASES):
-        source = base / f"in-{index}" / "part.json.gz"
-        source.parent.mkdir()
-        source.write_bytes(gzip.compress(body))
+        # The raw layout: the partition directory with hour subdirectories and a _COMPLETE marker to skip.
+        source = base / f"in-{index}"
+        (source / "hour=10").mkdir(parents=True)
+        (source / "hour=10" / "part.json.gz").write_bytes(gzip.compress(body))
+        (source / "_COMPLETE").write_text("{}")
         script = base / f"{schema.name}.py"
         script.write_text(generate_script(schema))
         staging = base / f"out-{index}"
         stagings.append(staging)
-        args += [str(script), f"--input {source} --staging {staging}/ --dt {dt.isoformat()} --master local[1]"]
+        args += [str(script), f"--input {source}/ --staging {staging}/ --dt {dt.isoformat()} --master local[1]"]
     subprocess.run([sys.executable, "-c", DRIVER, *args], check=True, timeout=240, capture_output=True)
     return stagings
 

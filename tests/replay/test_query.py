@@ -110,3 +110,11 @@ async def test_lines_that_are_not_json_objects_are_skipped(client, aws, settings
     assert rows == [
         {"event_id": "ok", "record": '{"event_id": "ok", "type": "click", "event_time": "2026-11-24T10:00:00Z"}'}
     ]
+
+
+async def test_a_query_over_its_time_limit_is_stopped(client) -> None:
+    response = await client.post(
+        "/v1/query", json={"sql": "SELECT count(*) FROM range(100000000000) t(i) WHERE i % 7 = 3", "timeout_s": 0.3}
+    )
+    assert response.status_code == 400, response.text[:300]
+    assert "time limit" in response.json()["error"]["message"]

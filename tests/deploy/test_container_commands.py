@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import boto3
 import httpx
 import pytest
 from redis import Redis
@@ -204,6 +205,24 @@ def containers(
 def _start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as sink:
         return subprocess.Popen(_command(argv), env=env, cwd=REPO_ROOT, stdout=sink, stderr=subprocess.STDOUT)
+
+
+def test_compose_one_shots_prepared_postgres_and_the_emulator(container_env: dict[str, str], moto_server: str) -> None:
+    async def tables() -> set[str]:
+        url = container_env["HEADWATER_DATABASE_URL"].replace("postgresql+asyncpg://", "postgresql://", 1)
+        connection = await asyncpg.connect(url)
+        try:
+            rows = await connection.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        finally:
+            await connection.close()
+        return {row["tablename"] for row in rows}
+
+    assert "api_key" in asyncio.run(tables())
+    s3 = boto3.client(
+        "s3", endpoint_url=moto_server, region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t"
+    )
+    buckets = {bucket["Name"] for bucket in s3.list_buckets()["Buckets"]}
+    assert {"hwc-raw", "hwc-curated", "hwc-replay"} <= buckets
 
 
 @pytest.mark.parametrize("service", sorted(API_PORTS))

@@ -1,7 +1,8 @@
-"""The one-shot steps the deployments run (migrate, bootstrap), run for real with the environment each file gives.
+"""The chart's hook Jobs (migrate, bootstrap), run for real with the environment the rendered chart gives.
 
 Only host names change (postgres, redis and moto become this machine's services); every variable name, URL scheme
-and command comes from the compose file or the rendered chart, so a wrong name or scheme fails here.
+and command comes from the rendered ConfigMap, Secret and Jobs, so a wrong name or scheme fails here. The compose
+file's one-shots run in test_container_commands.py, before its containers start.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -52,29 +52,6 @@ def _buckets(endpoint: str) -> set[str]:
         "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t"
     )
     return {bucket["Name"] for bucket in s3.list_buckets()["Buckets"]}
-
-
-def _asyncpg_url(postgres_url: str) -> str:
-    return postgres_url.replace("postgresql://", "postgresql+asyncpg://", 1)
-
-
-def test_compose_one_shots_prepare_postgres_and_the_emulator(
-    compose_config: dict[str, Any], postgres_url: str, aws_endpoint: str, redis_url: str, tmp_path: Path
-) -> None:
-    services = compose_config["services"]
-    for step in ("migrate", "bootstrap"):
-        env = dict(services[step]["environment"])
-        assert env["HEADWATER_DATABASE_URL"].startswith("postgresql+asyncpg://")
-        env |= {
-            "HEADWATER_DATABASE_URL": _asyncpg_url(postgres_url),
-            "AWS_ENDPOINT_URL": aws_endpoint,
-            "HEADWATER_REDIS_URL": redis_url,
-            "HEADWATER_DATA_DIR": str(tmp_path / step),
-        }
-        _run_step(services[step]["command"], env)
-    assert "api_key" in _tables(postgres_url)
-    prefix = services["bootstrap"]["environment"]["HEADWATER_RESOURCE_PREFIX"]
-    assert {f"{prefix}-raw", f"{prefix}-curated"} <= _buckets(aws_endpoint)
 
 
 def test_helm_hook_jobs_prepare_postgres_and_the_emulator(

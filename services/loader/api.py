@@ -16,6 +16,7 @@ from services.loader.models import (
     JobAction,
     JobCreate,
     JobRead,
+    JobUpdate,
     RunEventRead,
     RunRead,
     TrafficSeries,
@@ -66,6 +67,15 @@ async def list_jobs(session: SessionDep, _: Reader) -> list[JobRead]:
 @router.get("/v1/jobs/{job_id}", tags=["jobs"], summary="Get a load job", response_model=JobRead)
 async def get_job(job_id: int, session: SessionDep, _: Reader) -> JobRead:
     """Return one job."""
+    return await _read(session, job_id)
+
+
+@router.patch("/v1/jobs/{job_id}", tags=["jobs"], summary="Update a load job", response_model=JobRead)
+async def update_job(
+    job_id: int, job_in: JobUpdate, session: SessionDep, settings: SettingsDep, aws: AwsDep, _: Admin
+) -> JobRead:
+    """Move the job to a newer schema version (columns are added, never dropped) or change end, mails, retention."""
+    await job_service.update_job(session=session, settings=settings, aws=aws, job_id=job_id, job_in=job_in)
     return await _read(session, job_id)
 
 

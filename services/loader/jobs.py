@@ -10,7 +10,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.loader import runs as run_service
-from services.loader.models import Job, JobCreate, JobRun, JobState, RunEvent, RunState, utc_now
+from services.loader.models import Job, JobCreate, JobRun, JobState, JobUpdate, RunEvent, RunState, utc_now
 from services.loader.retention import drop_date
 from services.loader.schema_store import SchemaNotFound, load_schema
 from services.loader.settings import LoaderSettings
@@ -45,6 +45,41 @@ async def create_job(*, session: AsyncSession, settings: LoaderSettings, aws: An
         emails=" ".join(job_in.emails),
         retention_days=job_in.retention_days,
     )
+    session.add(job)
+    await session.commit()
+    await session.refresh(job)
+    return job
+
+
+async def update_job(
+    *, session: AsyncSession, settings: LoaderSettings, aws: Any, job_id: int, job_in: JobUpdate
+) -> Job:
+    """Update a job; a new schema version must keep every column of the current one (it may add some)."""
+    job = await get_job(session=session, job_id=job_id)
+    changes = job_in.model_dump(exclude_unset=True)
+    if changes.get("schema_version") not in (None, job.schema_version):
+        s3 = await aws.get("s3")
+        try:
+            new = await load_schema(s3, settings, job.schema_name, changes["schema_version"])
+        except SchemaNotFound as exc:
+            raise UnprocessableError(str(exc), details=[{"field": "schema_version", "reason": str(exc)}]) from exc
+        old = await load_schema(s3, settings, job.schema_name, job.schema_version)
+        dropped = sorted({c.name for c in old.columns} - {c.name for c in new.columns})
+        if dropped:
+            reason = f"v{new.version} drops columns {', '.join(dropped)}; a new version may only add columns"
+            raise UnprocessableError(reason, details=[{"field": "schema_version", "reason": reason}])
+        job.schema_version = new.version
+    if "end_date" in changes:
+        if changes["end_date"] is not None and changes["end_date"] < job.start_date:
+            raise UnprocessableError(
+                "end_date is before start_date", details=[{"field": "end_date", "reason": "before start_date"}]
+            )
+        job.end_date = changes["end_date"]
+    if "emails" in changes:
+        job.emails = " ".join(changes["emails"] or [])
+    if "retention_days" in changes:
+        job.retention_days = changes["retention_days"]
+    job.updated_at = utc_now()
     session.add(job)
     await session.commit()
     await session.refresh(job)

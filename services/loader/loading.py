@@ -177,18 +177,29 @@ async def perform_load(rt: Runtime, job: Job, request: LoadRequest) -> int:
         await upsert_view(
             s3, await rt.aws.get("dynamodb"), rt.settings, request.bucket, request.advertising_view_key, request.dt
         )
-    await _maybe_maintain(rt, job, adapter)
     return rows
 
 
-async def _maybe_maintain(rt: Runtime, job: Job, adapter: Any) -> None:
+async def maybe_maintain(rt: Runtime, job: Job, run: JobRun) -> bool:
+    """Every ``maintenance_every_loads`` loads of a table, run its VACUUM/ANALYZE; log it in the history."""
     every = rt.settings.maintenance_every_loads
-    if every <= 0 or rt.arq is None:
-        return
+    if every <= 0:
+        return False
     key = f"loader:{rt.settings.resource_prefix}:loads:{job.warehouse}:{job.table_name}"
-    if int(await rt.arq.incr(key)) % every == 0:
-        await adapter.maintain(job.table_name)
-        log.info("warehouse_maintained", warehouse=job.warehouse, table=job.table_name)
+    if int(await rt.arq.incr(key)) % every != 0:
+        return False
+    try:
+        await open_adapter(job.warehouse, rt.settings, rt.aws).maintain(job.table_name)
+    except Exception as exc:  # maintenance must never undo a load
+        log.warning("warehouse_maintenance_failed", table=job.table_name, error=str(exc))
+        return False
+    async with rt.sessions() as session:
+        await run_service.log_event(
+            session, job_id=run.job_id, dt=run.dt, event="maintained", detail=f"{job.warehouse} {job.table_name}"
+        )
+        await session.commit()
+    log.info("warehouse_maintained", warehouse=job.warehouse, table=job.table_name)
+    return True
 
 
 async def mark_loaded(rt: Runtime, run: JobRun, job: Job, rows: int) -> None:
@@ -220,6 +231,8 @@ async def mark_loaded(rt: Runtime, run: JobRun, job: Job, rows: int) -> None:
             recipients=job.recipients,
         )
     await scanner.dispatch_job(rt, job.id or 0)
+    if done:
+        await maybe_maintain(rt, job, run)
 
 
 async def current(rt: Runtime, run_id: int) -> tuple[JobRun, Job] | None:

@@ -176,6 +176,25 @@ class JobCreate(BaseModel):
         return value
 
 
+class JobUpdate(BaseModel):
+    """Change a job: move it to a newer schema version (adds columns), or change its end, mails, retention."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"schema_version": 2, "retention_days": 30}]})
+
+    schema_version: int | None = PydanticField(default=None, ge=1)
+    end_date: date | None = None
+    emails: list[str] | None = None
+    retention_days: int | None = PydanticField(default=None, ge=1)
+
+    @field_validator("emails")
+    @classmethod
+    def _valid_emails(cls, value: list[str] | None) -> list[str] | None:
+        for address in value or []:
+            if not EMAIL.match(address):
+                raise ValueError(f"not an email address: {address!r}")
+        return value
+
+
 class JobRead(BaseModel):
     """A job as the API shows it."""
 

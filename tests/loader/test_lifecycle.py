@@ -94,6 +94,10 @@ async def test_three_days_are_transformed_and_loaded_in_order_with_exact_counts(
     body = mail.get_payload()
     assert all(d.isoformat() in body for d in DAYS)
 
+    # VACUUM/ANALYZE cadence: every 2nd load of the table (maintenance_every_loads=2 in the tests).
+    history = (await client.get(f"/v1/jobs/{job_id}/history")).json()
+    assert [e["dt"] for e in history if e["event"] == "maintained"] == [(D1 + timedelta(days=1)).isoformat()]
+
     listed = (await client.get("/v1/jobs")).json()
     assert listed[0]["runs"] == {"loaded": 3}
 

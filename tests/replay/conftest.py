@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
@@ -10,6 +11,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+import uvicorn
 from arq.worker import Worker
 
 import services.replay.models  # noqa: F401  (registers the replay tables)
@@ -21,6 +23,7 @@ from shared.aws import AwsClients
 from shared.bootstrap import bootstrap
 from shared.db import create_engine, create_tables, session_factory
 from shared.redis import arq_redis_settings
+from tests.helpers import free_port, wait_until
 
 
 def make_event(event_id: str, event_time: str, *, type: str = "impression", ad_id: str = "ad-1", **extra: Any) -> dict:
@@ -134,3 +137,29 @@ async def run_worker(settings: ReplaySettings) -> AsyncIterator[Callable[[], Awa
     yield _run
     for worker in workers:
         await worker.close()
+
+
+@pytest.fixture
+async def service_url(settings: ReplaySettings) -> AsyncIterator[str]:
+    """Serve the app with uvicorn on a free port, with an arq worker running beside it."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    serving = asyncio.create_task(server.serve())
+    worker = Worker(
+        functions=worker_functions(settings),
+        queue_name=settings.arq_queue,
+        redis_settings=arq_redis_settings(settings),
+        on_startup=startup,
+        on_shutdown=shutdown,
+        ctx={"settings": settings},
+        poll_delay=0.05,
+        handle_signals=False,
+    )
+    working = asyncio.create_task(worker.main())
+    await wait_until(lambda: asyncio.sleep(0, server.started), timeout=10, message="uvicorn did not start")
+    yield f"http://127.0.0.1:{port}"
+    await worker.close()
+    working.cancel()
+    await asyncio.gather(working, return_exceptions=True)
+    server.should_exit = True
+    await serving

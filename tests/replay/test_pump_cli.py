@@ -6,45 +6,11 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
-import uvicorn
-from arq.worker import Worker
-
-from services.replay.app import create_app
-from services.replay.worker import shutdown, startup, worker_functions
-from shared.redis import arq_redis_settings
-from tests.helpers import free_port, wait_until
 from tests.replay.conftest import make_event, put_archive, read_stream
 
 HEADWATER = str(Path(sys.executable).with_name("headwater"))
-
-
-@pytest.fixture
-async def service_url(settings) -> AsyncIterator[str]:
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
-    serving = asyncio.create_task(server.serve())
-    worker = Worker(
-        functions=worker_functions(settings),
-        queue_name=settings.arq_queue,
-        redis_settings=arq_redis_settings(settings),
-        on_startup=startup,
-        on_shutdown=shutdown,
-        ctx={"settings": settings},
-        poll_delay=0.05,
-        handle_signals=False,
-    )
-    working = asyncio.create_task(worker.main())
-    await wait_until(lambda: asyncio.sleep(0, server.started), timeout=10, message="uvicorn did not start")
-    yield f"http://127.0.0.1:{port}"
-    await worker.close()
-    working.cancel()
-    await asyncio.gather(working, return_exceptions=True)
-    server.should_exit = True
-    await serving
 
 
 async def _pump(url: str, key: str, *args: str) -> tuple[int, str]:

@@ -1,0 +1,55 @@
+"""The replay page in headless Chromium: a query with its results table, and live job progress."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from tests.replay.conftest import make_event, put_archive
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+async def page():
+    playwright_api = pytest.importorskip("playwright.async_api", reason="playwright is not installed")
+    if not shutil.which(CHROMIUM):
+        pytest.skip("Debian chromium is not installed")
+    async with playwright_api.async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+            ],
+        )
+        yield await browser.new_page()
+        await browser.close()
+
+
+async def test_page_runs_a_query_and_shows_jobs_with_progress(page, service_url, api_key, aws, settings) -> None:
+    import httpx
+
+    events = [make_event(f"u{n}", f"2026-11-24T10:00:0{n}Z", type="click" if n < 2 else "impression") for n in range(5)]
+    await put_archive(await aws.get("s3"), settings.bucket("raw"), events)
+    async with httpx.AsyncClient(base_url=service_url, headers={"Authorization": f"Bearer {api_key}"}) as http:
+        job_id = (await http.post("/v1/replays", json={"selection": {}})).json()["id"]
+
+    await page.goto(f"{service_url}/ui/")
+    await page.fill("#key", api_key)
+    await page.dispatch_event("#key", "change")
+    await page.fill("#sql", "SELECT type, count(*) AS n FROM raw_events GROUP BY type ORDER BY type")
+    await page.click("#run")
+    await page.wait_for_selector("#results tbody tr:nth-child(2)", timeout=15_000)
+    cells = await page.locator("#results tbody td").all_inner_texts()
+    assert cells == ["click", "2", "impression", "3"]
+
+    row = page.locator(f'#jobs tr[data-id="{job_id}"]')
+    await row.locator("td.state-succeeded").wait_for(timeout=20_000)
+    assert "5 / 5" in await row.inner_text()

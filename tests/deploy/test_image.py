@@ -17,6 +17,8 @@ from tests.deploy.conftest import REPO_ROOT
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 DOCKERIGNORE = REPO_ROOT / ".dockerignore"
 SERVICES = ("ingest", "transform", "loader", "replay", "poller")
+# Code is packaged as modules; documentation next to the code is not needed at run time.
+NOT_RUNTIME_SUFFIXES = {".py", ".pyc", ".md", ".rst"}
 
 Instruction = tuple[str, str]
 
@@ -150,6 +152,9 @@ def test_copied_sources_build_a_wheel_with_the_cli_and_every_service(tmp_path: P
         path.relative_to(REPO_ROOT).as_posix()
         for package in ("shared", "services")
         for path in (REPO_ROOT / package).rglob("*")
-        if path.is_file() and path.suffix not in {".py", ".pyc"} and "__pycache__" not in path.parts
+        if path.is_file()
+        and path.suffix not in NOT_RUNTIME_SUFFIXES
+        and "__pycache__" not in path.parts
+        and not path.name.startswith(".")
     }
     assert data_files - names == set(), "add these file types to [tool.setuptools.package-data]"

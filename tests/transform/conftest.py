@@ -17,7 +17,7 @@ from services.transform.settings import TransformSettings
 from services.transform.worker import shutdown, startup, worker_functions
 from shared.auth import create_api_key
 from shared.aws import AwsClients
-from shared.bootstrap import bootstrap
+from shared.bootstrap import ensure_buckets, ensure_queues
 from shared.db import create_engine, create_tables, session_factory
 from shared.redis import arq_redis_settings
 
@@ -25,7 +25,9 @@ from shared.redis import arq_redis_settings
 @pytest.fixture
 async def settings(make_settings: Callable[..., Any]) -> TransformSettings:
     value = make_settings(TransformSettings, retry_base_s=0.05, max_tries=3, block_bytes=4096)
-    await bootstrap(value, with_ses=False)
+    async with AwsClients(value) as clients:  # only what transform uses: buckets and queues
+        await ensure_buckets(await clients.get("s3"), value)
+        await ensure_queues(await clients.get("sqs"), value)
     engine = create_engine(value)
     await create_tables(engine)
     await engine.dispose()

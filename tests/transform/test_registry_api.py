@@ -110,3 +110,10 @@ async def test_readyz_fails_when_the_curated_bucket_is_missing(
 
     assert response.status_code == 503
     assert response.json()["checks"]["curated_bucket"] != "ok"
+
+
+async def test_the_page_is_served_under_ui(app_client: httpx.AsyncClient) -> None:
+    response = await app_client.get("/ui/")
+
+    assert response.status_code == 200
+    assert "/v1/transforms" in response.text and "Headwater transform" in response.text

@@ -89,6 +89,7 @@ async def job_action(
     await job_service.apply_action(session=session, job_id=job_id, action=action)
     if action == "resume":
         await scanner.dispatch_job(rt, job_id)
+        await rt.arq.enqueue_job("scan_one", job_id)  # days that arrived while paused
     return JobAction(job=await _read(session, job_id), action=action)
 
 

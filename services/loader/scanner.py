@@ -145,10 +145,11 @@ async def dispatch_job(rt: Runtime, job_id: int) -> int:
             return sent
 
 
-async def active_jobs(rt: Runtime) -> list[Job]:
-    """Return every active job."""
+async def active_jobs(rt: Runtime, *, with_paused: bool = False) -> list[Job]:
+    """Return every active job (and paused ones when asked)."""
+    states = [JobState.ACTIVE, JobState.PAUSED] if with_paused else [JobState.ACTIVE]
     async with rt.sessions() as session:
-        result = await session.exec(select(Job).where(Job.state == JobState.ACTIVE).order_by(col(Job.id)))
+        result = await session.exec(select(Job).where(col(Job.state).in_(states)).order_by(col(Job.id)))
         return list(result.all())
 
 
@@ -192,12 +193,15 @@ def marker_objects(body: str) -> list[tuple[str, str]]:
 
 
 async def handle_s3_event(rt: Runtime, body: str) -> int:
-    """Start the days whose markers an S3 notification reports; return requests sent."""
+    """Start the days whose markers an S3 notification reports; return requests sent.
+
+    A paused job records the days as waiting (they show on its calendar) but starts none.
+    """
     objects = marker_objects(body)
     if not objects:
         return 0
     sent = 0
-    for job in await active_jobs(rt):
+    for job in await active_jobs(rt, with_paused=True):
         assert job.id is not None
         template = job.template
         days = {day for bucket, key in objects if (day := template.match_marker(bucket, key))}

@@ -60,6 +60,7 @@ async def test_cancel_stops_after_the_step_in_flight(
     transform.gate.clear()
     job_id = await _start(client, aws, runtime)
     await wait_until(lambda: _has_requests(transform, 1), message="first transform request")
+    await wait_states(client, job_id, {D2.isoformat(): "waiting", D3.isoformat(): "waiting"})
     assert (await client.post(f"/v1/jobs/{job_id}/cancel")).json()["job"]["state"] == "cancelled"
     transform.gate.set()
     await wait_states(

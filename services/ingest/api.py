@@ -8,7 +8,7 @@ import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from services.ingest.intake import Intake
+from services.ingest.intake import BatchOutcome, Intake
 from services.ingest.models import BeaconAck, BeaconIn, BeaconQuery, IngestResponse, RealtimeResponse
 from services.ingest.ratelimit import RateLimiter
 from services.ingest.realtime import RealtimeCounters
@@ -110,13 +110,21 @@ def as_batch(body: Any, key: str, limit: int) -> tuple[list[Any], bool]:
     return items, batch
 
 
-def batch_answer(result: IngestResponse, batch: bool) -> JSONResponse:
+def batch_answer(result: BatchOutcome, batch: bool) -> Response:
     """Answer 202 when something was taken; a lone invalid event is a 422."""
     if not batch and result.rejected:
-        reason = result.results[0].reason or "invalid event"
+        reason = result.results[0]["reason"] or "invalid event"
         raise UnprocessableError(f"invalid event: {reason}", details=[{"field": "event", "reason": reason}])
     status = 202 if result.accepted or result.duplicates else 422
-    return JSONResponse(result.model_dump(mode="json"), status_code=status)
+    body = orjson.dumps(
+        {
+            "accepted": result.accepted,
+            "duplicates": result.duplicates,
+            "rejected": result.rejected,
+            "results": result.results,
+        }
+    )
+    return Response(body, status_code=status, media_type="application/json")
 
 
 _EVENTS_EXAMPLES = {
@@ -298,7 +306,7 @@ async def click_json(request: Request, intake: IntakeDep, ip: BeaconClient) -> J
     description="Accepted events are durable (fsync'd spool) when this answers 202; each event's outcome is "
     "listed by index. 503 with Retry-After when the spool is full.",
 )
-async def post_events(request: Request, intake: IntakeDep, _: Writer) -> JSONResponse:
+async def post_events(request: Request, intake: IntakeDep, _: Writer) -> Response:
     settings: IngestSettings = request.app.state.settings
     body = await read_json_body(request, settings.max_body_bytes)
     items, batch = as_batch(body, "events", settings.batch_max_events)
@@ -315,7 +323,7 @@ async def post_events(request: Request, intake: IntakeDep, _: Writer) -> JSONRes
     responses=ERROR_RESPONSES,
     openapi_extra=_METER_BODY,
 )
-async def post_meter_reads(request: Request, intake: IntakeDep, _: Writer) -> JSONResponse:
+async def post_meter_reads(request: Request, intake: IntakeDep, _: Writer) -> Response:
     settings: IngestSettings = request.app.state.settings
     body = await read_json_body(request, settings.max_body_bytes)
     items, batch = as_batch(body, "reads", settings.batch_max_events)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Discriminator, Tag, TypeAdapter, ValidationError
 
 from services.ingest.dedup import Deduplicator
 from services.ingest.models import (
@@ -14,8 +15,6 @@ from services.ingest.models import (
     AdEventIn,
     BeaconIn,
     CustomEventIn,
-    EventResult,
-    IngestResponse,
     MeterReadIn,
 )
 from services.ingest.realtime import RealtimeCounters
@@ -25,6 +24,37 @@ from services.ingest.spool import Day, Spool, SpoolFullError
 from shared.errors import ServiceUnavailableError
 
 _MODELS: dict[str, type[BaseModel]] = {"impression": AdEventIn, "click": AdEventIn, "meter_read": MeterReadIn}
+_TAGS = {"impression": "ad", "click": "ad", "meter_read": "meter"}
+
+
+def _event_kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        event_type = value.get("type")
+        return _TAGS.get(event_type, "custom") if isinstance(event_type, str) else None
+    return None
+
+
+# One validator call for a whole batch; pydantic picks the model from the event type.
+_BATCH: TypeAdapter[list[Any]] = TypeAdapter(
+    list[
+        Annotated[
+            Annotated[AdEventIn, Tag("ad")]
+            | Annotated[MeterReadIn, Tag("meter")]
+            | Annotated[CustomEventIn, Tag("custom")],
+            Discriminator(_event_kind),
+        ]
+    ]
+)
+
+
+@dataclass
+class BatchOutcome:
+    """Per-event outcome of a batch (results are plain dicts: cheap to serialise for 500 events)."""
+
+    accepted: int
+    duplicates: int
+    rejected: int
+    results: list[dict[str, Any]]
 
 
 def describe_validation_error(exc: ValidationError) -> str:
@@ -70,49 +100,66 @@ class Intake:
 
     async def accept_events(
         self, items: list[Any], *, client_ip: str | None, default_type: str | None = None
-    ) -> IngestResponse:
+    ) -> BatchOutcome:
         """Accept a batch of raw JSON events; a bad event rejects only itself."""
         now = datetime.now(UTC)
         received_iso = iso_z(now)
         ip_hash = self.hasher(client_ip)
-        results: list[EventResult] = []
-        records: list[tuple[int, dict[str, Any], bool]] = []  # (index, record, client-supplied id)
-        for index, item in enumerate(items):
-            event, reason = await self._validate(item, default_type)
-            if event is None:
-                results.append(EventResult(index=index, event_id=_client_id(item), status="rejected", reason=reason))
-                continue
-            record = event_record(event, received_at=now, received_iso=received_iso, ip_hash=ip_hash)
-            records.append((index, record, event.event_id is not None))
+        if default_type is not None:
+            items = [
+                {**item, "type": default_type} if isinstance(item, dict) and "type" not in item else item
+                for item in items
+            ]
+        valid, rejected = self._validate_all(items, default_type)
+        for name in {event.type for _, event in valid if event.type not in BUILTIN_TYPES}:
+            if not await self.registry.is_registered(name):
+                reason = f"type: unknown event type '{name}' (register a schema with that name first)"
+                rejected.update({index: reason for index, event in valid if event.type == name})
+        records = [
+            (
+                index,
+                event_record(event, received_at=now, received_iso=received_iso, ip_hash=ip_hash),
+                event.event_id is not None,
+            )
+            for index, event in valid
+            if index not in rejected
+        ]
         duplicates = await self._find_duplicates(records)
         fresh = [(index, record, own) for index, record, own in records if index not in duplicates]
         await self._store([record for _, record, _ in fresh], claimed=[r["event_id"] for _, r, own in fresh if own])
-        for index, record, _ in records:
-            status = "duplicate" if index in duplicates else "accepted"
-            results.append(EventResult(index=index, event_id=record["event_id"], status=status))
-        results.sort(key=lambda result: result.index)
-        return IngestResponse(
-            accepted=len(fresh), duplicates=len(duplicates), rejected=len(items) - len(records), results=results
-        )
+        results: list[dict[str, Any]] = [
+            {"index": index, "event_id": _client_id(items[index]), "status": "rejected", "reason": reason}
+            for index, reason in rejected.items()
+        ]
+        results += [
+            {
+                "index": index,
+                "event_id": record["event_id"],
+                "status": "duplicate" if index in duplicates else "accepted",
+                "reason": None,
+            }
+            for index, record, _ in records
+        ]
+        if rejected:
+            results.sort(key=lambda result: result["index"])
+        return BatchOutcome(accepted=len(fresh), duplicates=len(duplicates), rejected=len(rejected), results=results)
 
-    async def _validate(self, item: Any, default_type: str | None) -> tuple[Any, str | None]:
-        if not isinstance(item, dict):
-            return None, "event must be a JSON object"
-        if default_type is not None and "type" not in item:
-            item = {**item, "type": default_type}
-        event_type = item.get("type")
-        if not isinstance(event_type, str):
-            return None, "type: Field required (impression, click, meter_read or a registered schema name)"
-        if default_type is not None and event_type != default_type:
-            return None, f"type: must be '{default_type}' here"
-        model = _MODELS.get(event_type, CustomEventIn)
-        try:
-            event = model.model_validate(item)
-        except ValidationError as exc:
-            return None, describe_validation_error(exc)
-        if event_type not in BUILTIN_TYPES and not await self.registry.is_registered(event_type):
-            return None, f"type: unknown event type '{event_type}' (register a schema with that name first)"
-        return event, None
+    def _validate_all(self, items: list[Any], default_type: str | None) -> tuple[list[tuple[int, Any]], dict[int, str]]:
+        """Validate the whole list in one call; only when something is wrong, find out item by item."""
+        if default_type is None or all(isinstance(i, dict) and i.get("type") == default_type for i in items):
+            try:
+                return list(enumerate(_BATCH.validate_python(items))), {}
+            except ValidationError:
+                pass
+        valid: list[tuple[int, Any]] = []
+        rejected: dict[int, str] = {}
+        for index, item in enumerate(items):
+            event, reason = _validate_one(item, default_type)
+            if event is None:
+                rejected[index] = reason or "invalid event"
+            else:
+                valid.append((index, event))
+        return valid, rejected
 
     async def _find_duplicates(self, records: list[tuple[int, dict[str, Any], bool]]) -> set[int]:
         duplicates: set[int] = set()
@@ -156,3 +203,17 @@ def _client_id(item: Any) -> str | None:
     if isinstance(item, dict) and isinstance(item.get("event_id"), str):
         return item["event_id"][:128]
     return None
+
+
+def _validate_one(item: Any, default_type: str | None) -> tuple[Any, str | None]:
+    if not isinstance(item, dict):
+        return None, "event must be a JSON object"
+    event_type = item.get("type")
+    if not isinstance(event_type, str):
+        return None, "type: Field required (impression, click, meter_read or a registered schema name)"
+    if default_type is not None and event_type != default_type:
+        return None, f"type: must be '{default_type}' here"
+    try:
+        return _MODELS.get(event_type, CustomEventIn).model_validate(item), None
+    except ValidationError as exc:
+        return None, describe_validation_error(exc)

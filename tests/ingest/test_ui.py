@@ -42,7 +42,7 @@ async def test_live_page_shows_the_impressions_clicks_and_ctr_sent(ingest: Inges
             page = await browser.new_page(viewport={"width": 1000, "height": 700})
             await page.goto(f"{ingest.url}/ui/?refresh_ms=500#key={ingest.read_key}")
             await page.wait_for_function(
-                "document.getElementById('total-impressions').textContent === '12'", timeout=15_000
+                "document.getElementById('total-impressions').textContent === '12'", timeout=40_000
             )
             assert await page.text_content("#total-clicks") == "4"
             assert await page.text_content("#total-ctr") == "33.3%"
@@ -51,7 +51,7 @@ async def test_live_page_shows_the_impressions_clicks_and_ctr_sent(ingest: Inges
             # The page refreshes itself: new traffic appears without a reload.
             await ingest.http.post("/v1/events", json=events[:3], headers=ingest.auth())
             await page.wait_for_function(
-                "document.getElementById('total-impressions').textContent === '15'", timeout=15_000
+                "document.getElementById('total-impressions').textContent === '15'", timeout=40_000
             )
             ARTIFACTS.mkdir(exist_ok=True)
             await page.screenshot(path=str(ARTIFACTS / "ingest-realtime.png"), full_page=True)

@@ -79,21 +79,27 @@ def emission_sql(sandbox: Sandbox, request: ReplayCreate, *, limit: int | None =
     sequence = "CAST(sequence_number AS VARCHAR)" if "sequence_number" in columns else "NULL::VARCHAR"
     keyed = f"""
         SELECT CAST(({request.key}) AS VARCHAR) AS _key, {payload} AS _data, {event_time} AS _event_time,
-               {sequence} AS _sequence, {sort_time} AS _t, lpad(coalesce({sequence}, ''), 64, '0') AS _s
+               {sequence} AS _sequence, {sort_time} AS _t
         FROM ({inner}) AS q
     """
-    # Compacted output has one row per key, so (time, key) is already a total order; otherwise ties on time and
-    # key fall back to the sequence and the payload.
-    order = "_t NULLS FIRST, _s, _key, _data"
+    # Sequence numbers are decimal strings without leading zeros: (length, text) orders them numerically.
+    seq_order = "coalesce(length(_sequence), 0), coalesce(_sequence, '')"
+    order = f"_t NULLS FIRST, {seq_order}, _key, _data"
     if request.compact:
+        # The newest record per key by (event time, sequence); a hash of the payload breaks exact ties
+        # deterministically without copying payloads into the comparison.
+        carries_time = event_time != "NULL::VARCHAR"
+        arg = "{'_data': _data, '_sequence': _sequence" + (", '_event_time': _event_time}" if carries_time else "}")
+        picked_time = "last._event_time" if carries_time else "NULL::VARCHAR"
         keyed = f"""
-            SELECT _key, last._data, last._event_time, last._sequence, _t, last._s FROM (
+            SELECT _key, last._data AS _data, {picked_time} AS _event_time, last._sequence AS _sequence, _t FROM (
                 SELECT _key, max(_t) AS _t,
-                       arg_max({{'_data': _data, '_event_time': _event_time, '_sequence': _sequence, '_s': _s}},
-                               {{'t': _t, 's': _s, 'd': _data}}) AS last
+                       arg_max({arg}, {{'t': _t, 'l': coalesce(length(_sequence), 0), 's': coalesce(_sequence, ''),
+                                       'h': hash(_data)}}) AS last
                 FROM ({keyed}) GROUP BY _key
             )
         """
+        # One row per key: (time, key) is a total order.
         order = "_t NULLS FIRST, _key"
     sql = f"""
         SELECT coalesce(_key, '') AS _key, _data, _event_time, _sequence FROM ({keyed})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 
+import orjson
 from arq import create_pool
 
 from services.replay.jobs import recover_orphans
@@ -212,3 +213,16 @@ async def test_a_selection_that_does_not_bind_fails_the_job_with_the_reason(clie
     job = (await client.get(f"/v1/replays/{job_id}")).json()
     assert job["state"] == "failed"
     assert "nope" in job["error"]
+
+
+async def test_compaction_of_live_records_with_equal_times_keeps_the_highest_sequence(
+    client, aws, settings, run_worker
+) -> None:
+    kinesis = await aws.get("kinesis")
+    for n in range(3):  # same key, same event time: only the stream sequence tells them apart
+        event = make_event(f"same-{n}", "2026-11-24T10:00:00Z", ad_id="ad-x", properties={"n": n})
+        await kinesis.put_record(StreamName=settings.stream("events"), Data=orjson.dumps(event), PartitionKey="ad-x")
+    await _replay(client, run_worker, {"selection": {"view": "live_events"}, "compact": True, "key": "ad_id"})
+    records = await read_stream(kinesis, settings.stream("replay"))
+    assert [r["data"]["event_id"] for r in records] == ["same-2"]
+    assert records[0]["data"]["_replay"]["original_sequence"].isdigit()

@@ -53,6 +53,15 @@ class ProgressStore:
         """Return whether some runner holds the job's lease."""
         return bool(await self.redis.exists(f"{_key(self.prefix, job_id)}:lease"))
 
+    async def checkpoint(self, job_id: str, **values: Any) -> bool:
+        """Write counters and the resume offset in one round trip; return whether cancellation was requested."""
+        key = _key(self.prefix, job_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(key, mapping=values)
+            pipe.exists(f"{key}:cancel")
+            _, cancel = await pipe.execute()
+        return bool(cancel)
+
     async def request_cancel(self, job_id: str) -> None:
         """Flag a job for cancellation; the runner stops before its next batch."""
         await self.redis.set(f"{_key(self.prefix, job_id)}:cancel", b"1", ex=7 * 24 * 3600)

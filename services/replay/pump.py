@@ -265,20 +265,32 @@ async def _emit(
     last_flush = started
     state = "succeeded"
     records = iter_records(path, offset=offset, job_id=job.id, user=request.annotate)
-    for batch in plan_batches(records, max_records=max_records, max_bytes=settings.put_batch_bytes):
-        if await store.cancel_requested(job.id):
+    batches = plan_batches(records, max_records=max_records, max_bytes=settings.put_batch_bytes)
+    batch = next(batches, None)
+    cancelled = await store.cancel_requested(job.id)
+    while batch is not None:
+        if cancelled:
             state = "cancelled"
             break
         await pacer.wait_for(len(batch))
-        outcome = await put_batch(
-            kinesis,
-            job.target_stream,
-            batch,
-            pacer=pacer,
-            max_attempts=settings.put_max_attempts,
-            backoff_base_s=settings.put_backoff_base_s,
-            backoff_max_s=settings.put_backoff_max_s,
+        putting = asyncio.create_task(
+            put_batch(
+                kinesis,
+                job.target_stream,
+                batch,
+                pacer=pacer,
+                max_attempts=settings.put_max_attempts,
+                backoff_base_s=settings.put_backoff_base_s,
+                backoff_max_s=settings.put_backoff_max_s,
+            )
         )
+        # Build the next batch while this one is in flight (it is not sent before this one is acknowledged).
+        try:
+            upcoming = next(batches, None)
+        except BaseException:
+            putting.cancel()
+            raise
+        outcome = await putting
         offset += len(batch)
         emitted += outcome.emitted
         failed += outcome.failed
@@ -287,10 +299,13 @@ async def _emit(
             totals.errors[code] = totals.errors.get(code, 0) + count
         elapsed = elapsed_before + time.monotonic() - started
         # The checkpoint: rows up to ``offset`` are done and will not be re-sent after a crash.
-        await store.write(job.id, offset=offset, read=offset, emitted=emitted, failed=failed, emit_elapsed=elapsed)
+        cancelled = await store.checkpoint(
+            job.id, offset=offset, read=offset, emitted=emitted, failed=failed, emit_elapsed=elapsed
+        )
         if time.monotonic() - last_flush >= settings.progress_flush_s:
             last_flush = time.monotonic()
             await _update(sessions, job.id, read=offset, emitted=emitted, failed=failed)
+        batch = upcoming
     if state == "succeeded":
         await pacer.finish()
     elapsed = elapsed_before + time.monotonic() - started

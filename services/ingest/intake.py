@@ -18,7 +18,7 @@ from services.ingest.models import (
     MeterReadIn,
 )
 from services.ingest.realtime import RealtimeCounters
-from services.ingest.records import IpHasher, beacon_record, event_record, iso_z
+from services.ingest.records import IpHasher, beacon_record, event_record, iso_z, plain_ad_record
 from services.ingest.registry import SchemaRegistry
 from services.ingest.spool import Day, Spool, SpoolFullError
 from shared.errors import ServiceUnavailableError
@@ -110,20 +110,34 @@ class Intake:
                 {**item, "type": default_type} if isinstance(item, dict) and "type" not in item else item
                 for item in items
             ]
-        valid, rejected = self._validate_all(items, default_type)
-        for name in {event.type for _, event in valid if event.type not in BUILTIN_TYPES}:
-            if not await self.registry.is_registered(name):
-                reason = f"type: unknown event type '{name}' (register a schema with that name first)"
-                rejected.update({index: reason for index, event in valid if event.type == name})
-        records = [
-            (
-                index,
-                event_record(event, received_at=now, received_iso=received_iso, ip_hash=ip_hash),
-                event.event_id is not None,
-            )
-            for index, event in valid
-            if index not in rejected
-        ]
+        records: list[tuple[int, dict[str, Any], bool]] = []  # (index, record, client-supplied id)
+        others: list[int] = []
+        for index, item in enumerate(items):
+            plain = plain_ad_record(item, received_iso=received_iso, ip_hash=ip_hash) if default_type is None else None
+            if plain is None:
+                others.append(index)
+            else:
+                records.append((index, plain, "event_id" in item))
+        rejected: dict[int, str] = {}
+        if others:
+            valid, bad = self._validate_all([items[index] for index in others], default_type)
+            rejected = {others[position]: reason for position, reason in bad.items()}
+            valid = [(others[position], event) for position, event in valid]
+            for name in {event.type for _, event in valid if event.type not in BUILTIN_TYPES}:
+                if not await self.registry.is_registered(name):
+                    reason = f"type: unknown event type '{name}' (register a schema with that name first)"
+                    rejected.update({index: reason for index, event in valid if event.type == name})
+            records += [
+                (
+                    index,
+                    event_record(event, received_at=now, received_iso=received_iso, ip_hash=ip_hash),
+                    event.event_id is not None,
+                )
+                for index, event in valid
+                if index not in rejected
+            ]
+            if len(others) < len(items):
+                records.sort(key=lambda entry: entry[0])
         duplicates = await self._find_duplicates(records)
         fresh = [(index, record, own) for index, record, own in records if index not in duplicates]
         await self._store([record for _, record, _ in fresh], claimed=[r["event_id"] for _, r, own in fresh if own])

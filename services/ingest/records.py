@@ -4,14 +4,30 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
+import os
+import re
 from datetime import UTC, datetime
 from typing import Any
 
-from services.ingest.models import AdEventIn, BeaconIn, CustomEventIn, EventIn, MeterReadIn
-from shared.messages import new_id
+from services.ingest.models import EVENT_ID_PATTERN, AdEventIn, BeaconIn, CustomEventIn, EventIn, MeterReadIn
 
 BEACON_TYPES = frozenset({"impression", "click"})
 _AD_KEYS = ("ad_id", "campaign_id", "placement", "user_id")
+
+# Server ids: 80 random bits per process plus a counter (32 hex characters, like a uuid4 hex, without a
+# system call per event).
+_ID_PREFIX = os.urandom(10).hex()
+_ID_COUNTER = itertools.count()
+
+# Plain ad events (only these string fields) skip pydantic; anything else takes the full model.
+_PLAIN_LIMITS = {"type": 16, "event_id": 128, "ad_id": 128, "campaign_id": 128, "placement": 128, "user_id": 256}
+_EVENT_ID = re.compile(EVENT_ID_PATTERN)
+
+
+def server_event_id() -> str:
+    """Return a new unique event id (32 hex characters)."""
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):012x}"
 
 
 def iso_z(moment: datetime) -> str:
@@ -53,7 +69,7 @@ def _base(
     if event_time is not None and event_time.tzinfo is None:
         event_time = event_time.replace(tzinfo=UTC)
     return {
-        "event_id": event.event_id or new_id(),
+        "event_id": event.event_id or server_event_id(),
         "type": event_type,
         "source": source_of(event_type),
         "event_time": iso_z(event_time) if event_time is not None else received_iso,
@@ -98,3 +114,35 @@ def event_record(
         record["summation_received_kwh"] = event.summation_received_kwh
         record["raw"] = event.raw
     return record
+
+
+def plain_ad_record(item: Any, *, received_iso: str, ip_hash: str | None) -> dict[str, Any] | None:
+    """Build the record of a plain impression or click directly (None when it needs the full model).
+
+    Plain means: only type, event_id, ad_id, campaign_id, placement and user_id, all strings within the model's
+    limits. For those the result equals ``event_record(AdEventIn.model_validate(item), ...)``.
+    """
+    if not isinstance(item, dict) or item.get("type") not in BEACON_TYPES:
+        return None
+    for key, value in item.items():
+        limit = _PLAIN_LIMITS.get(key)
+        if limit is None or not isinstance(value, str) or len(value) > limit:
+            return None
+    ad_id = item.get("ad_id")
+    event_id = item.get("event_id")
+    if not ad_id or (event_id is not None and not _EVENT_ID.match(event_id)):
+        return None
+    event_type = item["type"]
+    return {
+        "event_id": event_id or server_event_id(),
+        "type": event_type,
+        "source": "beacon",
+        "event_time": received_iso,
+        "received_at": received_iso,
+        "client_ip_hash": ip_hash,
+        "ad_id": ad_id,
+        "campaign_id": item.get("campaign_id"),
+        "placement": item.get("placement"),
+        "user_id": item.get("user_id"),
+        "properties": {},
+    }

@@ -67,25 +67,32 @@ def kinesis_chunks(entries: list[tuple[bytes, str]]) -> Iterator[list[tuple[byte
 async def put_stream_records(
     kinesis: Any, *, stream: str, entries: list[tuple[bytes, str]], max_attempts: int, backoff_s: float = 0.2
 ) -> int:
-    """Put every entry on the stream, retrying only the records that failed; return the PutRecords calls made."""
-    calls = 0
-    for chunk in kinesis_chunks(entries):
-        remaining = chunk
-        for attempt in range(max_attempts):
-            calls += 1
-            response = await kinesis.put_records(
-                StreamName=stream, Records=[{"Data": data, "PartitionKey": key} for data, key in remaining]
-            )
-            if not response.get("FailedRecordCount"):
-                break
-            remaining = [
-                entry for entry, result in zip(remaining, response["Records"], strict=True) if result.get("ErrorCode")
-            ]
-            log.warning("kinesis_partial_failure", stream=stream, failed=len(remaining), attempt=attempt + 1)
-            await asyncio.sleep(backoff_s * 2**attempt)
-        else:
-            raise SinkError(f"{len(remaining)} records still failing after {max_attempts} PutRecords attempts")
-    return calls
+    """Put every entry on the stream (calls run concurrently), retrying only failed records; return the calls made."""
+    calls = await asyncio.gather(
+        *(
+            _put_chunk(kinesis, stream=stream, chunk=chunk, max_attempts=max_attempts, backoff_s=backoff_s)
+            for chunk in kinesis_chunks(entries)
+        )
+    )
+    return sum(calls)
+
+
+async def _put_chunk(
+    kinesis: Any, *, stream: str, chunk: list[tuple[bytes, str]], max_attempts: int, backoff_s: float
+) -> int:
+    remaining = chunk
+    for attempt in range(max_attempts):
+        response = await kinesis.put_records(
+            StreamName=stream, Records=[{"Data": data, "PartitionKey": key} for data, key in remaining]
+        )
+        if not response.get("FailedRecordCount"):
+            return attempt + 1
+        remaining = [
+            entry for entry, result in zip(remaining, response["Records"], strict=True) if result.get("ErrorCode")
+        ]
+        log.warning("kinesis_partial_failure", stream=stream, failed=len(remaining), attempt=attempt + 1)
+        await asyncio.sleep(backoff_s * 2**attempt)
+    raise SinkError(f"{len(remaining)} records still failing after {max_attempts} PutRecords attempts")
 
 
 class SinkClients:

@@ -1,0 +1,41 @@
+"""Record building: the plain-event shortcut gives exactly the record the full model gives."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from services.ingest.models import AdEventIn
+from services.ingest.records import event_record, iso_z, plain_ad_record, server_event_id
+
+
+def test_plain_shortcut_matches_the_full_model() -> None:
+    now = datetime(2026, 11, 25, 12, 0, 1, 123000, tzinfo=UTC)
+    item = {"type": "click", "event_id": "c-1", "ad_id": "ad-1", "campaign_id": "c", "placement": "p", "user_id": "u"}
+    fast = plain_ad_record(item, received_iso=iso_z(now), ip_hash="h")
+    full = event_record(AdEventIn.model_validate(item), received_at=now, received_iso=iso_z(now), ip_hash="h")
+    assert fast == full
+    assert fast is not None and fast["event_time"] == "2026-11-25T12:00:01.123Z"
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        {"type": "impression", "ad_id": ""},
+        {"type": "impression", "ad_id": "a", "timestamp": "2026-11-25T00:00:00Z"},
+        {"type": "impression", "ad_id": "a", "campaign": "c"},
+        {"type": "impression", "ad_id": "a", "event_id": "has space"},
+        {"type": "impression", "ad_id": "a" * 129},
+        {"type": "impression", "ad_id": 5},
+        {"type": "meter_read", "cloud_id": "1", "demand_kw": 1.0},
+    ],
+)
+def test_anything_but_a_plain_ad_event_takes_the_full_model(item: dict) -> None:
+    assert plain_ad_record(item, received_iso="2026-11-25T00:00:00.000Z", ip_hash=None) is None
+
+
+def test_server_ids_are_unique_32_hex_characters() -> None:
+    ids = {server_event_id() for _ in range(10_000)}
+    assert len(ids) == 10_000
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)

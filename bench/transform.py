@@ -84,6 +84,11 @@ COPY (
 """
 
 
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def child_ours(src: str, workdir: str) -> None:
     """Run the local engine on the file (in a child process) and print its figures."""
     from datetime import date
@@ -93,6 +98,7 @@ def child_ours(src: str, workdir: str) -> None:
     from shared.schemas import parse_schema_yaml
 
     schema = parse_schema_yaml(AD_EVENTS_V1)
+    cpu = _cpu()
     started = time.perf_counter()
     result = transform_sources(
         schema, [(src, lambda: open(src, "rb"))], dt=date.fromisoformat(DT), workdir=Path(workdir),
@@ -100,7 +106,8 @@ def child_ours(src: str, workdir: str) -> None:
     )
     seconds = time.perf_counter() - started
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "rows": result.rows_out, "bad": result.rows_bad, "rss_mib": rss}))
+    print(json.dumps({"seconds": seconds, "rows": result.rows_out, "bad": result.rows_bad, "rss_mib": rss,
+                      "cpu_s": _cpu() - cpu}))
 
 
 def child_duckdb(src: str, workdir: str) -> None:
@@ -108,16 +115,18 @@ def child_duckdb(src: str, workdir: str) -> None:
     import duckdb
 
     dst = Path(workdir) / "duckdb.parquet"
+    cpu = _cpu()
     started = time.perf_counter()
     con = duckdb.connect()
     for statement in DUCKDB_SQL.format(src=src, dst=dst).split(";"):
         if statement.strip():
             con.execute(statement)
     seconds = time.perf_counter() - started
+    cpu = _cpu() - cpu
     rows = con.execute(f"SELECT count(*) FROM '{dst}'").fetchone()[0]  # type: ignore[index]
     con.close()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "rows": rows, "rss_mib": rss}))
+    print(json.dumps({"seconds": seconds, "rows": rows, "rss_mib": rss, "cpu_s": cpu}))
 
 
 def _child(kind: str, src: Path, workdir: Path) -> dict[str, float]:
@@ -154,8 +163,9 @@ def main() -> None:
             raise SystemExit(f"row counts differ: duckdb {duck['rows']} ours {ours['rows']}")
         ours_rate = ours["rows"] / ours["seconds"]
         duck_rate = duck["rows"] / duck["seconds"]
-        print(f"rows {ours['rows']}: ours {ours['seconds']:.2f}s ({ours['rss_mib']:.0f} MiB), "
-              f"duckdb {duck['seconds']:.2f}s ({duck['rss_mib']:.0f} MiB)", file=sys.stderr)
+        print(f"rows {ours['rows']}: ours {ours['seconds']:.2f}s wall {ours['cpu_s']:.2f}s cpu "
+              f"({ours['rss_mib']:.0f} MiB), duckdb {duck['seconds']:.2f}s wall {duck['cpu_s']:.2f}s cpu "
+              f"({duck['rss_mib']:.0f} MiB)", file=sys.stderr)
         print(json.dumps({
             "ratio_vs_duckdb": round(ours_rate / duck_rate, 3),
             "peak_rss_mib": round(ours["rss_mib"], 1),
@@ -163,6 +173,7 @@ def main() -> None:
             "duckdb_rows_per_s": round(duck_rate),
             "rows": ours["rows"],
             "duckdb_peak_rss_mib": round(duck["rss_mib"], 1),
+            "cpu_ratio_vs_duckdb": round(ours["cpu_s"] / duck["cpu_s"], 3),
         }))
 
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
+try:  # ISA-L inflates about twice as fast as zlib; same API
+    from isal import isal_zlib as zlib
+except ImportError:  # pragma: no cover - isal is a dependency, zlib is the fallback
+    import zlib  # type: ignore[no-redef]
+
 GZIP_MAGIC = b"\x1f\x8b"
 READ_BYTES = 1024 * 1024
+GZIP_WBITS = 31  # gzip header and trailer
 
 
 @dataclass
@@ -21,25 +26,23 @@ class Block:
 
 def _decompressed(stream: BinaryIO) -> Iterator[bytes]:
     """Yield the stream's bytes, gunzipping (concatenated members too) when it starts with the gzip magic."""
-    first = stream.read(READ_BYTES)
-    if not first.startswith(GZIP_MAGIC):
-        while first:
-            yield first
-            first = stream.read(READ_BYTES)
+    chunk = stream.read(READ_BYTES)
+    if not chunk.startswith(GZIP_MAGIC):
+        while chunk:
+            yield chunk
+            chunk = stream.read(READ_BYTES)
         return
-    decompressor = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
-    chunk = first
+    decompressor = zlib.decompressobj(wbits=GZIP_WBITS)
     while chunk:
         data = chunk
         while data:
-            out = decompressor.decompress(data, READ_BYTES * 4)
+            out = decompressor.decompress(data)
             if out:
                 yield out
-            if decompressor.eof:
+            data = b""
+            if decompressor.eof:  # another gzip member may follow
                 data = decompressor.unused_data
-                decompressor = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
-            else:
-                data = decompressor.unconsumed_tail
+                decompressor = zlib.decompressobj(wbits=GZIP_WBITS)
         chunk = stream.read(READ_BYTES)
     tail = decompressor.flush()
     if tail:
@@ -47,21 +50,31 @@ def _decompressed(stream: BinaryIO) -> Iterator[bytes]:
 
 
 def iter_blocks(stream: BinaryIO, block_bytes: int = 8 * 1024 * 1024) -> Iterator[Block]:
-    """Yield blocks of about ``block_bytes`` of whole lines; a last line without a newline is kept."""
-    pending = bytearray()
+    """Yield blocks of at most about ``block_bytes`` of whole lines; a last line without a newline is kept.
+
+    A block is cut at the last newline within ``block_bytes`` (after the first line when a line is longer).
+    """
+    parts: list[bytes] = []
+    size = 0
     line = 1
     for data in _decompressed(stream):
-        pending += data
-        while len(pending) >= block_bytes:
-            # Cut at the last newline within the block size, or after the first line when one line is longer.
-            cut = pending.rfind(b"\n", 0, block_bytes)
+        parts.append(data)
+        size += len(data)
+        if size < block_bytes:
+            continue
+        pending = b"".join(parts)
+        start = 0
+        while len(pending) - start >= block_bytes:
+            cut = pending.rfind(b"\n", start, start + block_bytes)
             if cut < 0:
-                cut = pending.find(b"\n", block_bytes)
+                cut = pending.find(b"\n", start + block_bytes)
                 if cut < 0:
                     break
-            block = bytes(pending[: cut + 1])
-            del pending[: cut + 1]
+            block = pending[start : cut + 1]
+            start = cut + 1
             yield Block(block, line)
             line += block.count(b"\n")
-    if pending:
-        yield Block(bytes(pending), line)
+        rest = pending[start:]
+        parts, size = ([rest], len(rest)) if rest else ([], 0)
+    if parts:
+        yield Block(b"".join(parts), line)

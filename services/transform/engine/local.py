@@ -1,14 +1,17 @@
 """The local engine: stream JSON-lines sources through the mapper into part files, bad rows and the view.
 
 Memory stays bounded by the block size, the row-group buffer and the view's per-ad counters, whatever the input
-size. Decompression and block cutting run in a reader thread so they overlap with mapping and writing.
+size. Three stages overlap: a reader thread inflates and cuts blocks, the caller's thread maps them, and a writer
+thread encodes Parquet/ORC and hands finished parts on (to be uploaded).
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -17,7 +20,7 @@ from typing import BinaryIO
 import pyarrow as pa
 
 from services.transform.engine.blocks import Block, iter_blocks
-from services.transform.engine.mapping import BlockMapper
+from services.transform.engine.mapping import BlockMapper, MappedBlock
 from services.transform.engine.sink import BadRowWriter, OutputFormat, PartFile, PartWriter
 from services.transform.engine.views import AdvertisingView, has_advertising_view
 from shared.schemas import TableSchema
@@ -35,6 +38,7 @@ class EngineOptions:
     rows_per_part: int = 5_000_000
     row_group_rows: int = 256 * 1024
     vectorised: bool = True
+    mapping_threads: int = 2
 
 
 @dataclass
@@ -97,6 +101,71 @@ def _read_ahead(sources: Iterable[Source], block_bytes: int) -> Iterator[tuple[s
         reader.join()
 
 
+def _map_in_parallel(
+    mapper: BlockMapper, blocks: Iterator[tuple[str, Block]], threads: int
+) -> Iterator[tuple[str, Block, MappedBlock]]:
+    """Map blocks on ``threads`` threads (Arrow releases the GIL), yielding results in input order."""
+    if threads <= 1:
+        for name, block in blocks:
+            yield name, block, mapper.map_block(block.data, source=name, first_line=block.first_line)
+        return
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="transform-map") as pool:
+        pending: deque[tuple[str, Block, Future[MappedBlock]]] = deque()
+        try:
+            for name, block in blocks:
+                pending.append((name, block, pool.submit(mapper.map_block, block.data, source=name,
+                                                         first_line=block.first_line)))
+                if len(pending) > threads:
+                    done_name, done_block, future = pending.popleft()
+                    yield done_name, done_block, future.result()
+            while pending:
+                done_name, done_block, future = pending.popleft()
+                yield done_name, done_block, future.result()
+        finally:
+            for _, _, future in pending:
+                future.cancel()
+
+
+class _BackgroundWriter:
+    """Write tables (and hand finished parts to ``on_part``) in a thread, so mapping overlaps with encoding."""
+
+    def __init__(self, writer: PartWriter, on_part: Callable[[PartFile], None] | None) -> None:
+        self.writer = writer
+        self.on_part = on_part
+        self.tables: queue.Queue[pa.Table | None] = queue.Queue(maxsize=2)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="transform-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            while (table := self.tables.get()) is not None:
+                self._finished(self.writer.write(table))
+            self._finished(self.writer.close())
+        except BaseException as exc:  # raised in the caller by put/close
+            self.error = exc
+            while self.tables.get() is not None:  # drain so put() never blocks forever
+                pass
+
+    def _finished(self, parts: list[PartFile]) -> None:
+        for part in parts:
+            if self.on_part:
+                self.on_part(part)
+
+    def put(self, table: pa.Table) -> None:
+        """Queue a table for writing (blocks while two are waiting)."""
+        if self.error is not None:
+            raise self.error
+        self.tables.put(table)
+
+    def close(self) -> None:
+        """Finish writing; raise what the writer thread raised."""
+        self.tables.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
 def transform_sources(
     schema: TableSchema,
     sources: Iterable[Source],
@@ -121,31 +190,27 @@ def transform_sources(
         row_group_rows=options.row_group_rows,
     )
     bad_rows = BadRowWriter(workdir / "bad-rows.jsonl.gz")
-    view = (
-        AdvertisingView(schema.partition_column, dt or date(1970, 1, 1)) if has_advertising_view(schema) else None
-    )
+    view = AdvertisingView(dt or date(1970, 1, 1)) if has_advertising_view(schema) else None
     result = LocalResult()
     seen: set[str] = set()
+    background = _BackgroundWriter(writer, on_part)
     try:
-        for name, block in _read_ahead(sources, options.block_bytes):
+        for name, block, mapped in _map_in_parallel(mapper, _read_ahead(sources, options.block_bytes),
+                                                    options.mapping_threads):
             if name not in seen:
                 seen.add(name)
                 result.sources += 1
             result.bytes_in += len(block.data)
-            mapped = mapper.map_block(block.data, source=name, first_line=block.first_line)
             result.rows_in += mapped.rows_in
             result.rows_out += mapped.table.num_rows
             bad_rows.write(mapped.bad)
             if view is not None:
                 view.add(mapped.table)
-            for part in writer.write(mapped.table):
-                if on_part:
-                    on_part(part)
-        for part in writer.close():
-            if on_part:
-                on_part(part)
+            if mapped.table.num_rows:
+                background.put(mapped.table)
     finally:
         bad_rows.close()
+        background.close()
     result.rows_bad = bad_rows.count
     result.parts = writer.parts
     result.bad_rows_path = bad_rows.path if bad_rows.count else None

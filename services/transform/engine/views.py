@@ -29,42 +29,29 @@ def has_advertising_view(schema: TableSchema) -> bool:
 class AdvertisingView:
     """Count impressions and clicks per (ad_id, day) over the batches of one partition."""
 
-    def __init__(self, day_column: str | None, dt: date) -> None:
-        self.day_column = day_column
+    def __init__(self, dt: date) -> None:
         self.dt = dt
         self.counts: dict[tuple[str, date], list[int]] = {}
 
     def add(self, table: pa.Table) -> None:
-        """Add one batch of curated rows."""
+        """Add one batch of curated rows (all of the partition's day: other days are bad rows)."""
         if table.num_rows == 0:
             return
-        event_type = table.column("event_type")
-        days = table.column(self.day_column) if self.day_column else pa.repeat(self.dt, table.num_rows)
-        frame = pa.table(
-            {
-                "ad_id": table.column("ad_id"),
-                "day": days,
-                "impression": pc.cast(pc.equal(event_type, "impression"), pa.int64()),
-                "click": pc.cast(pc.equal(event_type, "click"), pa.int64()),
-            }
-        ).filter(pc.is_valid(table.column("ad_id")))
-        grouped = frame.group_by(["ad_id", "day"]).aggregate([("impression", "sum"), ("click", "sum")])
-        for ad_id, day, impressions, clicks in zip(
-            grouped.column("ad_id").to_pylist(),
-            grouped.column("day").to_pylist(),
-            grouped.column("impression_sum").to_pylist(),
-            grouped.column("click_sum").to_pylist(),
-            strict=True,
+        ad_id, event_type = table.column("ad_id"), table.column("event_type")
+        for position, rows in enumerate(
+            (ad_id, ad_id.filter(pc.equal(event_type, "impression")), ad_id.filter(pc.equal(event_type, "click")))
         ):
-            counts = self.counts.setdefault((ad_id, day), [0, 0])
-            counts[0] += impressions or 0
-            counts[1] += clicks or 0
+            counted = pc.value_counts(rows)
+            for key, count in zip(counted.field("values").to_pylist(), counted.field("counts").to_pylist(),
+                                  strict=True):
+                if key is not None:
+                    self.counts.setdefault((key, self.dt), [0, 0, 0])[position] += count
 
     def table(self) -> pa.Table:
         """Return the view rows sorted by ad and day; CTR is clicks / impressions, 0.0 without impressions."""
         keys = sorted(self.counts)
-        impressions = [self.counts[k][0] for k in keys]
-        clicks = [self.counts[k][1] for k in keys]
+        impressions = [self.counts[k][1] for k in keys]
+        clicks = [self.counts[k][2] for k in keys]
         ctr = [c / i if i else 0.0 for i, c in zip(impressions, clicks, strict=True)]
         return pa.Table.from_arrays(
             [pa.array([k[0] for k in keys], pa.string()), pa.array([k[1] for k in keys], pa.date32()),

@@ -108,6 +108,7 @@ async def apply_action(*, session: AsyncSession, job_id: int, action: str) -> Jo
         raise ConflictError(
             f"cannot {action} a job that is {job.state}", details=[{"field": "state", "reason": job.state}]
         )
+    await run_service.end_read(session)
     job.state = target
     job.updated_at = utc_now()
     session.add(job)

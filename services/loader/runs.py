@@ -18,6 +18,16 @@ async def log_event(session: AsyncSession, *, job_id: int, dt: date, event: str,
     session.add(RunEvent(job_id=job_id, dt=dt, event=event, detail=detail[:2000]))
 
 
+async def end_read(session: AsyncSession) -> None:
+    """End the session's read transaction before a write.
+
+    SQLite (WAL) refuses at once, without waiting, to upgrade a read transaction to a write when another
+    connection wrote meanwhile; starting the write in a fresh transaction makes it wait its turn instead.
+    """
+    if session.in_transaction() and not session.new and not session.dirty and not session.deleted:
+        await session.commit()
+
+
 async def runs_of(session: AsyncSession, job_id: int) -> list[JobRun]:
     """Return a job's runs in date order."""
     result = await session.exec(select(JobRun).where(JobRun.job_id == job_id).order_by(col(JobRun.dt)))
@@ -53,6 +63,7 @@ async def ensure_runs(session: AsyncSession, job_id: int, dates: Iterable[date])
     """Create waiting runs for dates that have none; duplicates (scan + event) are ignored. Return created."""
     created = 0
     existing = await run_dates(session, job_id)
+    await end_read(session)
     for dt in sorted(set(dates) - existing):
         try:
             async with session.begin_nested():
@@ -92,6 +103,7 @@ async def transition(
 ) -> bool:
     """Move a run to ``to_state`` only if it is in one of ``from_states`` (a compare-and-set); return success."""
     now = utc_now()
+    await end_read(session)
     statement = (
         update(JobRun)
         .where(col(JobRun.id) == run_id, col(JobRun.state).in_(list(from_states)))

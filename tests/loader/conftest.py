@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from aiosmtpd.controller import Controller
 from arq import create_pool
 from arq.worker import Worker
@@ -26,7 +27,7 @@ from shared.aws import AwsClients
 from shared.bootstrap import bootstrap
 from shared.db import create_engine, create_tables, session_factory
 from shared.redis import arq_redis_settings
-from tests.helpers import free_port
+from tests.helpers import free_port, wait_until
 from tests.loader.fake_transform import FakeTransform, put_schema
 
 
@@ -157,3 +158,27 @@ async def transform(loader_settings: LoaderSettings, aws: AwsClients) -> AsyncIt
         await asyncio.wait_for(task, timeout=5)
     except TimeoutError:
         task.cancel()
+
+
+@pytest.fixture
+async def served(loader_settings: LoaderSettings, aws: Any) -> AsyncIterator[str]:
+    """The loader app on a real port."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(loader_settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    task = asyncio.create_task(server.serve())
+    base = f"http://127.0.0.1:{port}"
+
+    async def _up() -> bool:
+        try:
+            async with httpx.AsyncClient() as http:
+                return (await http.get(f"{base}/healthz")).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    await wait_until(_up, message="loader app did not start")
+    yield base
+    server.should_exit = True
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(task, timeout=10)

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
-from services.loader.app import create_app
-from services.loader.settings import LoaderSettings
-from tests.helpers import free_port, wait_until
+from tests.helpers import wait_until
 from tests.loader.fake_transform import FakeTransform, beacon_events, put_day
 from tests.loader.test_lifecycle import D1, job_body
 
@@ -24,30 +18,6 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM}"),
 ]
-
-
-@pytest.fixture
-async def served(loader_settings: LoaderSettings, aws: Any) -> AsyncIterator[str]:
-    """The loader app on a real port."""
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(loader_settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    task = asyncio.create_task(server.serve())
-    base = f"http://127.0.0.1:{port}"
-
-    async def _up() -> bool:
-        try:
-            async with httpx.AsyncClient() as http:
-                return (await http.get(f"{base}/healthz")).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    await wait_until(_up, message="loader app did not start")
-    yield base
-    server.should_exit = True
-    with contextlib.suppress(asyncio.CancelledError):
-        await asyncio.wait_for(task, timeout=10)
 
 
 async def test_the_page_shows_the_calendar_and_pause_changes_the_state(
@@ -62,7 +32,7 @@ async def test_the_page_shows_the_calendar_and_pause_changes_the_state(
             runs = (await http.get(f"/v1/jobs/{job_id}/runs")).json()
             return bool(runs) and runs[0]["state"] == "loaded"
 
-        await wait_until(_loaded, message="D1 never loaded")
+        await wait_until(_loaded, timeout=45, message="D1 never loaded")
 
     async with playwright_api.async_playwright() as pw:
         browser = await pw.chromium.launch(

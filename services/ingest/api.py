@@ -8,6 +8,15 @@ import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 
+from services.ingest.badrows import (
+    BadRowsSummary,
+    ResubmitRequest,
+    ResubmitResult,
+    move_to_resubmitted,
+    originals,
+    read_bad_rows,
+    summarise_bad_rows,
+)
 from services.ingest.intake import BatchOutcome, Intake
 from services.ingest.models import BeaconAck, BeaconIn, BeaconQuery, IngestResponse, RealtimeResponse
 from services.ingest.ratelimit import RateLimiter
@@ -224,9 +233,7 @@ _PIXEL_RESPONSES: dict[int | str, dict[str, Any]] = {
     description="Public, rate-limited per client. Example: `/v1/beacons/impression?ad_id=ad-7&campaign=c-1"
     "&placement=top&cookie_id=u-9&event_id=imp-1&ts=2026-11-25T12:00:00Z`.",
 )
-async def impression_pixel(
-    ip: BeaconClient, query: Annotated[BeaconQuery, Query()], intake: IntakeDep
-) -> Response:
+async def impression_pixel(ip: BeaconClient, query: Annotated[BeaconQuery, Query()], intake: IntakeDep) -> Response:
     return await _pixel("impression", query, intake, ip)
 
 
@@ -238,9 +245,7 @@ async def impression_pixel(
     responses=_PIXEL_RESPONSES,
     description="Public, rate-limited per client. Example: `/v1/beacons/click?ad_id=ad-7&cookie_id=u-9&response=204`.",
 )
-async def click_pixel(
-    ip: BeaconClient, query: Annotated[BeaconQuery, Query()], intake: IntakeDep
-) -> Response:
+async def click_pixel(ip: BeaconClient, query: Annotated[BeaconQuery, Query()], intake: IntakeDep) -> Response:
     return await _pixel("click", query, intake, ip)
 
 
@@ -342,3 +347,44 @@ async def realtime(
     counters: CountersDep, _: Reader, minutes: Annotated[int, Query(ge=1, le=1440)] = 60
 ) -> RealtimeResponse:
     return await counters.read(minutes)
+
+
+@router.get(
+    "/v1/bad-rows",
+    tags=["bad rows"],
+    summary="Count the bad rows waiting for re-submission (needs read)",
+    response_model=BadRowsSummary,
+    responses=ERROR_RESPONSES,
+)
+async def list_bad_rows(request: Request, _: Reader) -> BadRowsSummary:
+    s3 = await request.app.state.aws.get("s3")
+    return await summarise_bad_rows(s3, bucket=request.app.state.settings.bucket("bad-rows"))
+
+
+@router.post(
+    "/v1/bad-rows/resubmit",
+    tags=["bad rows"],
+    summary="Feed one bad-rows object back into ingest (needs ingest:write)",
+    status_code=202,
+    response_model=ResubmitResult,
+    responses=ERROR_RESPONSES,
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/json": {
+                    "example": {
+                        "key": "ingest/dt=2026-11-25/1795609425766c2c968-00000003-n2.jsonl.gz",
+                        "reset_event_time": True,
+                    }
+                }
+            }
+        }
+    },
+)
+async def resubmit_bad_rows(request: Request, body: ResubmitRequest, intake: IntakeDep, _: Writer) -> ResubmitResult:
+    s3 = await request.app.state.aws.get("s3")
+    bucket = request.app.state.settings.bucket("bad-rows")
+    records = originals(await read_bad_rows(s3, bucket=bucket, key=body.key))
+    count = await intake.resubmit(records, reset_event_time=body.reset_event_time)
+    moved_to = await move_to_resubmitted(s3, bucket=bucket, key=body.key)
+    return ResubmitResult(key=body.key, resubmitted=count, moved_to=moved_to)

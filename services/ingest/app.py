@@ -111,6 +111,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
             {"name": "beacons", "description": "Public impression and click beacons (rate-limited per client)."},
             {"name": "events", "description": "Typed events and meter reads (API key with ingest:write)."},
             {"name": "realtime", "description": "Per-minute impressions, clicks and CTR."},
+            {"name": "bad rows", "description": "Accepted events that failed validation when shipped."},
         ],
     )
     app.include_router(router)

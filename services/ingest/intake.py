@@ -192,7 +192,19 @@ class Intake:
         duplicates.update(index for (index, _), first in zip(to_claim, claims, strict=True) if not first)
         return duplicates
 
-    async def _store(self, records: list[dict[str, Any]], *, claimed: list[str]) -> None:
+    async def resubmit(self, records: list[dict[str, Any]], *, reset_event_time: bool) -> int:
+        """Feed accepted records back into the spool with a new received_at (no dedup, not counted again)."""
+        received_iso = iso_z(datetime.now(UTC))
+        fresh = []
+        for record in records:
+            again = {**record, "received_at": received_iso}
+            if reset_event_time:
+                again["event_time"] = received_iso
+            fresh.append(again)
+        await self._store(fresh, claimed=[], count=False)
+        return len(fresh)
+
+    async def _store(self, records: list[dict[str, Any]], *, claimed: list[str], count: bool = True) -> None:
         if not records:
             return
         lines = [orjson.dumps(record) + b"\n" for record in records]
@@ -209,8 +221,9 @@ class Intake:
         except Exception:
             await self.dedup.release(claimed)
             raise
-        for record in records:
-            self.counters.add(record["type"], record["ad_id"])
+        if count:
+            for record in records:
+                self.counters.add(record["type"], record.get("ad_id"))
 
 
 def _client_id(item: Any) -> str | None:

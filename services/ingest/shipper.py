@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gzip
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,6 +18,7 @@ from typing import Any
 import orjson
 from prometheus_client import Counter, Gauge
 
+from services.ingest.badrows import write_bad_rows
 from services.ingest.markers import DayMarkers
 from services.ingest.settings import IngestSettings
 from services.ingest.sinks import SinkClients, archive_key, put_archive_object, put_stream_records
@@ -76,9 +76,7 @@ def validate_record(record: Any, line: bytes, settings: IngestSettings) -> str |
 class Shipper:
     """Drain the spool to S3 and Kinesis; write bad rows and day markers."""
 
-    def __init__(
-        self, *, settings: IngestSettings, spool: Spool, aws: SinkClients, markers: DayMarkers
-    ) -> None:
+    def __init__(self, *, settings: IngestSettings, spool: Spool, aws: SinkClients, markers: DayMarkers) -> None:
         self.settings = settings
         self.spool = spool
         self.aws = aws
@@ -121,7 +119,7 @@ class Shipper:
         shipped = 0
         for segment in self.spool.sealed():
             await self.ship_segment(segment)
-            self.spool.remove(segment)
+            await self.spool.remove(segment)
             shipped += 1
         return shipped
 
@@ -138,7 +136,7 @@ class Shipper:
         log.info("orphan_slot_adopted", slot=slot.path.name, segments=len(segments))
         for segment in segments:
             await self.ship_segment(segment)
-            segment.path.unlink(missing_ok=True)
+            await asyncio.to_thread(segment.path.unlink, missing_ok=True)
 
     async def ship_segment(self, segment: Segment) -> ShipResult:
         """Write one sealed segment to the archive, the bad-rows bucket and the stream."""
@@ -172,7 +170,13 @@ class Shipper:
             result.events += len(part)
         await asyncio.gather(*puts)
         if bad:
-            await self._write_bad_rows(s3, segment, bad)
+            # Dated by the rows' acceptance (not the clock) so a re-ship overwrites the same object.
+            first = bad[0]["original"]
+            received = first.get("received_at") if isinstance(first, dict) else None
+            dt = received[:10] if isinstance(received, str) else utc_now().date().isoformat()
+            await write_bad_rows(
+                s3, bucket=self.settings.bucket("bad-rows"), dt=dt, segment_name=segment.name, rows=bad
+            )
             result.bad = len(bad)
         if stream_entries and self.settings.kinesis_enabled:
             await put_stream_records(
@@ -185,15 +189,3 @@ class Shipper:
         SHIPPED.inc(result.events)
         log.info("segment_shipped", segment=segment.name, events=result.events, bad=result.bad, objects=len(puts))
         return result
-
-    async def _write_bad_rows(self, s3: Any, segment: Segment, bad: list[dict[str, Any]]) -> None:
-        # Named after the segment (not the clock) so a re-ship overwrites the same object.
-        first = bad[0]["original"]
-        received = first.get("received_at") if isinstance(first, dict) else None
-        dt = received[:10] if isinstance(received, str) else utc_now().date().isoformat()
-        key = f"ingest/dt={dt}/{segment.name}.jsonl.gz"
-        body = await asyncio.to_thread(
-            gzip.compress, b"".join(orjson.dumps(row) + b"\n" for row in bad), 6, mtime=0
-        )
-        await s3.put_object(Bucket=self.settings.bucket("bad-rows"), Key=key, Body=body)
-        log.warning("bad_rows_written", segment=segment.name, count=len(bad), key=key)

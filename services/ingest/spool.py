@@ -13,7 +13,6 @@ same archive objects under the same keys. Appends are grouped: concurrent reques
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fcntl
 import os
 import secrets
@@ -285,10 +284,9 @@ class Spool:
         self._sealed.append(active)
         self.sealed_event.set()
 
-    def remove(self, segment: Segment) -> None:
+    async def remove(self, segment: Segment) -> None:
         """Forget a shipped segment and delete its file."""
-        with contextlib.suppress(FileNotFoundError):
-            segment.path.unlink()
+        await asyncio.to_thread(segment.path.unlink, missing_ok=True)
         if segment in self._sealed:
             self._sealed.remove(segment)
             self._bytes -= segment.size

@@ -1,0 +1,86 @@
+"""The spool: one locked slot per process, torn tails cut on recovery, orphaned slots adopted and shipped."""
+
+from __future__ import annotations
+
+import orjson
+from redis.asyncio import Redis
+
+from services.ingest.markers import DayMarkers
+from services.ingest.settings import IngestSettings
+from services.ingest.shipper import Shipper
+from services.ingest.sinks import SinkClients
+from services.ingest.spool import Slot, Spool
+from shared.aws import AwsClients
+from tests.ingest.conftest import archived_records
+
+
+def _spool(settings: IngestSettings) -> Spool:
+    return Spool(settings.spool_dir, max_bytes=10**7, segment_max_events=1000, segment_max_bytes=10**7)
+
+
+def _line(event_id: str) -> bytes:
+    record = {
+        "event_id": event_id,
+        "type": "impression",
+        "source": "beacon",
+        "event_time": "2026-11-24T10:00:00.000Z",
+        "received_at": "2026-11-24T10:00:01.000Z",
+        "client_ip_hash": None,
+        "ad_id": "a",
+        "campaign_id": None,
+        "placement": None,
+        "user_id": None,
+        "properties": {},
+    }
+    return orjson.dumps(record) + b"\n"
+
+
+async def test_two_processes_never_share_a_slot(ingest_settings: IngestSettings) -> None:
+    first, second = _spool(ingest_settings), _spool(ingest_settings)
+    await first.open()
+    await second.open()
+    try:
+        assert first.slot is not None and second.slot is not None
+        assert (first.slot.path.name, second.slot.path.name) == ("slot-0", "slot-1")
+    finally:
+        for spool in (first, second):
+            await spool.close()
+            spool.release()
+
+
+def test_recovery_cuts_a_torn_last_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    slot = Slot(tmp_path / "slot-0")
+    assert slot.try_lock()
+    (slot.path / "0001-00000000.open").write_bytes(_line("a") + _line("b") + _line("c")[:20])
+    [segment] = slot.recover()
+    slot.release()
+    assert segment.path.suffix == ".seg" and segment.events == 2
+    assert segment.path.read_bytes() == _line("a") + _line("b")
+    assert segment.days == {("beacon", "2026-11-24")}
+
+
+async def test_a_dead_process_slot_is_adopted_and_shipped(
+    ingest_settings: IngestSettings, redis: Redis, aws: AwsClients
+) -> None:
+    dead, alive = _spool(ingest_settings), _spool(ingest_settings)
+    await dead.open()
+    await alive.open()
+    await dead.append([_line("orphan-1"), _line("orphan-2")], {("beacon", "2026-11-24")})
+    assert dead.slot is not None
+    dead.slot.release()  # the owner dies without shipping: its lock goes with it
+    assert dead._committer is not None
+    dead._committer.cancel()
+
+    sinks = SinkClients(ingest_settings)
+    markers = DayMarkers(redis=redis, prefix="hw", bucket="hw-raw", grace_s=300, instance_id=alive.run_id)
+    shipper = Shipper(settings=ingest_settings, spool=alive, aws=sinks, markers=markers)
+    try:
+        await shipper.drain_orphans()
+    finally:
+        await sinks.close()
+        await alive.close()
+        alive.release()
+    records = await archived_records(aws, ingest_settings)
+    assert sorted(record["event_id"] for record in records) == ["orphan-1", "orphan-2"]
+    assert not list((ingest_settings.spool_dir / "slot-0").glob("*.seg"))
+    assert not list((ingest_settings.spool_dir / "slot-0").glob("*.open"))

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from services.transform.api import router
+from services.transform.chains_api import router as chains_router
 from services.transform.registry import ensure_builtin_schemas
 from services.transform.settings import TransformSettings
 from shared.db import create_tables
@@ -53,9 +54,11 @@ def create_app(settings: TransformSettings | None = None) -> FastAPI:
         openapi_tags=[
             {"name": "schemas", "description": "Versioned table schemas"},
             {"name": "transforms", "description": "Transform runs (local, EMR, Glue)"},
+            {"name": "chains", "description": "Dependency-based, idempotent task chains and their DAG"},
         ],
     )
     app.include_router(router)
+    app.include_router(chains_router)
     if UI_DIR.is_dir():
         app.mount("/ui", StaticFiles(directory=UI_DIR, html=True), name="ui")
     return app

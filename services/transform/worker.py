@@ -12,6 +12,7 @@ from typing import Any
 from arq import func
 
 from services.transform import jobs
+from services.transform.chains.service import CHAIN_JOB, run_chain_job
 from services.transform.consumer import consume_requests
 from services.transform.registry import ensure_builtin_schemas
 from services.transform.settings import TransformSettings
@@ -64,8 +65,11 @@ async def shutdown(ctx: dict[str, Any]) -> None:
 
 def worker_functions(settings: TransformSettings) -> list[Any]:
     """Return the arq functions with their timeouts and retry budgets."""
-    return [func(jobs.run_transform, name="run_transform", timeout=settings.job_timeout_s,
-                 max_tries=settings.max_tries + 1)]
+    return [
+        func(jobs.run_transform, name="run_transform", timeout=settings.job_timeout_s,
+             max_tries=settings.max_tries + 1),
+        func(run_chain_job, name=CHAIN_JOB, timeout=settings.job_timeout_s, max_tries=1),
+    ]
 
 
 _settings = TransformSettings()

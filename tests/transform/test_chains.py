@@ -148,3 +148,10 @@ async def test_bad_params_unknown_tasks_and_unknown_targets_are_refused(
     assert bad.status_code == 422 and bad.json()["error"]["details"][0]["field"] == "nam"
     assert unknown.status_code == 404
     assert target.status_code == 404
+
+
+async def test_the_dag_page_is_served(app_client: httpx.AsyncClient) -> None:
+    response = await app_client.get("/ui/chains.html")
+
+    assert response.status_code == 200
+    assert "/api/chainstatus" in response.text and "<svg" in response.text

@@ -31,7 +31,7 @@ class IngestSettings(HeadwaterSettings):
     day_complete_grace_s: float = 300.0
 
     # Accepted-but-invalid records (clock skew, oversize) go to the bad-rows bucket.
-    max_event_age_s: float = 7 * 86400.0
+    max_event_age_s: float = 366 * 86400.0
     max_clock_skew_s: float = 3600.0
     max_record_bytes: int = 1_000_000
 

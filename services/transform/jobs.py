@@ -67,6 +67,23 @@ async def _execute(ctx: dict[str, Any], run: TransformRun) -> TransformRun:
     )
 
 
+def partition_lock(settings: TransformSettings, run: TransformRun) -> str:
+    """Return the Redis key that serialises runs of one output partition."""
+    hour = "" if run.hour is None else f"/hour={run.hour:02d}"
+    return f"{settings.resource_prefix}:transform:lock:{run.table_name}/v{run.schema_version}/dt={run.dt}{hour}"
+
+
+async def _acquire(redis: Any, lock: str, owner: str, settings: TransformSettings) -> bool:
+    if await redis.set(lock, owner, nx=True, ex=settings.job_timeout_s + 60):
+        return True
+    return (await redis.get(lock) or b"").decode() == owner  # a retry of the run that holds it
+
+
+async def _release(redis: Any, lock: str, owner: str) -> None:
+    if (await redis.get(lock) or b"").decode() == owner:
+        await redis.delete(lock)
+
+
 async def send_outcome(ctx: dict[str, Any], run: TransformRun) -> None:
     """Tell the loader: LoadRequest for a finished run, TransformFailed for a failed one."""
     settings: TransformSettings = ctx["settings"]
@@ -90,7 +107,6 @@ async def send_outcome(ctx: dict[str, Any], run: TransformRun) -> None:
 async def run_transform(ctx: dict[str, Any], run_id: str) -> str:
     """Execute one transform run; retry transient errors with backoff, then report the outcome on SQS."""
     settings: TransformSettings = ctx["settings"]
-    attempt = ctx.get("job_try", 1)
     async with ctx["sessions"]() as session:
         run = await session.get(TransformRun, run_id)
     if run is None:
@@ -98,6 +114,12 @@ async def run_transform(ctx: dict[str, Any], run_id: str) -> str:
         return "missing"
     if run.state in ("succeeded", "failed"):
         return run.state  # a duplicate request for a finished run
+    # Attempts are counted on the run, not by arq: waiting for the partition lock is not an attempt.
+    attempt = run.attempts + 1
+    lock = partition_lock(settings, run)
+    if not await _acquire(ctx["redis"], lock, run.id, settings):
+        log.info("transform_waiting_for_partition", transform_id=run.id, lock=lock)
+        raise Retry(defer=settings.lock_retry_s)  # another run of the same partition is publishing
     run = await save_run(ctx, run, state="running", attempts=attempt, started_at=run.started_at or utc_now())
     log.info("transform_started", transform_id=run.id, table=run.table_name, dt=run.dt.isoformat(), attempt=attempt)
     try:
@@ -115,6 +137,8 @@ async def run_transform(ctx: dict[str, Any], run_id: str) -> str:
         reason = str(exc) if isinstance(exc, NotFoundError) else f"{type(exc).__name__}: {exc}"
         log.exception("transform_failed", transform_id=run.id, error=reason)
         run = await save_run(ctx, run, state="failed", error=reason[:2000], finished_at=utc_now())
+    finally:
+        await _release(ctx["redis"], lock, run.id)
     if run.state in ("succeeded", "failed"):
         await send_outcome(ctx, run)
     log.info("transform_finished", transform_id=run.id, state=run.state, rows_out=run.rows_out)

@@ -24,6 +24,7 @@ class TransformSettings(HeadwaterSettings):
     retry_base_s: float = 2.0
     job_timeout_s: int = 3600
     consume_requests: bool = True
+    lock_retry_s: float = 5.0
 
     # Spark backends
     emr_cluster_id: str | None = None

@@ -66,8 +66,8 @@ async def shutdown(ctx: dict[str, Any]) -> None:
 def worker_functions(settings: TransformSettings) -> list[Any]:
     """Return the arq functions with their timeouts and retry budgets."""
     return [
-        func(jobs.run_transform, name="run_transform", timeout=settings.job_timeout_s,
-             max_tries=settings.max_tries + 1),
+        # The run counts its own attempts (settings.max_tries); arq's budget only has to outlast lock waits.
+        func(jobs.run_transform, name="run_transform", timeout=settings.job_timeout_s, max_tries=10_000),
         func(run_chain_job, name=CHAIN_JOB, timeout=settings.job_timeout_s, max_tries=1),
     ]
 

@@ -24,7 +24,7 @@ from shared.redis import arq_redis_settings
 
 @pytest.fixture
 async def settings(make_settings: Callable[..., Any]) -> TransformSettings:
-    value = make_settings(TransformSettings, retry_base_s=0.05, max_tries=3, block_bytes=4096)
+    value = make_settings(TransformSettings, retry_base_s=0.05, max_tries=3, block_bytes=4096, lock_retry_s=0.2)
     async with AwsClients(value) as clients:  # only what transform uses: buckets and queues
         await ensure_buckets(await clients.get("s3"), value)
         await ensure_queues(await clients.get("sqs"), value)

@@ -199,3 +199,25 @@ async def test_transient_errors_past_the_retry_budget_send_transform_failed(
     assert isinstance(outcome, TransformFailed)
     assert "Could not connect" in outcome.error
     assert len(calls) == settings.max_tries
+
+
+async def test_a_run_waits_while_another_run_publishes_the_same_partition(
+    settings: TransformSettings, s3: Any, sqs: Any, running_worker: Worker
+) -> None:
+    await _put_beacon_partition(s3, settings)
+    redis = running_worker.pool
+    lock = f"hw:transform:lock:ad_events/v1/dt={DT}"
+    await redis.set(lock, "another-run", ex=60)
+    request = _request(settings)
+    await send_message(sqs, settings.queue("transform-requests"), request)
+
+    async def _waiting() -> bool:
+        return await redis.zcard(running_worker.queue_name) == 1 and await redis.get(lock) == b"another-run"
+
+    await wait_until(_waiting, timeout=20, message="the run did not queue up behind the lock")
+    assert await _receive_all(sqs, settings.queue("load-requests")) == []
+    await redis.delete(lock)
+
+    outcome = await _wait_for_outcome(sqs, settings)
+    assert isinstance(outcome, LoadRequest) and outcome.transform_id == request.id
+    assert await redis.get(lock) is None

@@ -17,13 +17,13 @@ from services.ingest.badrows import (
     read_bad_rows,
     summarise_bad_rows,
 )
-from services.ingest.intake import BatchOutcome, Intake
+from services.ingest.intake import RETRY_REASON, BatchOutcome, Intake
 from services.ingest.models import BeaconAck, BeaconIn, BeaconQuery, IngestResponse, RealtimeResponse
 from services.ingest.ratelimit import RateLimiter
 from services.ingest.realtime import RealtimeCounters
 from services.ingest.settings import IngestSettings
 from shared.auth import Principal, require_scope
-from shared.errors import ApiError, TooManyRequestsError, UnprocessableError
+from shared.errors import ApiError, ServiceUnavailableError, TooManyRequestsError, UnprocessableError
 from shared.http import ERROR_RESPONSES
 
 # The classic 1x1 transparent GIF.
@@ -123,6 +123,8 @@ def batch_answer(result: BatchOutcome, batch: bool) -> Response:
     """Answer 202 when something was taken; a lone invalid event is a 422."""
     if not batch and result.rejected:
         reason = result.results[0]["reason"] or "invalid event"
+        if reason == RETRY_REASON:
+            raise ServiceUnavailableError(reason, headers={"Retry-After": "1"})
         raise UnprocessableError(f"invalid event: {reason}", details=[{"field": "event", "reason": reason}])
     status = 202 if result.accepted or result.duplicates else 422
     body = orjson.dumps(

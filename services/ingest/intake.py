@@ -22,6 +22,9 @@ from services.ingest.records import IpHasher, beacon_record, event_record, iso_z
 from services.ingest.registry import SchemaRegistry
 from services.ingest.spool import Day, Spool, SpoolFullError
 from shared.errors import ServiceUnavailableError
+from shared.logging import get_logger
+
+log = get_logger(__name__)
 
 _MODELS: dict[str, type[BaseModel]] = {"impression": AdEventIn, "click": AdEventIn, "meter_read": MeterReadIn}
 _TAGS = {"impression": "ad", "click": "ad", "meter_read": "meter"}
@@ -45,6 +48,9 @@ _BATCH: TypeAdapter[list[Any]] = TypeAdapter(
         ]
     ]
 )
+
+
+RETRY_REASON = "retry: an event with this event_id is being accepted by another request"
 
 
 @dataclass
@@ -93,8 +99,16 @@ class Intake:
             event_type, beacon, received_at=now, received_iso=iso_z(now), ip_hash=self.hasher(client_ip)
         )
         event_id = record["event_id"]
-        if beacon.event_id is not None and not (await self.dedup.claim([event_id]))[0]:
-            return event_id, "duplicate"
+        if beacon.event_id is not None:
+            [claim] = await self.dedup.claim([event_id])
+            if claim == "duplicate":
+                return event_id, "duplicate"
+            if claim == "pending":
+                raise ServiceUnavailableError(
+                    "an event with this id is being accepted by another request; retry shortly",
+                    details=[{"field": "event_id", "reason": "in flight"}],
+                    headers={"Retry-After": "1"},
+                )
         await self._store([record], claimed=[event_id] if beacon.event_id is not None else [])
         return event_id, "accepted"
 
@@ -138,8 +152,10 @@ class Intake:
             ]
             if len(others) < len(items):
                 records.sort(key=lambda entry: entry[0])
-        duplicates = await self._find_duplicates(records)
-        fresh = [(index, record, own) for index, record, own in records if index not in duplicates]
+        duplicates, in_flight = await self._find_duplicates(records)
+        for index in in_flight:
+            rejected[index] = RETRY_REASON
+        fresh = [(index, record, own) for index, record, own in records if index not in duplicates | in_flight]
         await self._store([record for _, record, _ in fresh], claimed=[r["event_id"] for _, r, own in fresh if own])
         results: list[dict[str, Any]] = [
             {"index": index, "event_id": _client_id(items[index]), "status": "rejected", "reason": reason}
@@ -153,6 +169,7 @@ class Intake:
                 "reason": None,
             }
             for index, record, _ in records
+            if index not in in_flight
         ]
         if rejected:
             results.sort(key=lambda result: result["index"])
@@ -175,7 +192,8 @@ class Intake:
                 valid.append((index, event))
         return valid, rejected
 
-    async def _find_duplicates(self, records: list[tuple[int, dict[str, Any], bool]]) -> set[int]:
+    async def _find_duplicates(self, records: list[tuple[int, dict[str, Any], bool]]) -> tuple[set[int], set[int]]:
+        """Return (indexes of duplicates, indexes whose id another request is accepting right now)."""
         duplicates: set[int] = set()
         seen: set[str] = set()
         to_claim: list[tuple[int, str]] = []
@@ -189,8 +207,9 @@ class Intake:
             seen.add(event_id)
             to_claim.append((index, event_id))
         claims = await self.dedup.claim([event_id for _, event_id in to_claim])
-        duplicates.update(index for (index, _), first in zip(to_claim, claims, strict=True) if not first)
-        return duplicates
+        duplicates.update(index for (index, _), claim in zip(to_claim, claims, strict=True) if claim == "duplicate")
+        in_flight = {index for (index, _), claim in zip(to_claim, claims, strict=True) if claim == "pending"}
+        return duplicates, in_flight
 
     async def resubmit(self, records: list[dict[str, Any]], *, reset_event_time: bool) -> int:
         """Feed accepted records back into the spool with a new received_at (no dedup, not counted again)."""
@@ -221,6 +240,11 @@ class Intake:
         except Exception:
             await self.dedup.release(claimed)
             raise
+        try:
+            await self.dedup.confirm(claimed)
+        except Exception as exc:
+            # The events are durable; a lost confirmation only lets a later retry through as a duplicate.
+            log.warning("dedup_confirm_failed", error=type(exc).__name__, ids=len(claimed))
         if count:
             for record in records:
                 self.counters.add(record["type"], record.get("ad_id"))

@@ -162,3 +162,20 @@ async def test_pixel_behaves_the_same_with_and_without_the_fast_path(
         assert 'route="/v1/beacons/click",service="ingest",status="200"' in metrics
     [record] = await archived_records(aws, settings)
     assert (record["event_id"], record["type"]) == ("same-1", "click")
+
+
+async def test_an_id_claimed_but_never_written_is_retried_not_called_a_duplicate(ingest: Ingest, redis) -> None:  # type: ignore[no-untyped-def]
+    # A process that died between claiming the id and writing the event leaves a short-lived pending mark.
+    await redis.set("hw:ingest:dedup:ghost-1", b"p", ex=10)
+    single = await ingest.http.post("/v1/beacons/click", json={"ad_id": "a", "event_id": "ghost-1"})
+    assert single.status_code == 503 and single.headers["retry-after"] == "1"
+    batch = [{"type": "click", "ad_id": "a", "event_id": "ghost-1"}, {"type": "click", "ad_id": "a"}]
+    body = (await ingest.http.post("/v1/events", json=batch, headers=ingest.auth())).json()
+    assert body["results"][0]["status"] == "rejected" and body["results"][0]["reason"].startswith("retry:")
+    assert body["results"][1]["status"] == "accepted"
+
+    await redis.delete("hw:ingest:dedup:ghost-1")  # the pending mark expires
+    again = await ingest.http.post("/v1/beacons/click", json={"ad_id": "a", "event_id": "ghost-1"})
+    assert again.json() == {"event_id": "ghost-1", "status": "accepted"}
+    assert await redis.get("hw:ingest:dedup:ghost-1") == b"1"
+    assert 3000 < await redis.ttl("hw:ingest:dedup:ghost-1") <= 3600

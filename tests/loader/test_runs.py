@@ -71,12 +71,15 @@ async def test_cancel_stops_after_the_step_in_flight(
     assert await _count(client, D1) == 0
 
 
-async def test_delete_with_data_drops_the_loaded_dates(
+async def test_delete_drops_the_loaded_dates_only_when_asked(
     client: httpx.AsyncClient, worker: Any, transform: FakeTransform, aws: Any, runtime: Runtime
 ) -> None:
     job_id = await _start(client, aws, runtime)
+    kept_id = (await client.post("/v1/jobs", json=job_body(table="ad_events_copy", end_date=D1.isoformat()))).json()
     await wait_states(client, job_id, {d.isoformat(): "loaded" for d in DAYS})
+    await wait_states(client, kept_id["id"], {D1.isoformat(): "loaded"})
     assert await _count(client, D2) == 8
+
     deleted = await client.delete(f"/v1/jobs/{job_id}", params={"drop_data": "true"})
     assert deleted.status_code == 200, deleted.text
     assert deleted.json()["dates_dropped"] == 3
@@ -84,14 +87,9 @@ async def test_delete_with_data_drops_the_loaded_dates(
     assert (await client.get(f"/v1/jobs/{job_id}")).status_code == 404
     assert (await client.get(f"/v1/jobs/{job_id}/runs")).status_code == 404
 
-
-async def test_delete_without_data_keeps_the_warehouse_rows(
-    client: httpx.AsyncClient, worker: Any, transform: FakeTransform, aws: Any, runtime: Runtime
-) -> None:
-    job_id = await _start(client, aws, runtime, end_date=D1.isoformat())
-    await wait_states(client, job_id, {D1.isoformat(): "loaded"})
-    assert (await client.delete(f"/v1/jobs/{job_id}")).json()["dates_dropped"] == 0
-    assert await _count(client, D1) == 10
+    assert (await client.delete(f"/v1/jobs/{kept_id['id']}")).json()["dates_dropped"] == 0
+    copy = await client.get("/v1/warehouse/ad_events_copy/count", params={"dt": D1.isoformat()})
+    assert copy.json()["rows"] == 10
 
 
 async def test_a_failing_date_retries_with_backoff_is_marked_failed_notified_and_retried_from_the_api(

@@ -107,3 +107,24 @@ async def test_a_300_day_backfill_sends_one_summary_mail(runtime: Runtime, smtp_
     assert "2025-12-31: boom" in body
     assert "1 failed, 300 loaded" in sink.messages[0]["Subject"]
     assert await notify.flush_notifications(runtime.arq, runtime.settings) == 0
+
+
+async def test_notifications_from_other_services_are_mailed(
+    worker: Any, runtime: Runtime, smtp_sink: Any, aws: Any
+) -> None:
+    from shared.messages import Notification
+    from shared.queues import send_message
+    from tests.helpers import wait_until
+
+    notice = Notification(subject="replay finished", body="42 records replayed", recipients=["ops@example.com"])
+    await send_message(await aws.get("sqs"), runtime.settings.queue("notifications"), notice)
+
+    async def _queued() -> bool:
+        return bool(await runtime.arq.llen(f"loader:{runtime.settings.resource_prefix}:notifications"))
+
+    await wait_until(_queued, message="the notification was not consumed")
+    assert await notify.flush_notifications(runtime.arq, runtime.settings) == 1
+    _, sink = smtp_sink
+    assert "replay finished" in sink.messages[0]["Subject"]
+    assert "42 records replayed" in sink.messages[0].get_payload()
+    assert "ops@example.com" in sink.messages[0]["X-Envelope-To"]

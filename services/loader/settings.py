@@ -25,6 +25,9 @@ class LoaderSettings(HeadwaterSettings):
     max_attempts: int = 3
     retry_backoff_s: float = 5.0
     retry_backoff_max_s: float = 300.0
+    # Tries of one load on transient errors (S3 not answering, a statement past its deadline) before the
+    # attempt counts as failed.
+    load_max_tries: int = 5
     # A transform request with no answer after this long is sent again (counts as an attempt).
     transform_timeout_s: float = 3600.0
 

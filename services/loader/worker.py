@@ -23,7 +23,6 @@ from shared.queues import consume_queue
 from shared.redis import arq_redis_settings
 
 log = get_logger(__name__)
-LOAD_MAX_TRIES = 5
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -103,7 +102,7 @@ async def load_run(ctx: dict[str, Any], run_id: int, request_json: str) -> str:
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
         tries = int(ctx.get("job_try", 1))
-        if is_transient(exc) and tries < LOAD_MAX_TRIES:
+        if is_transient(exc) and tries < rt.settings.load_max_tries:
             await loading.note_transient(rt, run, error, tries)
             raise Retry(
                 defer=min(rt.settings.retry_backoff_max_s, rt.settings.retry_backoff_s * 2 ** (tries - 1))
@@ -150,7 +149,7 @@ def worker_options(settings: LoaderSettings) -> dict[str, Any]:
     minutes = set(range(0, 60, max(1, min(60, settings.retention_interval_min))))
     return {
         "functions": [
-            func(load_run, name="load_run", max_tries=LOAD_MAX_TRIES, timeout=3600),
+            func(load_run, name="load_run", max_tries=settings.load_max_tries, timeout=3600),
             func(scan_one, name="scan_one", timeout=300),
         ],
         "cron_jobs": [

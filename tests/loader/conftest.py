@@ -67,12 +67,21 @@ def postgres_overrides(request: pytest.FixtureRequest) -> dict[str, Any]:
 
 
 @pytest.fixture
+def redshift_overrides() -> dict[str, Any]:
+    """Settings a test module may override (the Redshift tests shorten the statement deadline)."""
+    return {}
+
+
+@pytest.fixture
 async def loader_settings(
-    make_settings: Callable[..., Any], smtp_sink: Any, postgres_overrides: dict[str, Any]
+    make_settings: Callable[..., Any],
+    smtp_sink: Any,
+    postgres_overrides: dict[str, Any],
+    redshift_overrides: dict[str, Any],
 ) -> LoaderSettings:
     """Loader settings on this test's emulator, Redis, SMTP sink (and Postgres when marked)."""
     port, _ = smtp_sink
-    extra = postgres_overrides
+    extra = {**postgres_overrides, **redshift_overrides}
     settings = make_settings(
         LoaderSettings,
         scan_interval_s=60,

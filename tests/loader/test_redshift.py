@@ -109,3 +109,36 @@ async def test_each_statement_state_is_handled() -> None:
     with pytest.raises(RedshiftTimeout):
         await wait_statement(stuck, "s4", timeout_s=0.05, poll_s=0.01)
     assert stuck.cancelled
+
+
+@pytest.fixture
+def redshift_overrides() -> dict[str, Any]:
+    return {
+        "redshift_batch_api": False,
+        "redshift_statement_timeout_s": 0.2,
+        "redshift_poll_interval_s": 0.05,
+        "load_max_tries": 2,
+    }
+
+
+async def test_a_redshift_job_whose_statements_never_finish_fails_the_date_with_the_reason(
+    client: Any, worker: Any, transform: Any, aws: Any, runtime: Any
+) -> None:
+    from services.loader import scanner
+    from tests.helpers import wait_until
+    from tests.loader.fake_transform import beacon_events, put_day
+    from tests.loader.test_lifecycle import D1, job_body, runs_by_date
+
+    job_id = (await client.post("/v1/jobs", json=job_body(warehouse="redshift", end_date=D1.isoformat()))).json()["id"]
+    await put_day(await aws.get("s3"), runtime.settings, D1, beacon_events(D1, {"ad-1": (1, 0)}))
+
+    async def _failed() -> dict | None:
+        await scanner.scan_all(runtime)  # the cron's part: re-dispatch after the backoff
+        run = (await runs_by_date(client, job_id)).get(D1.isoformat(), {})
+        return run if run.get("state") == "failed" else None
+
+    run = await wait_until(_failed, timeout=60, message="the Redshift date never failed")
+    assert run["attempts"] == 2
+    assert "RedshiftTimeout" in run["error"] and "STARTED" in run["error"]
+    history = [e["event"] for e in (await client.get(f"/v1/jobs/{job_id}/history")).json()]
+    assert history.count("load_retry") == 2 and history[-1] == "failed"

@@ -198,6 +198,30 @@ class JobUpdate(BaseModel):
 class JobRead(BaseModel):
     """A job as the API shows it."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 1,
+                    "name": "ad events",
+                    "schema_name": "ad_events",
+                    "schema_version": 1,
+                    "source": "s3://hw-raw/beacon/dt=YYYY-MM-DD/",
+                    "start_date": "2026-11-01",
+                    "end_date": None,
+                    "warehouse": "duckdb",
+                    "table": "ad_events",
+                    "emails": ["data@example.com"],
+                    "retention_days": 90,
+                    "state": "active",
+                    "created_at": "2026-11-25T12:00:00Z",
+                    "updated_at": "2026-11-25T12:00:00Z",
+                    "runs": {"loaded": 23, "transforming": 1},
+                }
+            ]
+        }
+    )
+
     id: int
     name: str
     schema_name: str
@@ -239,6 +263,31 @@ class JobRead(BaseModel):
 class RunRead(BaseModel):
     """One date's run."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 7,
+                    "job_id": 1,
+                    "dt": "2026-11-20",
+                    "state": "loaded",
+                    "attempts": 1,
+                    "error": None,
+                    "next_attempt_at": None,
+                    "transform_id": "5f0c...",
+                    "rows_in": 1000,
+                    "rows_bad": 2,
+                    "rows_loaded": 998,
+                    "created_at": "2026-11-21T00:05:00Z",
+                    "transform_started_at": "2026-11-21T00:05:01Z",
+                    "load_started_at": "2026-11-21T00:05:09Z",
+                    "finished_at": "2026-11-21T00:05:10Z",
+                    "load_seconds": 1.2,
+                }
+            ]
+        }
+    )
+
     id: int
     job_id: int
     dt: date
@@ -269,6 +318,20 @@ class RunRead(BaseModel):
 class RunEventRead(BaseModel):
     """One history entry."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "job_id": 1,
+                    "dt": "2026-08-01",
+                    "event": "expired",
+                    "detail": "retention 90 days: deleted 998 rows and 3 curated objects",
+                    "at": "2026-11-25T13:00:00Z",
+                }
+            ]
+        }
+    )
+
     job_id: int
     dt: date
     event: str
@@ -285,6 +348,8 @@ class JobAction(BaseModel):
 
 class DeleteResult(BaseModel):
     """Result of deleting a job."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"job_id": 1, "deleted": True, "dates_dropped": 23}]})
 
     job_id: int
     deleted: bool
@@ -326,6 +391,10 @@ class TrafficSeries(BaseModel):
 
 class WarehouseCount(BaseModel):
     """Rows of a warehouse table (for one date when given)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"table": "ad_events", "warehouse": "duckdb", "dt": "2026-11-20", "rows": 998}]}
+    )
 
     table: str
     warehouse: str

@@ -128,3 +128,17 @@ async def test_notifications_from_other_services_are_mailed(
     assert "replay finished" in sink.messages[0]["Subject"]
     assert "42 records replayed" in sink.messages[0].get_payload()
     assert "ops@example.com" in sink.messages[0]["X-Envelope-To"]
+
+
+def test_every_loader_route_is_documented_with_a_summary_and_a_response_model() -> None:
+    from services.loader.app import create_app
+
+    paths = create_app().openapi()["paths"]
+    loader_paths = {path: ops for path, ops in paths.items() if path.startswith(("/v1/", "/advertising/"))}
+    assert len(loader_paths) == 8  # paths; 12 operations
+    for path, operations in loader_paths.items():
+        for method, operation in operations.items():
+            assert operation.get("summary"), (method, path)
+            ok = next(v for k, v in operation["responses"].items() if k.startswith("2"))
+            assert "$ref" in str(ok["content"]["application/json"]["schema"]), (method, path)
+            assert "422" in operation["responses"], (method, path)

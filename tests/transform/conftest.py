@@ -17,7 +17,6 @@ from services.transform.settings import TransformSettings
 from services.transform.worker import shutdown, startup, worker_functions
 from shared.auth import create_api_key
 from shared.aws import AwsClients
-from shared.bootstrap import ensure_buckets, ensure_queues
 from shared.db import create_engine, create_tables, session_factory
 from shared.redis import arq_redis_settings
 
@@ -25,9 +24,12 @@ from shared.redis import arq_redis_settings
 @pytest.fixture
 async def settings(make_settings: Callable[..., Any]) -> TransformSettings:
     value = make_settings(TransformSettings, retry_base_s=0.05, max_tries=3, block_bytes=4096, lock_retry_s=0.2)
-    async with AwsClients(value) as clients:  # only what transform uses: buckets and queues
-        await ensure_buckets(await clients.get("s3"), value)
-        await ensure_queues(await clients.get("sqs"), value)
+    async with AwsClients(value) as clients:  # only what transform uses, created concurrently
+        s3, sqs = await clients.get("s3"), await clients.get("sqs")
+        await asyncio.gather(
+            *(s3.create_bucket(Bucket=value.bucket(name)) for name in ("raw", "curated", "bad-rows", "logs", "chains")),
+            *(sqs.create_queue(QueueName=value.queue(name)) for name in ("transform-requests", "load-requests")),
+        )
     engine = create_engine(value)
     await create_tables(engine)
     await engine.dispose()

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.orc as orc
 import pyarrow.parquet as pq
 
@@ -28,6 +29,18 @@ class PartFile:
     def size(self) -> int:
         """Return the file size in bytes."""
         return self.path.stat().st_size
+
+
+def dictionary_columns(sample: pa.Table, ratio: float = 0.1) -> list[str]:
+    """Return the columns worth dictionary-encoding: few distinct values in the first rows.
+
+    High-cardinality columns (ids, timestamps) only waste a dictionary attempt; without it they encode faster and,
+    with zstd, smaller.
+    """
+    sample = sample.slice(0, 20_000)
+    limit = max(1, int(sample.num_rows * ratio))
+    return [name for name in sample.column_names
+            if pc.count_distinct(sample.column(name), mode="all").as_py() <= limit]
 
 
 class PartWriter:
@@ -54,6 +67,7 @@ class PartWriter:
         self._rows = 0
         self._buffer: list[pa.Table] = []
         self._buffered = 0
+        self._dictionary: list[str] | None = None
         directory.mkdir(parents=True, exist_ok=True)
 
     @property
@@ -87,7 +101,9 @@ class PartWriter:
         if self._writer is None:
             path = self.directory / f"part-{len(self.parts):05d}.{self.extension}"
             if self.output_format == "parquet":
-                self._writer = pq.ParquetWriter(path, self.schema, compression=self.compression)
+                self._dictionary = self._dictionary if self._dictionary is not None else dictionary_columns(table)
+                self._writer = pq.ParquetWriter(path, self.schema, compression=self.compression,
+                                                use_dictionary=self._dictionary)
             else:
                 self._writer = orc.ORCWriter(path, compression=self.compression)
             self._path = path

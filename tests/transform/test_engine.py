@@ -89,10 +89,11 @@ def test_nested_paths_array_indexes_transforms_and_defaults_map_exactly() -> Non
 def test_bad_rows_carry_every_reason_and_the_original_record() -> None:
     mapper = BlockMapper(NESTED, dt=date(2026, 11, 28))
 
-    mapped = mapper.map_block(_block(TRICKY[4:], [b"", b"{not json"]), source="s3://raw/x.json.gz", first_line=100)
+    mapped = mapper.map_block(_block(TRICKY[4:], [b"", b"{not json", b'{"id": 1, "ts": 1} {"id": 2, "ts": 2}']),
+                              source="s3://raw/x.json.gz", first_line=100)
 
     reasons = {b.line: b.reason for b in mapped.bad}
-    assert mapped.rows_in == 12 and mapped.table.num_rows == 1
+    assert mapped.rows_in == 13 and mapped.table.num_rows == 1
     assert reasons == {
         100: "type mismatch: order_id expects bigint, got number with a fraction or exponent",
         101: "type mismatch: ordered_at expects timestamp, got string (expected epoch number); "
@@ -106,6 +107,7 @@ def test_bad_rows_carry_every_reason_and_the_original_record() -> None:
         109: "type mismatch: a record must be a JSON object",
         110: "missing required field: id (column order_id)",
         112: "malformed JSON: unexpected character, expected a string key: line 1 column 2 (char 1)",
+        113: "malformed JSON: unexpected content after document: line 1 column 20 (char 19)",
     }
     assert mapped.bad[0].record == {"id": 5.5, "ts": TS}
     assert mapped.bad[-1].record == "{not json"
@@ -128,6 +130,17 @@ def test_vectorised_and_row_paths_agree_row_for_row(schema_text: str) -> None:
         assert a.table.equals(b.table), (a.table.to_pylist(), b.table.to_pylist())
         assert [x.to_json() for x in a.bad] == [x.to_json() for x in b.bad]
         assert a.rows_in == b.rows_in
+
+
+def test_two_objects_on_one_line_are_one_malformed_line_on_both_paths() -> None:
+    mapper = BlockMapper(parse_schema_yaml(AD_EVENTS_V1), dt=date(2026, 11, 24))
+    events = good_beacons()
+    block = jsonl(events[:2]) + orjson.dumps(events[2]) + b" " + orjson.dumps(events[3]) + b"\n"
+
+    mapped = mapper.map_block(block)
+
+    assert (mapped.rows_in, mapped.table.num_rows) == (3, 2)
+    assert [b.line for b in mapped.bad] == [3] and mapped.bad[0].reason.startswith("malformed JSON")
 
 
 def test_clean_blocks_take_the_vectorised_path() -> None:

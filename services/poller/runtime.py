@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -58,13 +59,20 @@ class DeviceEntry:
 
 
 def make_http_client(settings: PollerSettings) -> httpx.AsyncClient:
-    """Return the process's one HTTP client, sized for the fleet."""
+    """Return the process's one HTTP client: a connection pool sized for the fleet."""
     limits = httpx.Limits(
         max_connections=settings.max_connections,
         max_keepalive_connections=settings.max_connections,
         keepalive_expiry=30,
     )
-    return httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(settings.request_timeout_s))
+    transport = httpx.AsyncHTTPTransport(limits=limits)
+    client = httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(settings.request_timeout_s))
+    POOLS[client] = transport
+    return client
+
+
+# The pool behind each client made here, so the Eagle client can send through it directly.
+POOLS: weakref.WeakKeyDictionary[httpx.AsyncClient, httpx.AsyncHTTPTransport] = weakref.WeakKeyDictionary()
 
 
 class Poller:
@@ -82,7 +90,9 @@ class Poller:
         self.settings = settings
         self.redis = redis
         self.registry = registry
-        self.client = EagleClient(http, settings.eagle_base_url)
+        self.client = EagleClient(
+            http, settings.eagle_base_url, transport=POOLS.get(http), timeout_s=settings.request_timeout_s
+        )
         self.writer = HourlyLogWriter(settings.logs_path)
         self.poster = poster
         self.interval = settings.poll_interval_s
@@ -90,6 +100,7 @@ class Poller:
         self.slot_width = self.interval / self.n_slots
         self.timeout = settings.request_timeout_s
         self.tolerance = settings.on_time_tolerance_s
+        self.stale_after = max(self.tolerance, self.interval - self.timeout)
         self.leases = ShardLeases(
             redis,
             keys=registry.keys,
@@ -216,6 +227,10 @@ class Poller:
         try:
             async with self.semaphore:
                 started = time.monotonic()
+                if started - scheduled > self.stale_after:
+                    # Overloaded: a request this late could not finish inside its tick; shed it.
+                    self.stats.tick(tick)[MISSED] += 1
+                    return
                 try:
                     async with asyncio.timeout(self.timeout):
                         sample = await self.client.read(

@@ -72,24 +72,50 @@ def summation_kwh(answer: dict[str, Any]) -> tuple[float | None, float | None]:
 
 
 class EagleClient:
-    """Read Rainforest Eagles through the cloud API over a shared httpx client."""
+    """Read Rainforest Eagles through the cloud API over the process's shared httpx client.
+
+    With ``transport`` (the client's own connection pool) requests go straight to the pool: the
+    client's cookie, redirect and auth layers do nothing for this API and cost about a third of the
+    CPU of a request at thousands of requests per second.
+    """
 
     device_type = DEVICE_TYPE
 
-    def __init__(self, http: httpx.AsyncClient, base_url: str) -> None:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout_s: float = 5.0,
+    ) -> None:
         self.http = http
-        self.url = base_url.rstrip("/") + POST_MANAGER
+        self.transport = transport
+        self.url = httpx.URL(base_url.rstrip("/") + POST_MANAGER)
+        self.extensions = {"timeout": httpx.Timeout(timeout_s).as_dict()}
+        self._bodies: dict[str, bytes] = {}
+
+    async def _send(self, headers: list[tuple[str, str]], body: bytes) -> tuple[int, bytes]:
+        if self.transport is None:
+            response = await self.http.post(self.url, content=body, headers=headers)
+            return response.status_code, response.content
+        request = httpx.Request("POST", self.url, headers=headers, content=body, extensions=self.extensions)
+        response = await self.transport.handle_async_request(request)
+        try:
+            return response.status_code, await response.aread()
+        finally:
+            await response.aclose()
 
     async def command(self, *, cloud_id: str, user: str, password: str, name: str) -> dict[str, Any]:
         """Send one command and return the decoded JSON answer."""
-        headers = {"Cloud-ID": cloud_id, "User": user, "Password": password, "Content-Type": "text/xml"}
+        body = self._bodies.get(name) or self._bodies.setdefault(name, command_body(name))
+        headers = [("Cloud-ID", cloud_id), ("User", user), ("Password", password), ("Content-Type", "text/xml")]
         try:
-            response = await self.http.post(self.url, content=command_body(name), headers=headers)
+            status, content = await self._send(headers, body)
         except httpx.TimeoutException as exc:
             raise DeviceUnreachableError("timeout") from exc
         except httpx.TransportError as exc:
             raise DeviceUnreachableError(f"transport error: {type(exc).__name__}") from exc
-        status = response.status_code
         if status in (401, 403):
             raise DeviceAuthError(f"credentials refused (HTTP {status})")
         if status >= 500 or status == 429:
@@ -97,7 +123,7 @@ class EagleClient:
         if status != 200:
             raise DeviceError(f"unexpected HTTP {status}")
         try:
-            answer = orjson.loads(response.content)
+            answer = orjson.loads(content)
         except orjson.JSONDecodeError as exc:
             raise DeviceError("answer is not JSON") from exc
         if not isinstance(answer, dict):

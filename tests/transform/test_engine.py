@@ -110,7 +110,7 @@ def test_bad_rows_carry_every_reason_and_the_original_record() -> None:
         113: "malformed JSON: unexpected content after document: line 1 column 20 (char 19)",
     }
     assert mapped.bad[0].record == {"id": 5.5, "ts": TS}
-    assert mapped.bad[-1].record == "{not json"
+    assert mapped.bad[-2].record == "{not json"
     assert mapped.bad[0].source == "s3://raw/x.json.gz"
     assert mapped.bad[1].errors[0] == {"column": "ordered_at", "kind": "type_mismatch",
                                        "reason": reasons[101].split("; ")[0]}

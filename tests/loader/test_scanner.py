@@ -71,6 +71,13 @@ async def test_the_scan_finds_mycroft_layout_days_with_complete_markers_in_date_
     assert (request.source_bucket, request.source_prefix, request.dt) == (raw, "weblogs/2026/11/01/", date(2026, 11, 1))
     assert await scanner.scan_all(runtime) == 0
 
+    # A transform that never answers counts as a failed attempt once its timeout passes.
+    runtime.settings.transform_timeout_s = 0
+    await scanner.scan_all(runtime)
+    first = next(r for r in (await client.get(f"/v1/jobs/{job_id}/runs")).json() if r["dt"] == "2026-11-01")
+    assert (first["state"], first["attempts"], first["error"]) == ("waiting", 1, "transform did not answer in time")
+    assert first["next_attempt_at"] is not None
+
 
 async def test_a_job_created_after_its_data_arrived_is_scanned_at_once(
     client: httpx.AsyncClient, worker: Any, transform: FakeTransform, aws: Any, runtime: Runtime

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -80,7 +81,8 @@ async def read_stream(kinesis: Any, stream: str) -> list[dict]:
 
 @pytest.fixture
 async def settings(make_settings: Callable[..., Any]) -> ReplaySettings:
-    current = make_settings(ReplaySettings)
+    # A prefix per test keeps arq queues and Redis keys apart even if a worker outlives its test.
+    current = make_settings(ReplaySettings, resource_prefix=f"hw{uuid.uuid4().hex[:6]}")
     await bootstrap(current, with_ses=False)
     engine = create_engine(current)
     await create_tables(engine)

@@ -20,6 +20,7 @@ async def _worker(settings) -> asyncio.subprocess.Process:
         "HEADWATER_DATABASE_URL": settings.database_url,
         "HEADWATER_DATA_DIR": str(settings.data_dir),
         "HEADWATER_ENVIRONMENT": "test",
+        "HEADWATER_RESOURCE_PREFIX": settings.resource_prefix,
         "HEADWATER_LEASE_TTL_S": "1.5",
         "HEADWATER_RECOVERY_INTERVAL_S": "1",
     }

@@ -44,16 +44,23 @@ async def _marker_exists(s3: Any, template: SourceTemplate, day: date) -> bool:
     return False
 
 
-def candidate_dates(job: Job, known: set[date], limit: int) -> list[date]:
-    """Return up to ``limit`` dates of the job's range (to today) that have no run yet, earliest first."""
+def candidate_dates(job: Job, known: set[date], limit: int, after: date | None = None) -> list[date]:
+    """Return up to ``limit`` dates of the job's range (to today) without a run.
+
+    The window starts after ``after`` (the scan cursor) and wraps around to the start, so a long range
+    with a gap of missing days is still covered, ``limit`` dates per scan. The last date returned is the
+    next cursor.
+    """
     last = min(job.end_date or today_utc(), today_utc())
-    dates: list[date] = []
-    day = job.start_date
-    while day <= last and len(dates) < limit:
-        if day not in known:
-            dates.append(day)
-        day += timedelta(days=1)
-    return dates
+    days = (job.start_date + timedelta(days=offset) for offset in range((last - job.start_date).days + 1))
+    missing = [day for day in days if day not in known]
+    if len(missing) <= limit or after is None:
+        return missing[:limit]
+    return ([day for day in missing if day > after] + [day for day in missing if day <= after])[:limit]
+
+
+def _cursor_key(rt: Runtime, job_id: int) -> str:
+    return f"loader:{rt.settings.resource_prefix}:scan-cursor:{job_id}"
 
 
 async def discover_days(rt: Runtime, job: Job) -> int:
@@ -61,9 +68,13 @@ async def discover_days(rt: Runtime, job: Job) -> int:
     assert job.id is not None
     async with rt.sessions() as session:
         known = await run_service.run_dates(session, job.id)
-    candidates = candidate_dates(job, known, rt.settings.scan_max_dates)
+    raw_cursor = await rt.arq.get(_cursor_key(rt, job.id)) if rt.arq is not None else None
+    cursor = date.fromisoformat(raw_cursor.decode()) if raw_cursor else None
+    candidates = candidate_dates(job, known, rt.settings.scan_max_dates, cursor)
     if not candidates:
         return 0
+    if rt.arq is not None:
+        await rt.arq.set(_cursor_key(rt, job.id), candidates[-1].isoformat(), ex=7 * 86400)
     s3 = await rt.aws.get("s3")
     template = job.template
     semaphore = asyncio.Semaphore(_HEAD_CONCURRENCY)

@@ -96,3 +96,24 @@ async def test_a_job_created_after_its_data_arrived_is_scanned_at_once(
     job_id = (await client.post("/v1/jobs", json=job_body(end_date=D1.isoformat()))).json()["id"]
     runs = await wait_states(client, job_id, {D1.isoformat(): "loaded"})
     assert runs[D1.isoformat()]["rows_loaded"] == 4
+
+
+def test_the_scan_window_rotates_so_a_long_gap_never_hides_later_days() -> None:
+    from services.loader.models import Job
+
+    job = Job(
+        name="j",
+        schema_name="s",
+        schema_version=1,
+        source="s3://hw-raw/x/YYYY/MM/DD/",
+        start_date=date(2026, 1, 1),
+        end_date=date(2026, 1, 10),
+        table_name="s",
+    )
+    known = {date(2026, 1, 3)}
+    first = scanner.candidate_dates(job, known, 4)
+    assert first == [date(2026, 1, 1), date(2026, 1, 2), date(2026, 1, 4), date(2026, 1, 5)]
+    second = scanner.candidate_dates(job, known, 4, after=first[-1])
+    assert second == [date(2026, 1, 6), date(2026, 1, 7), date(2026, 1, 8), date(2026, 1, 9)]
+    third = scanner.candidate_dates(job, known, 4, after=second[-1])
+    assert third == [date(2026, 1, 10), date(2026, 1, 1), date(2026, 1, 2), date(2026, 1, 4)]

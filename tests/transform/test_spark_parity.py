@@ -42,7 +42,8 @@ for script, argv in zip(sys.argv[1::2], sys.argv[2::2]):
 
 CASES: list[tuple[TableSchema, date, bytes]] = [
     (parse_schema_yaml(AD_EVENTS_V1), date(2026, 11, 24),
-     jsonl(good_beacons(), [line for line, _ in BAD_LINES] + [b"", b"[1,2]"])),
+     jsonl(good_beacons(), [line for line, _ in BAD_LINES] + [b"", b"[1,2]", b'{"a": 1} {"a": 2}', b'{"a": 1} x',
+                                                                b'{"a": 1}, {"a": 2}'])),
     (NESTED, date(2026, 11, 28), b"\n".join(json.dumps(r).encode() for r in TRICKY) + b"\n{not json\n"),
 ]
 

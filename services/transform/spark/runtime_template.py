@@ -150,7 +150,10 @@ def map_records(lines: DataFrame, dt: str | None) -> DataFrame:
         values.append(value)
         errors.extend(column_errors)
     column_errors = F.filter(F.array(*errors), lambda e: e.isNotNull())
-    malformed = F.get_json_object(F.col("value"), "$").isNull()
+    # Jackson stops after the first document and ignores what follows; inside [ ] trailing content is an error
+    # (and a second document a second element), so a line is one JSON document only when this holds.
+    wrapped = F.concat(F.lit("["), F.col("value"), F.lit("]"))
+    malformed = F.get_json_object(wrapped, "$").isNull() | F.get_json_object(wrapped, "$[1]").isNotNull()
     not_object = ~F.col("value").rlike(r"^\s*\{")
     record_error = F.when(malformed, F.array(F.struct(
         F.lit("").alias("column"), F.lit("malformed_json").alias("kind"), F.lit("malformed JSON").alias("reason"))

@@ -57,7 +57,7 @@ UVICORN_FLAGS = [
 INGEST_COMMAND = [sys.executable, "-m", "uvicorn", "--factory", "services.ingest.app:create_app", *UVICORN_FLAGS]
 BEACON_PATH = "/v1/beacons/impression?ad_id=ad-1&campaign_id=c-1&placement=top&user_id=u-1&response=204"
 BATCH_SIZE = 500
-EVENT_SHARDS = 64
+EVENT_SHARDS = 200
 
 
 def free_port() -> int:

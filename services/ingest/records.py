@@ -21,7 +21,8 @@ _ID_PREFIX = os.urandom(10).hex()
 _ID_COUNTER = itertools.count()
 
 # Plain ad events (only these string fields) skip pydantic; anything else takes the full model.
-_PLAIN_LIMITS = {"type": 16, "event_id": 128, "ad_id": 128, "campaign_id": 128, "placement": 128, "user_id": 256}
+_PLAIN_KEYS = frozenset({"type", "event_id", "ad_id", "campaign_id", "placement", "user_id"})
+_SHORTEST_LIMIT = 128  # every plain field allows at least this much (user_id 256): longer values take the model
 _EVENT_ID = re.compile(EVENT_ID_PATTERN)
 
 
@@ -122,11 +123,10 @@ def plain_ad_record(item: Any, *, received_iso: str, ip_hash: str | None) -> dic
     Plain means: only type, event_id, ad_id, campaign_id, placement and user_id, all strings within the model's
     limits. For those the result equals ``event_record(AdEventIn.model_validate(item), ...)``.
     """
-    if not isinstance(item, dict) or item.get("type") not in BEACON_TYPES:
+    if type(item) is not dict or item.get("type") not in BEACON_TYPES or not item.keys() <= _PLAIN_KEYS:
         return None
-    for key, value in item.items():
-        limit = _PLAIN_LIMITS.get(key)
-        if limit is None or not isinstance(value, str) or len(value) > limit:
+    for value in item.values():
+        if type(value) is not str or len(value) > _SHORTEST_LIMIT:
             return None
     ad_id = item.get("ad_id")
     event_id = item.get("event_id")

@@ -113,6 +113,32 @@ class PreviewRecord(BaseModel):
 class PreviewRead(BaseModel):
     """The first records a replay would emit, in order."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "records": [
+                        {
+                            "partition_key": "ad-1",
+                            "data": {
+                                "event_id": "e1",
+                                "type": "click",
+                                "ad_id": "ad-1",
+                                "_replay": {
+                                    "job_id": "preview",
+                                    "original_sequence": None,
+                                    "original_timestamp": "2026-11-24T10:00:00Z",
+                                    "replayed_at": "2026-11-25T10:00:00Z",
+                                },
+                            },
+                        }
+                    ],
+                    "count": 1,
+                }
+            ]
+        }
+    )
+
     records: list[PreviewRecord]
     count: int
 
@@ -131,6 +157,34 @@ class Progress(BaseModel):
 
 class ReplayRead(BaseModel):
     """A replay job as the API shows it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "rpl_3f2a9c0d1e2b4a5c6d7e",
+                    "state": "running",
+                    "target_stream": "hw-replay",
+                    "dry_run": False,
+                    "created_at": "2026-11-25T10:00:00Z",
+                    "started_at": "2026-11-25T10:00:01Z",
+                    "finished_at": None,
+                    "request": {"selection": {"sources": ["beacon"]}, "compact": True, "key": "ad_id"},
+                    "progress": {
+                        "total": 10000,
+                        "read": 4000,
+                        "emitted": 4000,
+                        "failed": 0,
+                        "percentage": 40.0,
+                        "rate": 2000.0,
+                        "eta_s": 3.0,
+                    },
+                    "summary": None,
+                    "error": None,
+                }
+            ]
+        }
+    )
 
     id: str
     state: JobState

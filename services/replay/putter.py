@@ -17,6 +17,8 @@ log = get_logger(__name__)
 
 MAX_RECORD_BYTES = 1024 * 1024
 THROTTLED = "ProvisionedThroughputExceededException"
+# Pause between batches per unit of slowdown after throttling (decays as batches succeed again).
+THROTTLE_PAUSE_S = 0.05
 
 
 @dataclass
@@ -39,7 +41,9 @@ class Pacer:
         self.slowdown = 1.0
 
     async def wait_for(self, count: int) -> None:
-        """Wait until ``count`` more records may be sent."""
+        """Wait until ``count`` more records may be sent (longer while Kinesis has been throttling us)."""
+        if self.slowdown > 1.0:
+            await asyncio.sleep(min(2.0, THROTTLE_PAUSE_S * (self.slowdown - 1.0)))
         now = time.monotonic()
         if self._started is None:
             self._started = now

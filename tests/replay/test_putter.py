@@ -90,3 +90,20 @@ def test_batches_respect_count_bytes_and_one_record_per_key() -> None:
     assert sum(len(b) for b in batches) == 120 and len(batches) == 3
     keyed = [len(b) for b in plan_batches([("a", b"1"), ("b", b"2"), ("a", b"3"), ("c", b"4")])]
     assert keyed == [2, 2]
+
+
+async def test_after_throttling_batches_are_spaced_out_until_puts_succeed_again() -> None:
+    import time
+
+    pacer = Pacer(None)
+    started = time.monotonic()
+    await pacer.wait_for(10)
+    assert time.monotonic() - started < 0.05
+    pacer.throttled()
+    pacer.throttled()  # slowdown 4: a pause of about 0.15 s before the next batch
+    started = time.monotonic()
+    await pacer.wait_for(10)
+    assert time.monotonic() - started >= 0.14
+    for _ in range(10):
+        pacer.succeeded()
+    assert pacer.slowdown == 1.0

@@ -41,17 +41,13 @@ class PathStats:
     def add(self, value: Any) -> None:
         """Record one non-null scalar value."""
         self.present += 1
-        if isinstance(value, bool):
-            self.kinds.add("bool")
-        elif isinstance(value, int):
-            self.kinds.add("int")
-            self.min_int = value if self.min_int is None else min(self.min_int, value)
-            self.max_int = value if self.max_int is None else max(self.max_int, value)
-        elif isinstance(value, float):
-            self.kinds.add("float")
-        elif isinstance(value, str):
-            size = len(value.encode())
-            self.max_bytes = max(self.max_bytes, size)
+        kind = type(value)
+        if kind is str:
+            size = len(value) if value.isascii() else len(value.encode())
+            if size > self.max_bytes:
+                self.max_bytes = size
+            if "string" in self.kinds:  # already text: dates/timestamps would widen to varchar anyway
+                return
             match = ISO_TIMESTAMP.match(value)
             if match is None:
                 self.kinds.add("string")
@@ -59,6 +55,16 @@ class PathStats:
                 self.kinds.add("date")
             else:
                 self.kinds.add("timestamp")
+        elif kind is bool:
+            self.kinds.add("bool")
+        elif kind is int:
+            self.kinds.add("int")
+            if self.min_int is None or value < self.min_int:
+                self.min_int = value
+            if self.max_int is None or value > self.max_int:
+                self.max_int = value
+        elif kind is float:
+            self.kinds.add("float")
 
 
 @dataclass
@@ -71,6 +77,7 @@ class Inference:
     objects: set[str] = field(default_factory=set)
     arrays: set[str] = field(default_factory=set)
     skipped: set[str] = field(default_factory=set)
+    _paths_cache: dict[tuple[str, str], str | None] = field(default_factory=dict, repr=False)
 
     def add_record(self, record: dict[str, Any]) -> None:
         """Walk one record, flattening nested objects into dotted paths."""
@@ -78,20 +85,26 @@ class Inference:
         self._walk(record, "")
 
     def _walk(self, node: dict[str, Any], prefix: str) -> None:
+        paths = self._paths_cache
         for key, value in node.items():
-            if not _SAFE_KEY.match(key) or key.strip() != key:
+            path = paths.get((prefix, key), "")
+            if path == "":
+                path = f"{prefix}{key}" if _SAFE_KEY.match(key) and key.strip() == key else None
+                paths[(prefix, key)] = path
+                if len(paths) > MAX_PATHS * 4:
+                    paths.clear()
+            if path is None:
                 self._skip(f"{prefix}{key}")
                 continue
-            path = f"{prefix}{key}"
             if value is None:
                 self._stats(path)
-            elif isinstance(value, dict):
+            elif type(value) is dict:
                 self.objects.add(path)
                 self._walk(value, f"{path}.")
-            elif isinstance(value, list):
+            elif type(value) is list:
                 self.arrays.add(path)
             else:
-                stats = self._stats(path)
+                stats = self.paths.get(path) or self._stats(path)
                 if stats is not None:
                     stats.add(value)
 

@@ -104,10 +104,15 @@ def run_wrk(url: str, seconds: int, connections: int, script: Path | None = None
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     errors = int(non2xx.group(1)) if non2xx else 0
-    if socket_errors:
-        errors += sum(int(n) for n in socket_errors.groups())
+    sockets = sum(int(n) for n in socket_errors.groups()) if socket_errors else 0
     requests = re.search(r"(\d+) requests in", out)
-    return {"rps": rps, "p99_ms": p99_ms, "errors": errors, "requests": int(requests.group(1)) if requests else 0}
+    return {
+        "rps": rps,
+        "p99_ms": p99_ms,
+        "errors": errors,
+        "socket_errors": sockets,
+        "requests": int(requests.group(1)) if requests else 0,
+    }
 
 
 def batch_script(path: Path, api_key: str) -> Path:
@@ -289,6 +294,7 @@ def main() -> None:
             "bare_rps": round(bare_rps, 1),
             "bare_p99_ms": round(statistics.median(run["p99_ms"] for run in bare_runs), 2),
             "errors": int(sum(run["errors"] for run in bare_runs + single_runs + batch_runs)),
+            "socket_errors": int(sum(run["socket_errors"] for run in bare_runs + single_runs + batch_runs)),
             "sent_events": int(sent),
             "shipped_events": int(shipped),
             "shipper_drain_s": round(drained_after, 2) if drained_after is not None else None,

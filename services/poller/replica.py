@@ -11,10 +11,11 @@ import httpx
 from redis.asyncio import Redis
 
 from services.poller.crypto import fernet_from_settings
+from services.poller.http_pool import make_http_client
 from services.poller.ingest_client import IngestPoster
 from services.poller.registry import Registry
 from services.poller.rotation import RotationReport, rotate_closed_hours
-from services.poller.runtime import Poller, make_http_client
+from services.poller.runtime import Poller
 from services.poller.settings import PollerSettings
 from shared.aws import AwsClients
 from shared.logging import get_logger

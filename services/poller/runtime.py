@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +25,7 @@ from redis.asyncio import Redis
 from services.poller.crypto import CredentialError, decrypt_credentials
 from services.poller.devices import DeviceAuthError, DeviceError, DeviceUnreachableError, Sample
 from services.poller.devices.eagle import EagleClient
+from services.poller.http_pool import pool_transport
 from services.poller.ingest_client import IngestPoster
 from services.poller.keys import phase_of, shard_of
 from services.poller.leases import ShardLeases
@@ -58,23 +58,6 @@ class DeviceEntry:
     in_flight: bool = False
 
 
-def make_http_client(settings: PollerSettings) -> httpx.AsyncClient:
-    """Return the process's one HTTP client: a connection pool sized for the fleet."""
-    limits = httpx.Limits(
-        max_connections=settings.max_connections,
-        max_keepalive_connections=settings.max_connections,
-        keepalive_expiry=30,
-    )
-    transport = httpx.AsyncHTTPTransport(limits=limits)
-    client = httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(settings.request_timeout_s))
-    POOLS[client] = transport
-    return client
-
-
-# The pool behind each client made here, so the Eagle client can send through it directly.
-POOLS: weakref.WeakKeyDictionary[httpx.AsyncClient, httpx.AsyncHTTPTransport] = weakref.WeakKeyDictionary()
-
-
 class Poller:
     """Poll the devices of the shards this replica holds; record, log and forward each reading."""
 
@@ -91,7 +74,7 @@ class Poller:
         self.redis = redis
         self.registry = registry
         self.client = EagleClient(
-            http, settings.eagle_base_url, transport=POOLS.get(http), timeout_s=settings.request_timeout_s
+            http, settings.eagle_base_url, transport=pool_transport(http), timeout_s=settings.request_timeout_s
         )
         self.writer = HourlyLogWriter(settings.logs_path)
         self.poster = poster
@@ -232,10 +215,10 @@ class Poller:
                     self.stats.tick(tick)[MISSED] += 1
                     return
                 try:
-                    async with asyncio.timeout(self.timeout):
-                        sample = await self.client.read(
-                            cloud_id=entry.cloud_id, user=entry.user, password=entry.password
-                        )
+                    # The timeout is httpx's own (per connect/write/read/pool wait, set on each request):
+                    # cancelling httpx from outside with asyncio.timeout interferes with anyio's cancel
+                    # scopes inside httpcore and was seen to cancel unrelated tasks under load.
+                    sample = await self.client.read(cloud_id=entry.cloud_id, user=entry.user, password=entry.password)
                 except DeviceAuthError as exc:
                     self._auth_failed(entry, tick, str(exc))
                 except (DeviceUnreachableError, TimeoutError) as exc:

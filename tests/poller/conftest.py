@@ -13,8 +13,9 @@ from redis.asyncio import Redis
 
 from services.poller.app import create_app
 from services.poller.crypto import fernet_from_settings
+from services.poller.http_pool import make_http_client
 from services.poller.registry import Registry
-from services.poller.runtime import Poller, make_http_client
+from services.poller.runtime import Poller
 from services.poller.settings import PollerSettings
 from services.poller.simulator import SimulatedFleet, simulator_server
 from shared.auth import create_api_key

@@ -24,7 +24,11 @@ async def open_sandbox(
     sources: list[str] | None = None,
     window: TimeWindow | None = None,
 ) -> Sandbox:
-    """Mirror the archive partitions and curated tables ``sql`` can read, then open a sandbox over them."""
+    """Mirror the archive partitions and curated tables ``sql`` can read, then open a sandbox over them.
+
+    ``sources`` and ``window`` limit both what is mirrored and what ``raw_events`` shows (whole dt/hour partitions),
+    so results never depend on what an earlier query happened to mirror.
+    """
     s3 = await aws.get("s3")
     cache = settings.cache_dir
     live = None
@@ -39,5 +43,11 @@ async def open_sandbox(
     if wanted:
         await sync_curated(s3, bucket=curated_bucket, cache_dir=cache, tables=wanted)
     return await asyncio.to_thread(
-        Sandbox, cache, raw_bucket=settings.bucket("raw"), curated_bucket=curated_bucket, live=live
+        Sandbox,
+        cache,
+        raw_bucket=settings.bucket("raw"),
+        curated_bucket=curated_bucket,
+        live=live,
+        sources=sources,
+        window=window,
     )

@@ -11,11 +11,13 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
+from services.replay.archive import TimeWindow
 from shared.errors import ApiError
 
 EVENT_VIEWS = ("raw_events", "live_events", "all_events")
@@ -83,15 +85,30 @@ def _sql_path(path: Path) -> str:
     return str(path).replace("'", "''")
 
 
-def _raw_lines_sql(raw_root: Path) -> str:
-    if not any(raw_root.glob("*/dt=*/hour=*/*.json.gz")):
+def _raw_lines_sql(raw_root: Path, sources: list[str] | None = None, window: TimeWindow | None = None) -> str:
+    """Return the SELECT of raw archive lines, limited to ``sources`` and the partitions ``window`` touches."""
+    dirs = ["*"] if not sources else [src for src in sources if (raw_root / src).is_dir()]
+    patterns = [raw_root / d / "dt=*" / "hour=*" / "*.json.gz" for d in dirs]
+    if not any(any(raw_root.glob(str(p.relative_to(raw_root)))) for p in patterns):
         return "SELECT NULL::VARCHAR AS line, NULL::DATE AS dt, NULL::INTEGER AS hour WHERE false"
-    pattern = _sql_path(raw_root / "*" / "dt=*" / "hour=*" / "*.json.gz")
+    files = ", ".join(f"'{_sql_path(p)}'" for p in patterns)
+    where = []
+    # Partition filters only (dt, hour): DuckDB evaluates them per file and skips the files outside.
+    if window is not None and window.start is not None:
+        where.append(f"dt + to_hours(hour + 1) > {_timestamp_literal(window.start)}")
+    if window is not None and window.end is not None:
+        where.append(f"dt + to_hours(hour) < {_timestamp_literal(window.end)}")
     return (
-        f"SELECT line, dt, hour FROM read_csv('{pattern}', columns={{'line': 'VARCHAR'}}, delim='\\x1e', quote='',"
+        f"SELECT line, dt, hour FROM read_csv([{files}], columns={{'line': 'VARCHAR'}}, delim='\\x1e', quote='',"
         " escape='', header=false, compression='gzip', hive_partitioning=true,"
         " hive_types={'dt': 'DATE', 'hour': 'INTEGER'}, auto_detect=false)"
+        + (f" WHERE {' AND '.join(where)}" if where else "")
     )
+
+
+def _timestamp_literal(value: datetime) -> str:
+    aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+    return f"TIMESTAMP '{aware.astimezone(UTC).replace(tzinfo=None).isoformat(sep=' ')}'"
 
 
 def check_single_select(con: duckdb.DuckDBPyConnection, sql: str) -> str:
@@ -119,11 +136,20 @@ def parse_check(sql: str) -> str:
 class Sandbox:
     """One DuckDB connection set up with the views; use once, then close."""
 
-    def __init__(self, cache_dir: Path, *, raw_bucket: str, curated_bucket: str, live: pa.Table | None) -> None:
+    def __init__(
+        self,
+        cache_dir: Path,
+        *,
+        raw_bucket: str,
+        curated_bucket: str,
+        live: pa.Table | None,
+        sources: list[str] | None = None,
+        window: TimeWindow | None = None,
+    ) -> None:
         self.con = duckdb.connect(":memory:", config={"threads": 2})
         self.con.execute("SET TimeZone = 'UTC'")
         raw_root = cache_dir / raw_bucket
-        self.con.execute(f"CREATE VIEW _raw_lines AS {_raw_lines_sql(raw_root)}")
+        self.con.execute(f"CREATE VIEW _raw_lines AS {_raw_lines_sql(raw_root, sources, window)}")
         self.con.execute(
             "CREATE VIEW raw_events AS "
             + _event_projection("_raw_lines", sequence="NULL::VARCHAR", origin="archive", dt="dt", hour="hour")

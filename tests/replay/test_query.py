@@ -66,6 +66,21 @@ async def test_time_hints_mirror_only_the_touched_partitions(client, aws, settin
     assert len(mirrored) == 1
 
 
+async def test_hints_limit_the_view_even_when_more_is_mirrored(client, aws, settings) -> None:
+    events = [make_event("d1", "2026-11-20T05:00:00Z"), make_event("d2", "2026-11-24T05:00:00Z")]
+    events.append(make_event("m1", "2026-11-24T05:30:00Z", type="meter_read"))
+    await put_archive(await aws.get("s3"), settings.bucket("raw"), events)
+    assert len(await _rows(client, "SELECT event_id FROM raw_events")) == 3  # mirrors everything
+    hinted = await _rows(
+        client,
+        "SELECT event_id FROM raw_events ORDER BY 1",
+        sources=["beacon"],
+        start="2026-11-24T05:00:00Z",
+        end="2026-11-24T06:00:00Z",
+    )
+    assert hinted == [{"event_id": "d2"}]
+
+
 async def test_row_limit_and_arrow_format(client, aws, settings) -> None:
     events = [make_event(f"e{n:02d}", "2026-11-24T10:00:00Z") for n in range(20)]
     await put_archive(await aws.get("s3"), settings.bucket("raw"), events)

@@ -201,8 +201,8 @@ class Spool:
         self._pending_days |= days
         self._waiters.append(waiter)
         self._wake.set()
-        # Shielded: a client hanging up must not cancel the group write other requests wait on.
-        await asyncio.shield(waiter)
+        # A cancelled caller cancels only its own waiter: the group write goes ahead and skips done waiters.
+        await waiter
 
     async def _commit_loop(self) -> None:
         while True:

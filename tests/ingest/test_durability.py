@@ -180,3 +180,16 @@ async def test_kill_9_mid_stream_loses_no_acknowledged_event_and_archives_each_o
 
 async def _enough(items: list[str], count: int) -> bool:
     return len(items) >= count
+
+
+async def test_graceful_shutdown_ships_what_the_spool_holds(ingest_settings: IngestSettings, aws: AwsClients) -> None:
+    settings = ingest_settings.model_copy(update={"flush_interval_s": 600.0})
+    write, _ = await make_keys(settings)
+    app = create_app(settings)
+    async with serve(app) as url, httpx.AsyncClient(base_url=url) as http:
+        response = await http.post("/v1/events", json=_batch("bye", 0, 7), headers={"Authorization": f"Bearer {write}"})
+        assert response.status_code == 202
+        assert await archived_records(aws, settings) == [], "nothing is shipped before the flush interval"
+    ids = await _archived_ids(aws, settings)
+    assert ids == Counter({f"bye-{i}": 1 for i in range(7)})
+    assert not list(settings.spool_dir.glob("slot-*/*.seg"))

@@ -168,11 +168,15 @@ async def _shipper_idle(ingest: Ingest) -> bool:
 
 
 async def test_readyz_checks_redis_database_bucket_and_stream(ingest: Ingest, aws: AwsClients) -> None:
-    ready = await ingest.http.get("/readyz")
-    assert ready.status_code == 200
-    assert set(ready.json()["checks"]) == {"redis", "database", "raw_bucket", "events_stream"}
+    async def _readyz(status: int) -> dict | None:
+        response = await ingest.http.get("/readyz")
+        return response.json() if response.status_code == status else None
+
+    # Polled: on a loaded machine one check may exceed the readiness timeout once.
+    ready = await wait_until(lambda: _readyz(200), message="ready")
+    assert set(ready["checks"]) == {"redis", "database", "raw_bucket", "events_stream"}
     kinesis = await aws.get("kinesis")
     await kinesis.delete_stream(StreamName=ingest.settings.stream("events"))
-    not_ready = await ingest.http.get("/readyz")
-    assert not_ready.status_code == 503
-    assert not_ready.json()["checks"]["events_stream"] != "ok"
+    not_ready = await wait_until(lambda: _readyz(503), message="not ready without the stream")
+    assert not_ready["checks"]["events_stream"] != "ok"
+    assert not_ready["checks"]["raw_bucket"] == "ok"

@@ -12,9 +12,9 @@ from fastapi.staticfiles import StaticFiles
 
 from services.transform.api import router
 from services.transform.chains_api import router as chains_router
+from services.transform.dbsetup import ensure_tables
 from services.transform.registry import ensure_builtin_schemas
 from services.transform.settings import TransformSettings
-from shared.db import create_tables
 from shared.health import check_bucket, check_database, check_redis
 from shared.http import create_service_app, open_resources
 from shared.logging import get_logger
@@ -32,7 +32,7 @@ def create_app(settings: TransformSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_resources(app, settings):
             if settings.environment != "production":  # production runs `headwater migrate` first
-                await create_tables(app.state.db_engine)
+                await ensure_tables(app.state.db_engine)
             app.state.arq = await create_pool(arq_redis_settings(settings))
             try:
                 try:

@@ -14,11 +14,12 @@ from arq import func
 from services.transform import jobs
 from services.transform.chains.service import CHAIN_JOB, run_chain_job
 from services.transform.consumer import consume_requests
+from services.transform.dbsetup import ensure_tables
 from services.transform.registry import ensure_builtin_schemas
 from services.transform.settings import TransformSettings
 from services.transform.storage import sync_client
 from shared.aws import AwsClients
-from shared.db import create_engine, create_tables, session_factory
+from shared.db import create_engine, session_factory
 from shared.logging import configure_logging, get_logger
 from shared.redis import arq_redis_settings
 
@@ -32,7 +33,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["settings"] = settings
     ctx["db_engine"] = create_engine(settings)
     if settings.environment != "production":
-        await create_tables(ctx["db_engine"])
+        await ensure_tables(ctx["db_engine"])
     ctx["sessions"] = session_factory(ctx["db_engine"])
     ctx["aws"] = AwsClients(settings)
     ctx["s3_sync"] = sync_client(settings)

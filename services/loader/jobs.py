@@ -41,6 +41,7 @@ async def create_job(*, session: AsyncSession, settings: LoaderSettings, aws: An
         start_date=job_in.start_date,
         end_date=job_in.end_date,
         warehouse=job_in.warehouse,
+        engine=job_in.engine,
         table_name=job_in.table or schema.name,
         emails=" ".join(job_in.emails),
         retention_days=job_in.retention_days,

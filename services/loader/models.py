@@ -17,6 +17,7 @@ from services.loader.templates import SourceTemplate, TemplateError
 TABLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 Warehouse = Literal["duckdb", "postgres", "redshift"]
+Engine = Literal["local", "emr", "glue"]
 
 
 def utc_now() -> datetime:
@@ -56,6 +57,7 @@ class Job(SQLModel, table=True):
     start_date: date
     end_date: date | None = None
     warehouse: str = Field(default="duckdb", max_length=16)
+    engine: str = Field(default="local", max_length=16, description="transform engine asked for: local, emr, glue")
     table_name: str = Field(max_length=63)
     emails: str = Field(default="", description="space-separated recipients")
     retention_days: int | None = None
@@ -139,6 +141,7 @@ class JobCreate(BaseModel):
     start_date: date
     end_date: date | None = None
     warehouse: Warehouse = "duckdb"
+    engine: Engine = PydanticField(default="local", description="transform engine: local, emr or glue")
     table: str | None = PydanticField(default=None, description="warehouse table; defaults to the schema name")
     emails: list[str] = PydanticField(default_factory=list)
     retention_days: int | None = PydanticField(default=None, ge=1)
@@ -210,6 +213,7 @@ class JobRead(BaseModel):
                     "start_date": "2026-11-01",
                     "end_date": None,
                     "warehouse": "duckdb",
+                    "engine": "local",
                     "table": "ad_events",
                     "emails": ["data@example.com"],
                     "retention_days": 90,
@@ -230,6 +234,7 @@ class JobRead(BaseModel):
     start_date: date
     end_date: date | None
     warehouse: str
+    engine: str
     table: str
     emails: list[str]
     retention_days: int | None
@@ -250,6 +255,7 @@ class JobRead(BaseModel):
             start_date=job.start_date,
             end_date=job.end_date,
             warehouse=job.warehouse,
+            engine=job.engine,
             table=job.table_name,
             emails=job.recipients,
             retention_days=job.retention_days,

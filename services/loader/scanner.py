@@ -145,6 +145,7 @@ async def dispatch_job(rt: Runtime, job_id: int) -> int:
                     source_bucket=template.bucket,
                     source_prefix=template.prefix(run.dt),
                     dt=run.dt,
+                    engine=job.engine,  # type: ignore[arg-type]
                 )
                 await send_message(sqs, rt.settings.queue("transform-requests"), request)
                 await run_service.log_event(

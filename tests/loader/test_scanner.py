@@ -54,7 +54,9 @@ async def test_the_scan_finds_mycroft_layout_days_with_complete_markers_in_date_
         await s3.put_object(Bucket=raw, Key=f"weblogs/{day}/part-0.json.gz", Body=b"")
         await s3.put_object(Bucket=raw, Key=f"weblogs/{day}/COMPLETE", Body=b"")
     await s3.put_object(Bucket=raw, Key="weblogs/2026/11/03/part-0.json.gz", Body=b"")  # not complete yet
-    body = job_body(source=f"s3://{raw}/weblogs/YYYY/MM/DD/", start_date="2026-11-01", end_date="2026-11-05")
+    body = job_body(
+        source=f"s3://{raw}/weblogs/YYYY/MM/DD/", start_date="2026-11-01", end_date="2026-11-05", engine="emr"
+    )
     job_id = (await client.post("/v1/jobs", json=body)).json()["id"]
 
     assert await scanner.scan_all(runtime) == 1  # one date in flight per job
@@ -67,7 +69,7 @@ async def test_the_scan_finds_mycroft_layout_days_with_complete_markers_in_date_
     assert len(messages) == 1
     request = parse_message(messages[0]["Body"])
     assert isinstance(request, TransformRequest)
-    assert (request.job_id, request.table, request.schema_version) == (job_id, "ad_events", 1)
+    assert (request.job_id, request.table, request.schema_version, request.engine) == (job_id, "ad_events", 1, "emr")
     assert (request.source_bucket, request.source_prefix, request.dt) == (raw, "weblogs/2026/11/01/", date(2026, 11, 1))
     assert await scanner.scan_all(runtime) == 0
 

@@ -56,6 +56,7 @@ class TransformRun(SQLModel, table=True):
     duration_s: float | None = None
     engine_run_id: str | None = None
     engine_state: str | None = None
+    engine_states: str = SqlField(default="", description="every engine state seen while polling, comma-separated")
     log_url: str | None = None
     manifest_key: str | None = None
     bad_rows_key: str | None = None
@@ -168,6 +169,7 @@ class TransformRead(BaseModel):
     duration_s: float | None
     engine_run_id: str | None
     engine_state: str | None
+    engine_states: list[str] = Field(default_factory=list, description="engine states seen while polling, in order")
     log_url: str | None
     manifest_url: str | None
     bad_rows_url: str | None
@@ -182,7 +184,8 @@ class TransformRead(BaseModel):
                 {"id": "4f1c2a9e0b7d4e21a3c5d6e7f8091a2b", "table": "ad_events", "version": 1, "dt": "2026-11-24",
                  "hour": None, "engine": "local", "state": "succeeded", "source": "s3://hw-raw/beacon/dt=2026-11-24/",
                  "attempts": 1, "rows_in": 1000, "rows_out": 998, "rows_bad": 2, "bytes_in": 420000,
-                 "bytes_out": 61000, "duration_s": 1.2, "engine_run_id": None, "engine_state": None, "log_url": None,
+                 "bytes_out": 61000, "duration_s": 1.2, "engine_run_id": None, "engine_state": None,
+                 "engine_states": [], "log_url": None,
                  "manifest_url": "s3://hw-curated/ad_events/v1/dt=2026-11-24/_manifest.json",
                  "bad_rows_url": "s3://hw-bad-rows/ad_events/dt=2026-11-24/4f1c2a9e0b7d4e21a3c5d6e7f8091a2b.jsonl.gz",
                  "error": None, "created_at": "2026-11-25T12:00:00Z", "started_at": "2026-11-25T12:00:01Z",

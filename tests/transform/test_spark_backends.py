@@ -112,6 +112,7 @@ async def test_glue_run_is_created_polled_through_its_states_and_published(
     assert staged.get("KeyCount", 0) == 0
     run = (await app_client.get(f"/v1/transforms/{request.id}", headers=read_headers)).json()
     assert (run["engine"], run["engine_state"], run["state"]) == ("glue", "SUCCEEDED", "succeeded")
+    assert run["engine_states"] == ["STARTING", "RUNNING", "SUCCEEDED"]
     assert run["engine_run_id"] == f"{job['Name']}/{job_run['Id']}"
     assert job_run["Id"] in run["log_url"]
 
@@ -139,6 +140,7 @@ async def test_emr_step_on_the_configured_cluster_is_polled_until_the_deadline(
     assert args[:4] == ["spark-submit", "--deploy-mode", "cluster", "s3://hw-curated/_spark/ad_events/v1/transform.py"]
     assert args[args.index("--dt") + 1] == "2026-11-24"
     run = (await app_client.get(f"/v1/transforms/{request.id}", headers=read_headers)).json()
+    assert run["engine_states"] == ["RUNNING"]
     assert (run["engine_state"], run["state"], run["engine_run_id"]) == ("RUNNING", "failed",
                                                                          f"{cluster_id}/{step['Id']}")
 

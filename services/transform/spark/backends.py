@@ -207,8 +207,11 @@ async def run_spark_partition(ctx: dict[str, Any], run: TransformRun, schema: Ta
     run = await save_run(ctx, run, engine_run_id=submission.engine_run_id, log_url=submission.log_url)
     log.info("spark_run_submitted", transform_id=run.id, engine=run.engine, engine_run_id=submission.engine_run_id)
 
+    seen: list[str] = []
+
     async def _on_state(state: str) -> None:
-        await save_run(ctx, run, engine_state=state)
+        seen.append(state)
+        await save_run(ctx, run, engine_state=state, engine_states=",".join(seen))
         log.info("spark_run_state", transform_id=run.id, engine_run_id=submission.engine_run_id, state=state)
 
     await wait_for_run(submission, interval_s=settings.spark_poll_interval_s, timeout_s=settings.spark_timeout_s,

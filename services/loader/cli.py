@@ -62,6 +62,7 @@ def create(
     start: Annotated[str, typer.Option(help="first date, YYYY-MM-DD")],
     end: Annotated[str | None, typer.Option(help="last date, YYYY-MM-DD")] = None,
     warehouse: Annotated[str, typer.Option(help="duckdb | postgres | redshift")] = "duckdb",
+    engine: Annotated[str, typer.Option(help="transform engine: local | emr | glue")] = "local",
     table: Annotated[str | None, typer.Option(help="warehouse table (default: the schema name)")] = None,
     email: Annotated[list[str] | None, typer.Option(help="notify this address (repeatable)")] = None,
     retention_days: Annotated[int | None, typer.Option(help="delete dates older than this")] = None,

@@ -185,13 +185,15 @@ async def scan_all(rt: Runtime) -> int:
 
 
 def marker_objects(body: str) -> list[tuple[str, str]]:
-    """Return (bucket, key) of the S3 ObjectCreated records in an S3 event notification body."""
+    """Return (bucket, key) of the markers in an S3 event notification (or a DayCompleted envelope) body."""
     try:
         document = json.loads(body)
     except json.JSONDecodeError:
         return []
     if isinstance(document, dict) and "Message" in document and isinstance(document["Message"], str):
         return marker_objects(document["Message"])  # wrapped by SNS
+    if isinstance(document, dict) and document.get("type") == "day-completed":
+        return [(document["bucket"], document["marker_key"])]  # a DayCompleted envelope
     objects = []
     for record in document.get("Records", []) if isinstance(document, dict) else []:
         if not str(record.get("eventName", "")).startswith("ObjectCreated"):

@@ -11,7 +11,7 @@ import httpx
 from services.loader import scanner
 from services.loader.runtime import Runtime
 from services.loader.templates import SourceTemplate
-from shared.messages import TransformRequest, parse_message
+from shared.messages import DayCompleted, TransformRequest, dump_message, parse_message
 from tests.helpers import wait_until
 from tests.loader.fake_transform import FakeTransform, beacon_events, put_day
 from tests.loader.test_lifecycle import D1, job_body, wait_states
@@ -43,6 +43,10 @@ def test_s3_notification_keys_are_url_decoded() -> None:
     )
     assert scanner.marker_objects(body) == [("hw-raw", "beacon/dt=2026-11-20/_COMPLETE")]
     assert scanner.marker_objects('{"Event": "s3:TestEvent"}') == []
+    completed = DayCompleted(
+        bucket="hw-raw", source="beacon", dt=date(2026, 11, 20), marker_key="beacon/dt=2026-11-20/_COMPLETE"
+    )
+    assert scanner.marker_objects(dump_message(completed)) == [("hw-raw", "beacon/dt=2026-11-20/_COMPLETE")]
 
 
 async def test_the_scan_finds_mycroft_layout_days_with_complete_markers_in_date_order(

@@ -78,6 +78,7 @@ def create(
         "start_date": start,
         "end_date": end,
         "warehouse": warehouse,
+        "engine": engine,
         "table": table,
         "emails": email or [],
         "retention_days": retention_days,

@@ -117,3 +117,16 @@ async def test_the_page_is_served_under_ui(app_client: httpx.AsyncClient) -> Non
 
     assert response.status_code == 200
     assert "/v1/transforms" in response.text and "Headwater transform" in response.text
+
+
+async def test_every_route_is_documented_with_a_summary_and_a_response_schema(app_client: httpx.AsyncClient) -> None:
+    spec = (await app_client.get("/openapi.json")).json()
+
+    for path, operations in spec["paths"].items():
+        if not path.startswith(("/v1/", "/api/")):
+            continue
+        for method, operation in operations.items():
+            assert operation.get("summary"), (method, path)
+            success = next(code for code in operation["responses"] if code.startswith("2"))
+            assert operation["responses"][success]["content"]["application/json"]["schema"], (method, path)
+    assert "application/yaml" in spec["paths"]["/v1/schemas"]["post"]["requestBody"]["content"]

@@ -101,3 +101,29 @@ async def test_a_postgres_job_loads_days_with_metadata_and_warehouse_on_postgres
         )
         assert count.json()["rows"] == expected
     assert job_body()["name"] == (await client.get(f"/v1/jobs/{job_id}")).json()["name"]
+
+
+async def test_zoned_timestamps_are_stored_as_utc_wall_clock(adapter: Any, tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    import asyncpg
+    import duckdb
+
+    stamp = datetime(2026, 11, 20, 23, 30, tzinfo=UTC)
+    table = pa.table(
+        {
+            "event_id": ["e1"],
+            "event_time": pa.array([stamp], type=pa.timestamp("us", tz="UTC")),
+            "dt": pa.array([DAY], type=pa.date32()),
+        }
+    )
+    pq.write_table(table, tmp_path / "tz.parquet")
+    assert await _load(adapter, V1, DAY, [tmp_path / "tz.parquet"]) == 1
+    if isinstance(adapter, DuckDBWarehouse):
+        with duckdb.connect(str(adapter.path), read_only=True) as con:
+            stored = con.execute("SELECT event_time FROM ad_events").fetchone()[0]
+    else:
+        con = await asyncpg.connect(adapter.dsn)
+        stored = await con.fetchval("SELECT event_time FROM ad_events")
+        await con.close()
+    assert stored == datetime(2026, 11, 20, 23, 30)

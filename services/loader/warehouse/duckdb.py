@@ -55,12 +55,16 @@ class DuckDBWarehouse:
         deadline = time.monotonic() + self.open_timeout_s
         while True:
             try:
-                return duckdb.connect(str(self.path), read_only=read_only)
+                con = duckdb.connect(str(self.path), read_only=read_only)
             except (duckdb.IOException, duckdb.ConnectionException):
                 # Another process holds the write lock: wait for it to close the file.
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
+                continue
+            # Timestamps with a zone (UTC from transform) are stored as UTC wall-clock, whatever the host's zone.
+            con.execute("SET TimeZone = 'UTC'")
+            return con
 
     def _run(self, fn, *, read_only: bool = False):  # type: ignore[no-untyped-def]
         with _lock_for(self.path):

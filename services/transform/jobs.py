@@ -104,6 +104,16 @@ async def send_outcome(ctx: dict[str, Any], run: TransformRun) -> None:
     await send_message(sqs, settings.queue("load-requests"), message)
 
 
+async def _report(ctx: dict[str, Any], run: TransformRun) -> None:
+    """Send the run's outcome once; when SQS fails, retry the job (which then only sends)."""
+    try:
+        await send_outcome(ctx, run)
+    except Exception as exc:
+        log.warning("transform_outcome_not_sent", transform_id=run.id, error=str(exc))
+        raise Retry(defer=ctx["settings"].retry_base_s) from exc
+    await save_run(ctx, run, outcome_sent=True)
+
+
 async def run_transform(ctx: dict[str, Any], run_id: str) -> str:
     """Execute one transform run; retry transient errors with backoff, then report the outcome on SQS."""
     settings: TransformSettings = ctx["settings"]
@@ -113,7 +123,9 @@ async def run_transform(ctx: dict[str, Any], run_id: str) -> str:
         log.warning("transform_run_missing", transform_id=run_id)
         return "missing"
     if run.state in ("succeeded", "failed"):
-        return run.state  # a duplicate request for a finished run
+        if not run.outcome_sent:  # finished, but sending the outcome failed last time
+            await _report(ctx, run)
+        return run.state  # otherwise a duplicate request for a finished run: nothing to do
     # Attempts are counted on the run, not by arq: waiting for the partition lock is not an attempt.
     attempt = run.attempts + 1
     lock = partition_lock(settings, run)
@@ -140,6 +152,6 @@ async def run_transform(ctx: dict[str, Any], run_id: str) -> str:
     finally:
         await _release(ctx["redis"], lock, run.id)
     if run.state in ("succeeded", "failed"):
-        await send_outcome(ctx, run)
+        await _report(ctx, run)
     log.info("transform_finished", transform_id=run.id, state=run.state, rows_out=run.rows_out)
     return run.state

@@ -62,6 +62,7 @@ class TransformRun(SQLModel, table=True):
     bad_rows_key: str | None = None
     advertising_view_key: str | None = None
     error: str | None = None
+    outcome_sent: bool = SqlField(default=False, description="the LoadRequest/TransformFailed was sent")
     created_at: datetime = SqlField(default_factory=utc_now)
     started_at: datetime | None = None
     finished_at: datetime | None = None

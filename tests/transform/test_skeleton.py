@@ -221,3 +221,25 @@ async def test_a_run_waits_while_another_run_publishes_the_same_partition(
     outcome = await _wait_for_outcome(sqs, settings)
     assert isinstance(outcome, LoadRequest) and outcome.transform_id == request.id
     assert await redis.get(lock) is None
+
+
+async def test_an_outcome_that_could_not_be_sent_is_sent_on_the_retry(
+    settings: TransformSettings, s3: Any, sqs: Any, running_worker: Worker, monkeypatch: Any
+) -> None:
+    await _put_beacon_partition(s3, settings)
+    failures: list[int] = []
+    real = jobs.send_outcome
+
+    async def _flaky_send(ctx: Any, run: Any) -> None:
+        if not failures:
+            failures.append(1)
+            raise ConnectionError("SQS unreachable")
+        await real(ctx, run)
+
+    monkeypatch.setattr(jobs, "send_outcome", _flaky_send)
+    await send_message(sqs, settings.queue("transform-requests"), _request(settings))
+
+    outcome = await _wait_for_outcome(sqs, settings)
+
+    assert isinstance(outcome, LoadRequest) and outcome.rows_out == 11
+    assert failures == [1]

@@ -122,3 +122,10 @@ async def save_run(ctx: dict[str, Any], run: TransformRun, **changes: Any) -> Tr
         await session.commit()
         await session.refresh(row)
         return row
+
+
+async def unfinished_run_ids(*, session: AsyncSession, limit: int = 1000) -> list[str]:
+    """Return runs that are queued or running (oldest first), to re-enqueue when a worker starts."""
+    query = (select(TransformRun.id).where(col(TransformRun.state).in_(("queued", "running")))
+             .order_by(col(TransformRun.created_at)).limit(limit))
+    return list((await session.exec(query)).all())

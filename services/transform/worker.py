@@ -16,6 +16,7 @@ from services.transform.chains.service import CHAIN_JOB, run_chain_job
 from services.transform.consumer import consume_requests
 from services.transform.dbsetup import ensure_tables
 from services.transform.registry import ensure_builtin_schemas
+from services.transform.runs import enqueue_run, unfinished_run_ids
 from services.transform.settings import TransformSettings
 from services.transform.storage import sync_client
 from shared.aws import AwsClients
@@ -42,6 +43,10 @@ async def startup(ctx: dict[str, Any]) -> None:
             await ensure_builtin_schemas(session=session, s3=await ctx["aws"].get("s3"), settings=settings)
     except Exception as exc:
         log.exception("builtin_schemas_failed", error=str(exc))
+    # Runs whose job was lost (Redis flushed, worker killed) are enqueued again; live jobs make this a no-op.
+    async with ctx["sessions"]() as session:
+        for run_id in await unfinished_run_ids(session=session):
+            await enqueue_run(ctx["redis"], settings, run_id)
     ctx["stop"] = asyncio.Event()
     ctx["consumer"] = (
         asyncio.create_task(consume_requests(ctx, ctx["stop"]), name="transform-requests")

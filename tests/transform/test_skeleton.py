@@ -243,3 +243,23 @@ async def test_an_outcome_that_could_not_be_sent_is_sent_on_the_retry(
 
     assert isinstance(outcome, LoadRequest) and outcome.rows_out == 11
     assert failures == [1]
+
+
+async def test_a_starting_worker_resumes_runs_whose_job_was_lost(
+    settings: TransformSettings, s3: Any, sqs: Any, burst_worker: Any
+) -> None:
+    from services.transform.models import TransformRun
+    from shared.db import create_engine, session_factory
+
+    await _put_beacon_partition(s3, settings)
+    engine = create_engine(settings)
+    async with session_factory(engine)() as session:
+        session.add(TransformRun(id="lost-run", table_name="ad_events", schema_version=1, dt=date(2026, 11, 24),
+                                 source_bucket=settings.bucket("raw"), source_prefix=PREFIX, state="running"))
+        await session.commit()
+    await engine.dispose()
+
+    await burst_worker()
+
+    outcome = await _wait_for_outcome(sqs, settings)
+    assert isinstance(outcome, LoadRequest) and outcome.transform_id == "lost-run"

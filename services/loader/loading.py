@@ -18,7 +18,7 @@ from services.loader import notify, scanner
 from services.loader import runs as run_service
 from services.loader.models import IN_FLIGHT, Job, JobRun, JobState, RunState, utc_now
 from services.loader.runtime import Runtime
-from services.loader.s3io import TransientError, download, read_object, split_s3_url
+from services.loader.s3io import download, read_object, split_s3_url
 from services.loader.schema_store import load_schema
 from services.loader.traffic import upsert_view
 from services.loader.warehouse import LoadInput, open_adapter
@@ -254,16 +254,3 @@ async def note_transient(rt: Runtime, run: JobRun, error: str, attempt: int) -> 
             stored.error = f"retrying: {error}"[:4000]
             session.add(stored)
         await session.commit()
-
-
-__all__ = [
-    "LoadError",
-    "TransientError",
-    "accept_load_request",
-    "current",
-    "handle_load_queue_message",
-    "mark_loaded",
-    "note_transient",
-    "perform_load",
-    "record_failure",
-]

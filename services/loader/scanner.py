@@ -90,22 +90,25 @@ async def discover_days(rt: Runtime, job: Job) -> int:
         return await run_service.ensure_runs(session, job.id, found)
 
 
-async def _expire_stuck_transforms(rt: Runtime, job: Job) -> None:
-    """Count a transform with no answer past the timeout as a failed attempt."""
-    cutoff = utc_now() - timedelta(seconds=rt.settings.transform_timeout_s)
+async def _expire_stuck_runs(rt: Runtime, job: Job) -> None:
+    """Count a transform with no answer, or a load never finished, past its timeout as a failed attempt."""
+    now = utc_now()
+    transform_cutoff = now - timedelta(seconds=rt.settings.transform_timeout_s)
+    load_cutoff = now - timedelta(seconds=rt.settings.load_timeout_s * 1.5)
     async with rt.sessions() as session:
         result = await session.exec(
             select(JobRun).where(
                 JobRun.job_id == job.id,
-                JobRun.state == RunState.TRANSFORMING,
-                col(JobRun.transform_started_at) < cutoff,
+                ((JobRun.state == RunState.TRANSFORMING) & (col(JobRun.transform_started_at) < transform_cutoff))
+                | ((JobRun.state == RunState.LOADING) & (col(JobRun.load_started_at) < load_cutoff)),
             )
         )
         for run in result.all():
+            reason = "transform did not answer in time" if run.state == RunState.TRANSFORMING else "load timed out"
             await run_service.fail_attempt(
                 session,
                 run,
-                "transform did not answer in time",
+                reason,
                 max_attempts=rt.settings.max_attempts,
                 base_s=rt.settings.retry_backoff_s,
                 max_s=rt.settings.retry_backoff_max_s,
@@ -169,7 +172,7 @@ async def scan_job(rt: Runtime, job: Job) -> int:
     """Discover the job's complete days and dispatch what is due; return requests sent."""
     assert job.id is not None
     await discover_days(rt, job)
-    await _expire_stuck_transforms(rt, job)
+    await _expire_stuck_runs(rt, job)
     return await dispatch_job(rt, job.id)
 
 

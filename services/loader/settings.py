@@ -28,8 +28,10 @@ class LoaderSettings(HeadwaterSettings):
     # Tries of one load on transient errors (S3 not answering, a statement past its deadline) before the
     # attempt counts as failed.
     load_max_tries: int = 5
-    # A transform request with no answer after this long is sent again (counts as an attempt).
+    # A transform request with no answer after this long is sent again (counts as an attempt); a load still
+    # running after load_timeout_s is stopped by arq, and a date left loading past it is retried the same way.
     transform_timeout_s: float = 3600.0
+    load_timeout_s: float = 3600.0
 
     # Warehouses. DuckDB file defaults to <data_dir>/loader/warehouse.duckdb.
     duckdb_path: Path | None = None

@@ -14,11 +14,12 @@ from arq import Retry, cron
 from arq.worker import func
 
 from services.loader import loading, notify, scanner
+from services.loader.models import RunState
 from services.loader.runtime import Runtime
 from services.loader.s3io import is_transient
 from services.loader.settings import LoaderSettings
 from shared.logging import configure_logging, get_logger
-from shared.messages import Notification, parse_message
+from shared.messages import LoadRequest, Notification, parse_message
 from shared.queues import consume_queue
 from shared.redis import arq_redis_settings
 
@@ -87,15 +88,13 @@ async def shutdown(ctx: dict[str, Any]) -> None:
 
 async def load_run(ctx: dict[str, Any], run_id: int, request_json: str) -> str:
     """Load one date; transient errors retry with backoff, others count as a failed attempt."""
-    from shared.messages import LoadRequest
-
     rt: Runtime = ctx["runtime"]
     request = LoadRequest.model_validate_json(request_json)
     found = await loading.current(rt, run_id)
     if found is None:
         return "gone"
     run, job = found
-    if run.state != "loading" or run.transform_id != request.transform_id:
+    if run.state != RunState.LOADING or run.transform_id != request.transform_id:
         return f"skipped ({run.state})"
     try:
         rows = await loading.perform_load(rt, job, request)
@@ -149,7 +148,7 @@ def worker_options(settings: LoaderSettings) -> dict[str, Any]:
     minutes = set(range(0, 60, max(1, min(60, settings.retention_interval_min))))
     return {
         "functions": [
-            func(load_run, name="load_run", max_tries=settings.load_max_tries, timeout=3600),
+            func(load_run, name="load_run", max_tries=settings.load_max_tries, timeout=settings.load_timeout_s),
             func(scan_one, name="scan_one", timeout=300),
         ],
         "cron_jobs": [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import secrets
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
@@ -13,15 +14,16 @@ import httpx
 import orjson
 import pytest
 import uvicorn
+from argon2 import PasswordHasher
 from arq.worker import Worker
 
 import services.replay.models  # noqa: F401  (registers the replay tables)
 from services.replay.app import create_app
 from services.replay.settings import ReplaySettings
 from services.replay.worker import shutdown, startup, worker_functions
-from shared.auth import create_api_key
+from shared.auth import ApiKey
 from shared.aws import AwsClients
-from shared.bootstrap import bootstrap
+from shared.bootstrap import ensure_streams
 from shared.db import create_engine, create_tables, session_factory
 from shared.redis import arq_redis_settings
 from tests.helpers import free_port, wait_until
@@ -83,7 +85,12 @@ async def read_stream(kinesis: Any, stream: str) -> list[dict]:
 async def settings(make_settings: Callable[..., Any]) -> ReplaySettings:
     # A prefix per test keeps arq queues and Redis keys apart even if a worker outlives its test.
     current = make_settings(ReplaySettings, resource_prefix=f"hw{uuid.uuid4().hex[:6]}")
-    await bootstrap(current, with_ses=False)
+    # Only what replay touches (buckets and streams): the full bootstrap's queues and tables cost seconds per test.
+    async with AwsClients(current) as clients:
+        s3 = await clients.get("s3")
+        for name in ("raw", "curated"):
+            await s3.create_bucket(Bucket=current.bucket(name))
+        await ensure_streams(await clients.get("kinesis"), current)
     engine = create_engine(current)
     await create_tables(engine)
     await engine.dispose()
@@ -96,11 +103,23 @@ async def aws(settings: ReplaySettings) -> AsyncIterator[AwsClients]:
         yield clients
 
 
+@pytest.fixture(scope="session")
+def _hashed_key() -> tuple[str, ApiKey]:
+    """Hash one API key per session (argon2 is deliberately slow); each test stores it in its own database."""
+    key_id = secrets.token_hex(6)
+    key = f"hw_{key_id}_{secrets.token_urlsafe(32)}"
+    return key, ApiKey(
+        key_id=key_id, name="replay-tests", scopes="read replay:run", key_hash=PasswordHasher().hash(key)
+    )
+
+
 @pytest.fixture
-async def api_key(settings: ReplaySettings) -> str:
+async def api_key(settings: ReplaySettings, _hashed_key: tuple[str, ApiKey]) -> str:
+    key, row = _hashed_key
     engine = create_engine(settings)
     async with session_factory(engine)() as session:
-        key = await create_api_key(session=session, scopes=["replay:run", "read"])
+        session.add(ApiKey.model_validate(row.model_dump()))
+        await session.commit()
     await engine.dispose()
     return key
 

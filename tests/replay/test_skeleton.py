@@ -101,3 +101,18 @@ async def test_ui_page_is_served(client) -> None:
     response = await client.get("/ui/")
     assert response.status_code == 200
     assert "/v1/query" in response.text and "/v1/replays" in response.text
+
+
+async def test_openapi_documents_every_replay_route_with_a_summary(client) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    routes = {
+        ("post", "/v1/query"),
+        ("post", "/v1/replays"),
+        ("post", "/v1/replays/preview"),
+        ("get", "/v1/replays"),
+        ("get", "/v1/replays/{replay_id}"),
+        ("post", "/v1/replays/{replay_id}/cancel"),
+    }
+    for method, path in routes:
+        assert spec["paths"][path][method]["summary"], (method, path)
+    assert "examples" in spec["components"]["schemas"]["ReplayCreate"]

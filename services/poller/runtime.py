@@ -215,9 +215,9 @@ class Poller:
                     self.stats.tick(tick)[MISSED] += 1
                     return
                 try:
-                    # The timeout is httpx's own (per connect/write/read/pool wait, set on each request):
+                    # The timeout is httpx's own, its phases summing to request_timeout_s (see EagleClient):
                     # cancelling httpx from outside with asyncio.timeout interferes with anyio's cancel
-                    # scopes inside httpcore and was seen to cancel unrelated tasks under load.
+                    # scopes inside httpcore and was seen to stall unrelated tasks under load.
                     sample = await self.client.read(cloud_id=entry.cloud_id, user=entry.user, password=entry.password)
                 except DeviceAuthError as exc:
                     self._auth_failed(entry, tick, str(exc))

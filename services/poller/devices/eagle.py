@@ -92,7 +92,10 @@ class EagleClient:
         self.http = http
         self.transport = transport
         self.url = httpx.URL(base_url.rstrip("/") + POST_MANAGER)
-        self.extensions = {"timeout": httpx.Timeout(timeout_s).as_dict()}
+        # httpx times each phase separately; splitting the budget keeps the whole request within timeout_s.
+        t = timeout_s
+        budget = httpx.Timeout(connect=0.4 * t, read=0.4 * t, write=0.1 * t, pool=0.1 * t)
+        self.extensions = {"timeout": budget.as_dict()}
         self._bodies: dict[str, bytes] = {}
 
     async def _send(self, headers: list[tuple[str, str]], body: bytes) -> tuple[int, bytes]:

@@ -8,6 +8,7 @@ import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 
+from services.ingest import openapi
 from services.ingest.badrows import (
     BadRowsSummary,
     ResubmitRequest,
@@ -138,77 +139,6 @@ def batch_answer(result: BatchOutcome, batch: bool) -> Response:
     return Response(body, status_code=status, media_type="application/json")
 
 
-_EVENTS_EXAMPLES = {
-    "single": {
-        "summary": "One impression",
-        "value": {"type": "impression", "event_id": "imp-1", "ad_id": "ad-7", "campaign_id": "c-1", "user_id": "u-9"},
-    },
-    "batch": {
-        "summary": "A batch (up to the configured limit)",
-        "value": {
-            "events": [
-                {"type": "impression", "ad_id": "ad-7", "timestamp": "2026-11-25T12:00:00Z"},
-                {"type": "click", "ad_id": "ad-7", "event_id": "clk-1"},
-                {"type": "meter_read", "cloud_id": "0012ab", "demand_kw": 1.25, "timestamp": "2026-11-25T12:00:06Z"},
-                {"type": "signup", "properties": {"plan": "pro"}},
-            ]
-        },
-    },
-}
-_EVENTS_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "description": "One event, a JSON list of events, or {'events': [...]}. Each event has a `type`: "
-                    "impression, click (ad_id required), meter_read (cloud_id, demand_kw required) or a registered "
-                    "schema name. Optional: event_id (dedup), timestamp/event_time, properties; unknown fields "
-                    "are kept in properties.",
-                    "oneOf": [
-                        {"type": "object", "properties": {"events": {"type": "array", "items": {"type": "object"}}}},
-                        {"type": "array", "items": {"type": "object"}},
-                        {"type": "object", "required": ["type"]},
-                    ],
-                },
-                "examples": _EVENTS_EXAMPLES,
-            }
-        },
-    }
-}
-_METER_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "description": "{'reads': [...]} or a list; each read: cloud_id (string), timestamp, demand_kw, "
-                    "summation_delivered_kwh, summation_received_kwh, raw (object), optional event_id.",
-                    "type": "object",
-                },
-                "examples": {
-                    "poller": {
-                        "summary": "A batch from the poller",
-                        "value": {
-                            "reads": [
-                                {
-                                    "cloud_id": "00a1b2",
-                                    "event_id": "00a1b2:2026-11-25T12:00:06Z",
-                                    "timestamp": "2026-11-25T12:00:06Z",
-                                    "demand_kw": 1.234,
-                                    "summation_delivered_kwh": 10500.5,
-                                    "summation_received_kwh": 0.0,
-                                    "raw": {"Demand": "0x0004d2"},
-                                }
-                            ]
-                        },
-                    }
-                },
-            }
-        },
-    }
-}
-
 router = APIRouter()
 
 
@@ -219,19 +149,12 @@ async def _pixel(kind: str, query: BeaconQuery, intake: Intake, ip: str | None) 
     return Response(content=PIXEL, media_type="image/gif", headers=NO_CACHE)
 
 
-_PIXEL_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"image/gif": {}}, "description": "1x1 transparent GIF (no-cache)"},
-    204: {"description": "No Content (with response=204)"},
-    **ERROR_RESPONSES,
-}
-
-
 @router.get(
     "/v1/beacons/impression",
     tags=["beacons"],
     summary="Impression pixel",
     response_class=Response,
-    responses=_PIXEL_RESPONSES,
+    responses=openapi.PIXEL_RESPONSES,
     description="Public, rate-limited per client. Example: `/v1/beacons/impression?ad_id=ad-7&campaign=c-1"
     "&placement=top&cookie_id=u-9&event_id=imp-1&ts=2026-11-25T12:00:00Z`.",
 )
@@ -244,7 +167,7 @@ async def impression_pixel(ip: BeaconClient, query: Annotated[BeaconQuery, Query
     tags=["beacons"],
     summary="Click pixel",
     response_class=Response,
-    responses=_PIXEL_RESPONSES,
+    responses=openapi.PIXEL_RESPONSES,
     description="Public, rate-limited per client. Example: `/v1/beacons/click?ad_id=ad-7&cookie_id=u-9&response=204`.",
 )
 async def click_pixel(ip: BeaconClient, query: Annotated[BeaconQuery, Query()], intake: IntakeDep) -> Response:
@@ -263,19 +186,6 @@ async def _json_beacon(kind: str, request: Request, intake: Intake, ip: str | No
     return JSONResponse({"event_id": event_id, "status": status}, status_code=202, headers=NO_CACHE)
 
 
-_BEACON_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": BeaconIn.model_json_schema(),
-                "example": {"ad_id": "ad-7", "campaign_id": "c-1", "placement": "top", "user_id": "u-9"},
-            }
-        },
-    }
-}
-
-
 @router.post(
     "/v1/beacons/impression",
     tags=["beacons"],
@@ -283,7 +193,7 @@ _BEACON_BODY = {
     status_code=202,
     response_model=BeaconAck,
     responses=ERROR_RESPONSES,
-    openapi_extra=_BEACON_BODY,
+    openapi_extra=openapi.BEACON_BODY,
 )
 async def impression_json(request: Request, intake: IntakeDep, ip: BeaconClient) -> JSONResponse:
     return await _json_beacon("impression", request, intake, ip)
@@ -296,7 +206,7 @@ async def impression_json(request: Request, intake: IntakeDep, ip: BeaconClient)
     status_code=202,
     response_model=BeaconAck,
     responses=ERROR_RESPONSES,
-    openapi_extra=_BEACON_BODY,
+    openapi_extra=openapi.BEACON_BODY,
 )
 async def click_json(request: Request, intake: IntakeDep, ip: BeaconClient) -> JSONResponse:
     return await _json_beacon("click", request, intake, ip)
@@ -309,7 +219,7 @@ async def click_json(request: Request, intake: IntakeDep, ip: BeaconClient) -> J
     status_code=202,
     response_model=IngestResponse,
     responses=ERROR_RESPONSES,
-    openapi_extra=_EVENTS_BODY,
+    openapi_extra=openapi.EVENTS_BODY,
     description="Accepted events are durable (fsync'd spool) when this answers 202; each event's outcome is "
     "listed by index. 503 with Retry-After when the spool is full.",
 )
@@ -328,7 +238,7 @@ async def post_events(request: Request, intake: IntakeDep, _: Writer) -> Respons
     status_code=202,
     response_model=IngestResponse,
     responses=ERROR_RESPONSES,
-    openapi_extra=_METER_BODY,
+    openapi_extra=openapi.METER_BODY,
 )
 async def post_meter_reads(request: Request, intake: IntakeDep, _: Writer) -> Response:
     settings: IngestSettings = request.app.state.settings

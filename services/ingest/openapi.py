@@ -1,0 +1,98 @@
+"""OpenAPI documentation of the ingest routes: request bodies and examples (kept out of the route module)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.ingest.models import BeaconIn
+from shared.http import ERROR_RESPONSES
+
+EVENTS_EXAMPLES = {
+    "single": {
+        "summary": "One impression",
+        "value": {"type": "impression", "event_id": "imp-1", "ad_id": "ad-7", "campaign_id": "c-1", "user_id": "u-9"},
+    },
+    "batch": {
+        "summary": "A batch (up to the configured limit)",
+        "value": {
+            "events": [
+                {"type": "impression", "ad_id": "ad-7", "timestamp": "2026-11-25T12:00:00Z"},
+                {"type": "click", "ad_id": "ad-7", "event_id": "clk-1"},
+                {"type": "meter_read", "cloud_id": "0012ab", "demand_kw": 1.25, "timestamp": "2026-11-25T12:00:06Z"},
+                {"type": "signup", "properties": {"plan": "pro"}},
+            ]
+        },
+    },
+}
+EVENTS_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "description": "One event, a JSON list of events, or {'events': [...]}. Each event has a `type`: "
+                    "impression, click (ad_id required), meter_read (cloud_id, demand_kw required) or a registered "
+                    "schema name. Optional: event_id (dedup), timestamp/event_time, properties; unknown fields "
+                    "are kept in properties.",
+                    "oneOf": [
+                        {"type": "object", "properties": {"events": {"type": "array", "items": {"type": "object"}}}},
+                        {"type": "array", "items": {"type": "object"}},
+                        {"type": "object", "required": ["type"]},
+                    ],
+                },
+                "examples": EVENTS_EXAMPLES,
+            }
+        },
+    }
+}
+METER_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "description": "{'reads': [...]} or a list; each read: cloud_id (string), timestamp, demand_kw, "
+                    "summation_delivered_kwh, summation_received_kwh, raw (object), optional event_id.",
+                    "type": "object",
+                },
+                "examples": {
+                    "poller": {
+                        "summary": "A batch from the poller",
+                        "value": {
+                            "reads": [
+                                {
+                                    "cloud_id": "00a1b2",
+                                    "event_id": "00a1b2:2026-11-25T12:00:06Z",
+                                    "timestamp": "2026-11-25T12:00:06Z",
+                                    "demand_kw": 1.234,
+                                    "summation_delivered_kwh": 10500.5,
+                                    "summation_received_kwh": 0.0,
+                                    "raw": {"Demand": "0x0004d2"},
+                                }
+                            ]
+                        },
+                    }
+                },
+            }
+        },
+    }
+}
+
+PIXEL_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"image/gif": {}}, "description": "1x1 transparent GIF (no-cache)"},
+    204: {"description": "No Content (with response=204)"},
+    **ERROR_RESPONSES,
+}
+
+
+BEACON_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": BeaconIn.model_json_schema(),
+                "example": {"ad_id": "ad-7", "campaign_id": "c-1", "placement": "top", "user_id": "u-9"},
+            }
+        },
+    }
+}

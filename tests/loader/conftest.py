@@ -24,7 +24,7 @@ from services.loader.settings import LoaderSettings
 from services.loader.worker import worker_options
 from shared.auth import create_api_key
 from shared.aws import AwsClients
-from shared.bootstrap import bootstrap
+from shared.bootstrap import ensure_buckets, ensure_marker_notifications, ensure_queues, ensure_traffic_table
 from shared.db import create_engine, create_tables, session_factory
 from shared.redis import arq_redis_settings
 from tests.helpers import free_port, wait_until
@@ -66,6 +66,16 @@ def postgres_overrides(request: pytest.FixtureRequest) -> dict[str, Any]:
     return {"database_url": url.replace("postgresql://", "postgresql+asyncpg://"), "postgres_warehouse_url": url}
 
 
+async def _bootstrap_loader_resources(settings: LoaderSettings) -> None:
+    """What ``shared.bootstrap`` creates, less the Kinesis streams and SES the loader never touches."""
+    async with AwsClients(settings) as aws:
+        s3, sqs = await aws.get("s3"), await aws.get("sqs")
+        await ensure_buckets(s3, settings)
+        urls = await ensure_queues(sqs, settings)
+        await ensure_marker_notifications(s3, sqs, settings, urls["s3-events"])
+        await ensure_traffic_table(await aws.get("dynamodb"), settings)
+
+
 @pytest.fixture
 def redshift_overrides() -> dict[str, Any]:
     """Settings a test module may override (the Redshift tests shorten the statement deadline)."""
@@ -93,7 +103,7 @@ async def loader_settings(
         maintenance_every_loads=2,
         **extra,
     )
-    await bootstrap(settings, with_ses=False)
+    await _bootstrap_loader_resources(settings)
     engine = create_engine(settings)
     await create_tables(engine)
     await engine.dispose()
@@ -121,12 +131,19 @@ async def runtime(loader_settings: LoaderSettings, redis: Any) -> AsyncIterator[
 async def api_keys(loader_settings: LoaderSettings) -> dict[str, str]:
     engine = create_engine(loader_settings)
     async with session_factory(engine)() as session:
-        keys = {
-            "admin": await create_api_key(session=session, scopes=["jobs:admin", "read"]),
-            "read": await create_api_key(session=session, scopes=["read"]),
-        }
+        admin = await create_api_key(session=session, scopes=["jobs:admin", "read"])
+    keys = {"admin": admin}
     await engine.dispose()
     return keys
+
+
+@pytest.fixture
+async def read_key(loader_settings: LoaderSettings) -> str:
+    engine = create_engine(loader_settings)
+    async with session_factory(engine)() as session:
+        key = await create_api_key(session=session, scopes=["read"])
+    await engine.dispose()
+    return key
 
 
 @pytest.fixture

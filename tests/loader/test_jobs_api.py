@@ -40,10 +40,8 @@ async def test_mycroft_and_hive_layouts_are_accepted(client: httpx.AsyncClient) 
         assert response.json()["table"] == "ad_events"
 
 
-async def test_writes_need_a_jobs_admin_key_and_reads_a_read_key(
-    client: httpx.AsyncClient, api_keys: dict[str, str]
-) -> None:
-    reader = {"Authorization": f"Bearer {api_keys['read']}"}
+async def test_writes_need_a_jobs_admin_key_and_reads_a_read_key(client: httpx.AsyncClient, read_key: str) -> None:
+    reader = {"Authorization": f"Bearer {read_key}"}
     assert (await client.post("/v1/jobs", json=job_body(), headers={"Authorization": ""})).status_code == 401
     assert (await client.post("/v1/jobs", json=job_body(), headers=reader)).status_code == 403
     assert (await client.get("/v1/jobs", headers=reader)).status_code == 200

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import Iterator
 
 import orjson
@@ -40,13 +41,29 @@ class QueryStream:
             self.sandbox.close()
 
     def arrow(self, schema: pa.Schema) -> Iterator[bytes]:
-        """Yield an Arrow IPC stream."""
+        """Yield an Arrow IPC stream, one chunk per record batch."""
+        chunks: list[bytes] = []
+
+        class _Collector(io.RawIOBase):
+            def writable(self) -> bool:
+                return True
+
+            def write(self, data: bytes) -> int:  # type: ignore[override]
+                chunks.append(bytes(data))
+                return len(data)
+
+        def _drain() -> bytes:
+            out = b"".join(chunks)
+            chunks.clear()
+            return out
+
         try:
-            sink = pa.BufferOutputStream()
+            sink = pa.PythonFile(_Collector(), mode="w")
             with pa.ipc.new_stream(sink, schema) as writer:
                 for batch in self.batches:
                     writer.write_batch(batch)
-            yield sink.getvalue().to_pybytes()
+                    yield _drain()
+            yield _drain()
         finally:
             self.sandbox.close()
 

@@ -127,3 +127,72 @@ async def test_zoned_timestamps_are_stored_as_utc_wall_clock(adapter: Any, tmp_p
         stored = await con.fetchval("SELECT event_time FROM ad_events")
         await con.close()
     assert stored == datetime(2026, 11, 20, 23, 30)
+
+
+TYPES_YAML = """\
+name: typed
+version: 1
+columns:
+  - {name: s, type: varchar(16)}
+  - {name: h, type: smallint}
+  - {name: i, type: integer}
+  - {name: b, type: bigint}
+  - {name: r, type: real}
+  - {name: d, type: double precision}
+  - {name: f, type: boolean}
+  - {name: t, type: timestamp}
+  - {name: dt, type: date}
+partition_column: dt
+"""
+
+
+async def test_postgres_binary_copy_keeps_every_type_and_null(postgres_url: str, tmp_path: Path) -> None:
+    from datetime import datetime
+
+    import asyncpg
+
+    schema = parse_schema_yaml(TYPES_YAML)
+    rows = [
+        {
+            "s": "héllo",
+            "h": -2,
+            "i": 70000,
+            "b": -(2**40),
+            "r": 1.5,
+            "d": -2.25,
+            "f": True,
+            "t": datetime(1999, 12, 31, 23, 59, 59, 123456),
+            "dt": DAY,
+        },
+        {"s": None, "h": None, "i": None, "b": None, "r": None, "d": None, "f": None, "t": None, "dt": DAY},
+    ]
+    arrow = pa.schema(
+        [
+            ("s", pa.string()),
+            ("h", pa.int16()),
+            ("i", pa.int32()),
+            ("b", pa.int64()),
+            ("r", pa.float32()),
+            ("d", pa.float64()),
+            ("f", pa.bool_()),
+            ("t", pa.timestamp("us")),
+            ("dt", pa.date32()),
+        ]
+    )
+    pq.write_table(pa.Table.from_pylist(rows, schema=arrow), tmp_path / "typed.parquet")
+    assert await PostgresWarehouse(postgres_url).load_files("typed", schema, DAY, [tmp_path / "typed.parquet"]) == 2
+    con = await asyncpg.connect(postgres_url)
+    stored = [dict(r) for r in await con.fetch("SELECT * FROM typed ORDER BY s NULLS LAST")]
+    await con.close()
+    assert stored == rows
+
+
+async def test_postgres_falls_back_to_csv_for_numeric_columns(postgres_url: str, tmp_path: Path) -> None:
+    from decimal import Decimal
+
+    schema = parse_schema_yaml("name: money\nversion: 1\ncolumns:\n  - {name: amount, type: 'decimal(10,2)'}\n")
+    table = pa.table({"amount": pa.array([Decimal("12.34"), None], type=pa.decimal128(10, 2))})
+    pq.write_table(table, tmp_path / "money.parquet")
+    adapter = PostgresWarehouse(postgres_url)
+    assert await adapter.load_files("money", schema, DAY, [tmp_path / "money.parquet"]) == 2
+    assert await adapter.count("money", DAY) == 2

@@ -179,3 +179,18 @@ async def test_an_id_claimed_but_never_written_is_retried_not_called_a_duplicate
     assert again.json() == {"event_id": "ghost-1", "status": "accepted"}
     assert await redis.get("hw:ingest:dedup:ghost-1") == b"1"
     assert 3000 < await redis.ttl("hw:ingest:dedup:ghost-1") <= 3600
+
+
+async def test_a_full_spool_refuses_beacons_with_503_and_retry_after(
+    ingest_settings_factory: Callable[..., IngestSettings],
+) -> None:
+    settings = ingest_settings_factory(spool_max_bytes=100, retry_after_s=7)
+    await bootstrap_ingest(settings)
+    app = create_app(settings)
+    async with serve(app) as url, httpx.AsyncClient(base_url=url) as http:
+        pixel = await http.get("/v1/beacons/impression", params={"ad_id": "a"})
+        posted = await http.post("/v1/beacons/click", json={"ad_id": "a"})
+    for response in (pixel, posted):
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == "7"
+        assert response.json()["error"]["code"] == "unavailable"

@@ -30,7 +30,7 @@ class PollerSettings(HeadwaterSettings):
     # 5,000 devices at 6 s with ~50 ms answers need ~45 requests in flight; more only lengthens httpcore's scans.
     max_concurrency: int = Field(default=128, ge=1, description="polls in flight per process")
     max_connections: int = Field(default=128, ge=1, description="httpx connections per process, over all pools")
-    pool_shards: int = Field(default=16, ge=1, description="connection pools the limit is split over")
+    pool_shards: int = Field(default=64, ge=1, description="connection pools the limit is split over")
     on_time_tolerance_s: float = Field(default=1.0, gt=0, description="a poll starting later than this is late")
     backoff_cap_s: float = Field(default=300.0, gt=0, description="longest wait between tries of an unreachable device")
     registry_refresh_s: float = Field(default=30.0, gt=0, description="full registry reload period")

@@ -122,9 +122,10 @@ async def bench_postgres(dsn: str, parquet: Path, csv: Path, reps: int) -> tuple
 
 
 async def bench_duckdb(folder: Path, parquet: Path, reps: int) -> tuple[float, float, int]:
-    """Return (best bare seconds, best adapter seconds, rows loaded)."""
+    """Return (best bare seconds, best adapter seconds, rows loaded); the order alternates per repetition."""
     bare_times, adapter_times, rows = [], [], 0
-    for rep in range(reps):
+
+    def bare(rep: int) -> None:
         bare_path = folder / f"bare-{rep}.duckdb"
         with duckdb.connect(str(bare_path)) as con:
             con.execute(f"CREATE TABLE ad_events ({DDL})")
@@ -135,11 +136,17 @@ async def bench_duckdb(folder: Path, parquet: Path, reps: int) -> tuple[float, f
         con.execute(f"INSERT INTO ad_events SELECT * FROM read_parquet('{parquet}')")
         con.close()
         bare_times.append(time.perf_counter() - started)
+
+    for rep in range(reps):
+        if rep % 2 == 0:
+            bare(rep)
         adapter = DuckDBWarehouse(folder / f"adapter-{rep}.duckdb")
         await adapter.ensure_table("ad_events", SCHEMA)
         started = time.perf_counter()
         rows = await adapter.load_local("ad_events", SCHEMA, DAY, [parquet])
         adapter_times.append(time.perf_counter() - started)
+        if rep % 2 == 1:
+            bare(rep)
     return min(bare_times), min(adapter_times), rows
 
 

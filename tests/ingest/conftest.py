@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -13,11 +14,12 @@ import httpx
 import orjson
 import pytest
 import uvicorn
+from argon2 import PasswordHasher
 from fastapi import FastAPI
 
 from services.ingest.app import create_app
 from services.ingest.settings import IngestSettings
-from shared.auth import create_api_key
+from shared.auth import ApiKey
 from shared.aws import AwsClients
 from shared.bootstrap import ensure_buckets, ensure_streams
 from shared.db import create_engine, create_tables, session_factory
@@ -40,17 +42,28 @@ class Ingest:
         return {"Authorization": f"Bearer {key or self.write_key}"}
 
 
+def _hashed_key(scope: str) -> tuple[str, ApiKey]:
+    key_id = secrets.token_hex(6)
+    key = f"hw_{key_id}_{secrets.token_urlsafe(32)}"
+    return key, ApiKey(key_id=key_id, name=f"test {scope}", scopes=scope, key_hash=PasswordHasher().hash(key))
+
+
+# argon2 is deliberately slow: hash the two test keys once per session; each test stores the rows in its own DB.
+_KEYS = {scope: _hashed_key(scope) for scope in ("ingest:write", "read")}
+
+
 async def make_keys(settings: IngestSettings) -> tuple[str, str]:
-    """Create the metadata tables and return (ingest:write key, read key)."""
+    """Create the metadata tables, store an ingest:write key and a read key; return (write key, read key)."""
     engine = create_engine(settings)
     try:
         await create_tables(engine)
         async with session_factory(engine)() as session:
-            write = await create_api_key(session=session, scopes=["ingest:write"])
-            read = await create_api_key(session=session, scopes=["read"])
+            for _, row in _KEYS.values():
+                session.add(ApiKey.model_validate(row.model_dump()))
+            await session.commit()
     finally:
         await engine.dispose()
-    return write, read
+    return _KEYS["ingest:write"][0], _KEYS["read"][0]
 
 
 async def bootstrap_ingest(settings: IngestSettings) -> None:

@@ -73,6 +73,35 @@ def validate_record(record: Any, line: bytes, settings: IngestSettings) -> str |
     return None
 
 
+@dataclass
+class SplitSegment:
+    """A segment sorted for the sinks: archive partitions, stream entries, and bad rows."""
+
+    partitions: dict[tuple[str, str, str], list[bytes]] = field(default_factory=lambda: defaultdict(list))
+    stream_entries: list[tuple[bytes, str]] = field(default_factory=list)
+    bad: list[dict[str, Any]] = field(default_factory=list)
+
+
+def split_segment(segment: Segment, settings: IngestSettings) -> SplitSegment:
+    """Read a sealed segment and sort its records by (source, dt, hour); set invalid ones aside as bad rows."""
+    split = SplitSegment()
+    for line in read_segment_lines(segment.path):
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            record = None
+        reason = validate_record(record, line, settings) if record is not None else "not valid JSON"
+        if reason is not None:
+            original = record if record is not None else line.decode("utf-8", "replace")
+            split.bad.append({"reason": reason, "segment": segment.name, "original": original})
+            BAD_ROWS.labels(reason.split(" ", 1)[0]).inc()
+            continue
+        event_time = record["event_time"]
+        split.partitions[(record["source"], event_time[:10], event_time[11:13])].append(line)
+        split.stream_entries.append((line, record["event_id"]))
+    return split
+
+
 class Shipper:
     """Drain the spool to S3 and Kinesis; write bad rows and day markers."""
 
@@ -140,25 +169,10 @@ class Shipper:
 
     async def ship_segment(self, segment: Segment) -> ShipResult:
         """Write one sealed segment to the archive, the bad-rows bucket and the stream."""
-        lines = await asyncio.to_thread(read_segment_lines, segment.path)
+        # Reading and sorting a segment is CPU work: done off the event loop that answers requests.
+        split = await asyncio.to_thread(split_segment, segment, self.settings)
+        partitions, stream_entries, bad = split.partitions, split.stream_entries, split.bad
         result = ShipResult()
-        partitions: dict[tuple[str, str, str], list[bytes]] = defaultdict(list)
-        stream_entries: list[tuple[bytes, str]] = []
-        bad: list[dict[str, Any]] = []
-        for line in lines:
-            try:
-                record = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                record = None
-            reason = validate_record(record, line, self.settings) if record is not None else "not valid JSON"
-            if reason is not None:
-                original = record if record is not None else line.decode("utf-8", "replace")
-                bad.append({"reason": reason, "segment": segment.name, "original": original})
-                BAD_ROWS.labels(reason.split(" ", 1)[0]).inc()
-                continue
-            event_time = record["event_time"]
-            partitions[(record["source"], event_time[:10], event_time[11:13])].append(line)
-            stream_entries.append((line, record["event_id"]))
         s3 = await self.aws.get("s3")
         raw_bucket = self.settings.bucket("raw")
         puts = []

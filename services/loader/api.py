@@ -6,6 +6,7 @@ from datetime import date
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.loader import jobs as job_service
 from services.loader import runs as run_service
@@ -42,7 +43,7 @@ def _runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(_runtime)]
 
 
-async def _read(session, job_id: int) -> JobRead:  # type: ignore[no-untyped-def]
+async def _read(session: AsyncSession, job_id: int) -> JobRead:
     job = await job_service.get_job(session=session, job_id=job_id)
     return JobRead.of(job, await run_service.state_counts(session, job_id))
 

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 from pydantic import Field as PydanticField
 from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
@@ -157,7 +157,7 @@ class JobCreate(BaseModel):
 
     @field_validator("end_date")
     @classmethod
-    def _end_after_start(cls, value: date | None, info) -> date | None:  # type: ignore[no-untyped-def]
+    def _end_after_start(cls, value: date | None, info: ValidationInfo) -> date | None:
         start = info.data.get("start_date")
         if value is not None and start is not None and value < start:
             raise ValueError("end_date is before start_date")

@@ -17,6 +17,7 @@ from services.loader.settings import LoaderSettings
 from shared.logging import get_logger
 
 log = get_logger(__name__)
+MAX_QUEUED = 10_000
 
 
 def _key(settings: LoaderSettings) -> str:
@@ -39,6 +40,8 @@ async def queue_notification(
         return
     entry = {"job_id": job_id, "job": job_name, "kind": kind, "dt": dt, "detail": detail, "to": sorted(recipients)}
     await redis.rpush(_key(settings), json.dumps(entry))
+    # Without a reachable mail server, keep only the newest events rather than grow without bound.
+    await redis.ltrim(_key(settings), -MAX_QUEUED, -1)
 
 
 async def _take_all(redis: Any, key: str) -> list[dict[str, Any]]:

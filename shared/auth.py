@@ -8,6 +8,7 @@ effect within ``CACHE_TTL_S``.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 import time
@@ -90,14 +91,35 @@ class KeyVerifier:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
         self._cache: dict[bytes, tuple[float, Principal]] = {}
+        # One verification per key at a time: a burst after a cache expiry waits for it instead of repeating it.
+        self._inflight: dict[bytes, asyncio.Future[Principal | None]] = {}
 
     async def verify(self, key: str) -> Principal | None:
         """Return the principal for ``key``, or None when it is unknown, malformed or revoked."""
         digest = hashlib.sha256(key.encode()).digest()
         cached = self._cache.get(digest)
-        now = time.monotonic()
-        if cached and cached[0] > now:
+        if cached and cached[0] > time.monotonic():
             return cached[1]
+        pending = self._inflight.get(digest)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Principal | None] = asyncio.get_running_loop().create_future()
+        self._inflight[digest] = future
+        try:
+            principal = await self._verify_uncached(key, digest)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except Exception as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: waiters re-raise it, nobody else needs to
+            raise
+        finally:
+            del self._inflight[digest]
+        future.set_result(principal)
+        return principal
+
+    async def _verify_uncached(self, key: str, digest: bytes) -> Principal | None:
         parts = key.split("_", 2)
         if len(parts) != 3 or parts[0] != "hw":
             return None
@@ -105,15 +127,21 @@ class KeyVerifier:
             row = (await session.exec(select(ApiKey).where(ApiKey.key_id == parts[1]))).first()
         if row is None or row.revoked:
             return None
-        try:
-            _hasher.verify(row.key_hash, key)
-        except (VerificationError, InvalidHashError):
+        # argon2 is deliberately slow (tens of ms of CPU): keep it off the event loop.
+        if not await asyncio.to_thread(_matches, row.key_hash, key):
             return None
         principal = Principal(key_id=row.key_id, scopes=frozenset(row.scopes.split()))
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[digest] = (now + CACHE_TTL_S, principal)
+        self._cache[digest] = (time.monotonic() + CACHE_TTL_S, principal)
         return principal
+
+
+def _matches(key_hash: str, key: str) -> bool:
+    try:
+        return _hasher.verify(key_hash, key)
+    except (VerificationError, InvalidHashError):
+        return False
 
 
 def _verifier(request: Request) -> KeyVerifier:

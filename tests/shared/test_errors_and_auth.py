@@ -137,3 +137,27 @@ async def test_readyz_answers_503_when_a_dependency_is_down(make_settings: Calla
     assert response.status_code == 503
     assert response.json()["checks"]["redis"] != "ok"
     assert response.json()["checks"]["database"] == "ok"
+
+
+async def test_a_burst_of_requests_with_one_key_verifies_it_once(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    import shared.auth as auth
+
+    calls: list[str] = []
+    real = auth._matches
+
+    def counting(key_hash: str, key: str) -> bool:
+        calls.append(key)
+        return real(key_hash, key)
+
+    monkeypatch.setattr(auth, "_matches", counting)
+    key = await _key(client, ["jobs:admin"])
+    headers = {"Authorization": f"Bearer {key}"}
+    responses = await asyncio.gather(
+        *(client.post("/things", json={"name": f"n{i}", "count": i}, headers=headers) for i in range(20))
+    )
+    assert [r.status_code for r in responses] == [201] * 20
+    assert calls == [key]

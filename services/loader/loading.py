@@ -106,6 +106,12 @@ async def handle_transform_failed(rt: Runtime, failure: TransformFailed) -> None
     run, job = found
     if run.state != RunState.TRANSFORMING:
         return
+    if job.state == JobState.CANCELLED:
+        async with rt.sessions() as session:
+            if await run_service.transition(session, run.id or 0, IN_FLIGHT, RunState.CANCELLED, finished_at=utc_now()):
+                await run_service.log_event(session, job_id=run.job_id, dt=run.dt, event="cancelled")
+                await session.commit()
+        return
     await record_failure(rt, run, job, f"transform failed: {failure.error}")
 
 

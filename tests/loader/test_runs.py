@@ -168,3 +168,17 @@ async def test_retention_removes_only_dates_older_than_the_window(
     assert sorted(e["dt"] for e in expired) == [days[0].isoformat(), days[1].isoformat()]
     assert "deleted 3 rows" in expired[0]["detail"]
     assert await apply_retention_all(runtime) == 0
+
+
+async def test_a_transform_failing_after_cancel_leaves_the_date_cancelled(
+    client: httpx.AsyncClient, worker: Any, transform: FakeTransform, aws: Any, runtime: Runtime
+) -> None:
+    transform.gate.clear()
+    transform.fail_dates.add(D1)
+    job_id = await _start(client, aws, runtime, end_date=D1.isoformat())
+    await wait_until(lambda: _has_requests(transform, 1), message="first transform request")
+    assert (await client.post(f"/v1/jobs/{job_id}/cancel")).status_code == 200
+    transform.gate.set()
+    runs = await wait_states(client, job_id, {D1.isoformat(): "cancelled"})
+    assert runs[D1.isoformat()]["attempts"] == 1
+    assert await scanner.scan_all(runtime) == 0 and len(transform.requests) == 1

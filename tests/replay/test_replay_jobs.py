@@ -226,3 +226,26 @@ async def test_compaction_of_live_records_with_equal_times_keeps_the_highest_seq
     records = await read_stream(kinesis, settings.stream("replay"))
     assert [r["data"]["event_id"] for r in records] == ["same-2"]
     assert records[0]["data"]["_replay"]["original_sequence"].isdigit()
+
+
+async def test_a_projected_query_emits_its_rows_as_json_keyed_by_an_expression(
+    client, aws, settings, run_worker
+) -> None:
+    await put_archive(await aws.get("s3"), settings.bucket("raw"), _history())
+    body = {
+        "query": "SELECT ad_id, type, count(*) AS n, max(event_time) AS event_time FROM raw_events "
+        "WHERE source = 'beacon' GROUP BY ALL",
+        "key": "ad_id || ':' || type",
+    }
+    await _replay(client, run_worker, body)
+    records = await read_stream(await aws.get("kinesis"), settings.stream("replay"))
+    got = {r["key"]: {k: v for k, v in r["data"].items() if k != "_replay"} for r in records}
+    assert got["ad-1:impression"] == {
+        "ad_id": "ad-1",
+        "type": "impression",
+        "n": 4,
+        "event_time": "2026-11-24 10:10:00",
+    }
+    assert got["ad-2:click"]["n"] == 1
+    assert len(got) == 5
+    assert all(r["data"]["_replay"]["original_timestamp"] == r["data"]["event_time"] for r in records)

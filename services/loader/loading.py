@@ -43,6 +43,14 @@ async def _run_and_job(rt: Runtime, job_id: int | None, run_id: int | None, dt: 
         return (run, job) if job is not None else None
 
 
+async def _cancel_run(rt: Runtime, run: JobRun) -> None:
+    """A cancelled job stops after the step in flight: the date ends cancelled, not loaded."""
+    async with rt.sessions() as session:
+        if await run_service.transition(session, run.id or 0, IN_FLIGHT, RunState.CANCELLED, finished_at=utc_now()):
+            await run_service.log_event(session, job_id=run.job_id, dt=run.dt, event="cancelled")
+            await session.commit()
+
+
 async def handle_load_queue_message(rt: Runtime, message: dict[str, Any]) -> None:
     """Handle one message of the load-requests queue (LoadRequest or TransformFailed)."""
     try:
@@ -66,12 +74,10 @@ async def accept_load_request(rt: Runtime, request: LoadRequest) -> bool:
         return False
     run, job = found
     assert run.id is not None
+    if job.state == JobState.CANCELLED:
+        await _cancel_run(rt, run)
+        return False
     async with rt.sessions() as session:
-        if job.state == JobState.CANCELLED:
-            if await run_service.transition(session, run.id, IN_FLIGHT, RunState.CANCELLED, finished_at=utc_now()):
-                await run_service.log_event(session, job_id=run.job_id, dt=run.dt, event="cancelled")
-                await session.commit()
-            return False
         moved = await run_service.transition(
             session,
             run.id,
@@ -107,10 +113,7 @@ async def handle_transform_failed(rt: Runtime, failure: TransformFailed) -> None
     if run.state != RunState.TRANSFORMING:
         return
     if job.state == JobState.CANCELLED:
-        async with rt.sessions() as session:
-            if await run_service.transition(session, run.id or 0, IN_FLIGHT, RunState.CANCELLED, finished_at=utc_now()):
-                await run_service.log_event(session, job_id=run.job_id, dt=run.dt, event="cancelled")
-                await session.commit()
+        await _cancel_run(rt, run)
         return
     await record_failure(rt, run, job, f"transform failed: {failure.error}")
 

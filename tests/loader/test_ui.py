@@ -60,6 +60,9 @@ async def test_the_page_shows_the_calendar_and_pause_changes_the_state(
             assert await cell.get_attribute("data-state") == "loaded"
             assert "3 rows" in await cell.inner_text()
             assert await page.locator('#calendar td[data-dt="2026-11-21"]').get_attribute("data-state") == "none"
+            loaded = page.locator('#history tr[data-event="loaded"]')
+            await loaded.wait_for()
+            assert "3 rows" in await loaded.inner_text()
 
             await row.locator('button[data-action="pause"]').click()
             await row.locator(".job-state", has_text="paused").wait_for()

@@ -141,6 +141,21 @@ function renderCalendar(job, runs) {
   }
 }
 
+function renderHistory(events) {
+  const body = document.querySelector("#history tbody");
+  body.replaceChildren();
+  for (const entry of events.slice(-50).reverse()) {
+    const row = el("tr", { "data-event": entry.event });
+    row.append(
+      el("td", {}, entry.at.replace("T", " ").slice(0, 19)),
+      el("td", {}, entry.dt),
+      el("td", {}, entry.event),
+      el("td", {}, entry.detail),
+    );
+    body.append(row);
+  }
+}
+
 async function refresh() {
   if (!apiKey()) {
     setStatus("enter an API key with the read scope (jobs:admin for actions)");
@@ -151,7 +166,12 @@ async function refresh() {
     renderJobs(jobs);
     const job = jobs.find((candidate) => candidate.id === selectedJob);
     if (job) {
-      renderCalendar(job, await api("GET", `/v1/jobs/${job.id}/runs`));
+      const [runs, events] = await Promise.all([
+        api("GET", `/v1/jobs/${job.id}/runs`),
+        api("GET", `/v1/jobs/${job.id}/history`),
+      ]);
+      renderCalendar(job, runs);
+      renderHistory(events);
     } else {
       document.getElementById("job-detail").hidden = true;
     }

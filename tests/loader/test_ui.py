@@ -72,3 +72,55 @@ async def test_the_page_shows_the_calendar_and_pause_changes_the_state(
 
     async with httpx.AsyncClient(base_url=served, headers=headers) as http:
         assert (await http.get(f"/v1/jobs/{job_id}")).json()["state"] == "paused"
+
+
+async def test_the_retry_button_loads_a_failed_date(
+    served: str,
+    api_keys: dict[str, str],
+    worker: Any,
+    transform: FakeTransform,
+    aws: Any,
+    loader_settings: Any,
+    runtime: Any,
+) -> None:
+    from services.loader import scanner
+
+    transform.fail_dates.add(D1)
+    headers = {"Authorization": f"Bearer {api_keys['admin']}"}
+    async with httpx.AsyncClient(base_url=served, headers=headers) as http:
+        job_id = (await http.post("/v1/jobs", json=job_body(end_date="2026-11-20"))).json()["id"]
+        await put_day(await aws.get("s3"), loader_settings, D1, beacon_events(D1, {"ad-1": (2, 1)}))
+
+        async def _failed() -> bool:
+            await scanner.scan_all(runtime)
+            runs = (await http.get(f"/v1/jobs/{job_id}/runs")).json()
+            return bool(runs) and runs[0]["state"] == "failed"
+
+        await wait_until(_failed, timeout=45, message="D1 never failed")
+    transform.fail_dates.clear()
+
+    async with playwright_api.async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+            ],
+        )
+        try:
+            page = await browser.new_page()
+            await page.goto(f"{served}/ui/")
+            await page.fill("#api-key", api_keys["admin"])
+            await page.click("#key-form button[type=submit]")
+            await page.locator(f'#jobs tr[data-job-id="{job_id}"]').click()
+            cell = page.locator('#calendar td[data-dt="2026-11-20"]')
+            await page.locator('#calendar td[data-dt="2026-11-20"][data-state="failed"]').wait_for()
+            assert "mapping exploded" in (await cell.get_attribute("title") or "")
+            await cell.locator('button[data-action="retry"]').click()
+            await page.locator('#calendar td[data-dt="2026-11-20"][data-state="loaded"]').wait_for(timeout=30_000)
+        finally:
+            await browser.close()

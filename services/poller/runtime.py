@@ -255,7 +255,8 @@ class Poller:
         self.writer.append(entry.cloud_id, now.strftime(HOUR_FORMAT), line)
         self._pending_reads.append((entry.cloud_id, now.timestamp(), line))
         if self.poster is not None:
-            self.poster.add(read)
+            # A deterministic id lets ingest drop the duplicate when a retried batch had in fact landed.
+            self.poster.add({**read, "event_id": f"meter-{entry.cloud_id}-{int(now.timestamp() * 1_000_000)}"})
         if entry.failures or entry.state == "unreachable":
             entry.failures, entry.next_tick = 0, 0
             if entry.state == "unreachable":

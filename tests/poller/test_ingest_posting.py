@@ -93,6 +93,7 @@ async def test_poller_posts_readings_in_the_meter_read_shape(
         await wait_until(lambda: _value(len(ingest.reads) >= 3), timeout=15, message="three reads posted")
     read = ingest.reads[0]
     assert set(read) == {
+        "event_id",
         "cloud_id",
         "timestamp",
         "demand_kw",
@@ -101,6 +102,8 @@ async def test_poller_posts_readings_in_the_meter_read_shape(
         "raw",
     }
     assert read["cloud_id"] == "000002" and read["timestamp"].endswith("Z")
+    assert read["event_id"].startswith("meter-000002-")
+    assert len({r["event_id"] for r in ingest.reads}) == len(ingest.reads)
     assert isinstance(read["demand_kw"], float)
     assert "InstantaneousDemand" in read["raw"]
 

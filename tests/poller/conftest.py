@@ -147,15 +147,16 @@ def device_record(fleet: SimulatedFleet, cloud_id: str, **overrides: Any) -> dic
 
 
 @pytest.fixture
-def captured_logs() -> Any:
-    """Record every structlog event (before redaction) emitted during the test, as text."""
-    processors = structlog.get_config()["processors"]
-    lines: list[str] = []
+def captured_logs(monkeypatch: pytest.MonkeyPatch) -> structlog.testing.CapturingLogger:
+    """Record every event the poller's modules log during the test, before any redaction.
 
-    def _capture(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-        lines.append(repr(event_dict))
-        return event_dict
+    The module loggers are swapped for a capturing one: structlog caches configured loggers on first
+    use, so adding a processor to the global configuration would miss loggers cached by earlier tests.
+    """
+    from services.poller import ingest_client, leases, replica, rotation, runtime
 
-    processors.insert(0, _capture)
-    yield lines
-    processors.remove(_capture)
+    capturing = structlog.testing.CapturingLogger()
+    logger = structlog.wrap_logger(capturing, processors=[], wrapper_class=structlog.make_filtering_bound_logger(0))
+    for module in (runtime, leases, ingest_client, rotation, replica):
+        monkeypatch.setattr(module, "log", logger)
+    return capturing

@@ -44,7 +44,7 @@ async def test_readings_reach_hourly_log_latest_and_counters(
 
 
 async def test_auth_failure_stops_polling_until_credentials_change(
-    registry: Registry, fleet: SimulatedFleet, start_poller: Callable[..., Any], captured_logs: list[str]
+    registry: Registry, fleet: SimulatedFleet, start_poller: Callable[..., Any], captured_logs: Any
 ) -> None:
     await register(registry, fleet, "000001")
     await register(registry, fleet, "000007", eagle_password="wrong-password-xyz")
@@ -74,7 +74,7 @@ async def test_auth_failure_stops_polling_until_credentials_change(
         return (await registry.get("000007")).total_events_logged > 0
 
     await wait_until(_logged, timeout=10, message="readings after the credential change")
-    logged = "\n".join(captured_logs)
+    logged = "\n".join(f"{call.method_name} {call.kwargs!r}" for call in captured_logs.calls)
     assert "device_auth_failed" in logged
     assert "wrong-password-xyz" not in logged and real not in logged
 

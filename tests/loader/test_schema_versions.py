@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-import duckdb
 import httpx
 
 from services.loader.runtime import Runtime
+from services.loader.warehouse.duckdb import DuckDBWarehouse
 from tests.loader.fake_transform import (
     AD_EVENTS_V2_YAML,
     AD_EVENTS_YAML,
@@ -38,9 +38,9 @@ async def test_a_job_moved_to_v2_loads_later_dates_with_the_added_column(
     await wait_states(client, job_id, {D2.isoformat(): "loaded"})
 
     assert [(r.dt, r.schema_version) for r in transform.requests] == [(D1, 1), (D2, 2)]
-    with duckdb.connect(str(runtime.settings.warehouse_path), read_only=True) as con:
-        columns = [row[0] for row in con.execute("DESCRIBE ad_events").fetchall()]
-        per_day = con.execute("SELECT dt, count(*) FROM ad_events GROUP BY dt ORDER BY dt").fetchall()
+    warehouse = DuckDBWarehouse(runtime.settings.warehouse_path)
+    columns = [row[0] for row in await warehouse.fetch("DESCRIBE ad_events")]
+    per_day = await warehouse.fetch("SELECT dt, count(*) FROM ad_events GROUP BY dt ORDER BY dt")
     assert "country" in columns and "placement" in columns
     assert per_day == [(D1, 2), (D2, 3)]
 

@@ -178,6 +178,10 @@ class DuckDBWarehouse:
         except FileNotFoundError:
             return 0
 
+    async def fetch(self, sql: str, params: list[object] | None = None) -> list[tuple[object, ...]]:
+        """Run a read-only query (waiting for this process's writers and retrying other processes' locks)."""
+        return await asyncio.to_thread(self._run, lambda con: con.execute(sql, params or []).fetchall(), read_only=True)
+
     async def maintain(self, table: str) -> None:
         """Refresh statistics and reclaim space (DuckDB's ANALYZE and CHECKPOINT)."""
 

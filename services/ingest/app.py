@@ -53,6 +53,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
                 prefix=prefix,
                 bucket=settings.bucket("raw"),
                 grace_s=settings.day_complete_grace_s,
+                quiet_s=settings.day_quiet_s,
                 instance_id=spool.run_id,
             )
             sinks = SinkClients(settings)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from datetime import datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -29,6 +31,12 @@ def loadgen(
     concurrency: Annotated[int, typer.Option(help="requests in flight at most")] = 64,
     seed: Annotated[int | None, typer.Option(help="random seed for a repeatable run")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+    day: Annotated[
+        list[datetime] | None,
+        typer.Option(formats=["%Y-%m-%d"], help="spread client timestamps over this UTC day (repeatable)"),
+    ] = None,
+    id_prefix: Annotated[str, typer.Option(help="prefix of every event id (to find a run's events later)")] = "",
+    record: Annotated[Path | None, typer.Option(help="write every event sent, as JSON lines, to this file")] = None,
 ) -> None:
     """Send impressions and clicks to ingest at a set rate; print achieved rate, errors and latency percentiles."""
     if batch and not api_key:
@@ -48,8 +56,12 @@ def loadgen(
         api_key=api_key,
         concurrency=concurrency,
         seed=seed,
+        days=[d.date() for d in day or []],
+        id_prefix=id_prefix,
     )
     events = plan_events(plan)
+    if record is not None:
+        record.write_text("".join(json.dumps(event) + "\n" for event in events))
     impressions = sum(1 for event in events if event["type"] == "impression")
     console = Console(stderr=True)
     with Progress(

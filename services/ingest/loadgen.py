@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -75,18 +76,43 @@ class LoadPlan:
     api_key: str | None = None
     concurrency: int = 64
     seed: int | None = None
+    days: list[date] = field(default_factory=list)
+    id_prefix: str = ""
+
+
+def _event_times(rng: random.Random, days: list[date], index: int) -> tuple[str, str] | None:
+    """Return (impression time, click time) inside one of ``days`` (UTC), or None to let ingest stamp them."""
+    if not days:
+        return None
+    day = days[index % len(days)]
+    # Leave room for the click (up to 60 s after its impression) inside the same day.
+    at = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(seconds=rng.uniform(0, 86_340))
+    click = at + timedelta(seconds=rng.uniform(0.5, 60))
+    return at.isoformat().replace("+00:00", "Z"), click.isoformat().replace("+00:00", "Z")
 
 
 def plan_events(plan: LoadPlan) -> list[dict[str, Any]]:
-    """Return the impressions (and their clicks) of a run, in sending order."""
+    """Return the impressions (and their clicks) of a run, in sending order.
+
+    With ``plan.days`` the events carry client timestamps spread over those UTC days (for backfills and the
+    demo); otherwise ingest stamps them on arrival.
+    """
     rng = random.Random(plan.seed)
     events: list[dict[str, Any]] = []
-    for _ in range(max(1, int(plan.rate * plan.duration_s))):
+    prefix = plan.id_prefix
+    for index in range(max(1, int(plan.rate * plan.duration_s))):
         ad = f"ad-{rng.randrange(plan.ads)}"
         user = f"u-{rng.randrange(1_000_000)}"
-        events.append({"type": "impression", "ad_id": ad, "user_id": user, "event_id": uuid.uuid4().hex})
+        times = _event_times(rng, plan.days, index)
+        impression = {"type": "impression", "ad_id": ad, "user_id": user, "event_id": f"{prefix}{uuid.uuid4().hex}"}
+        if times:
+            impression["event_time"] = times[0]
+        events.append(impression)
         if rng.random() < plan.ctr:
-            events.append({"type": "click", "ad_id": ad, "user_id": user, "event_id": uuid.uuid4().hex})
+            click = {"type": "click", "ad_id": ad, "user_id": user, "event_id": f"{prefix}{uuid.uuid4().hex}"}
+            if times:
+                click["event_time"] = times[1]
+            events.append(click)
     return events
 
 

@@ -1,6 +1,8 @@
 """Day markers: ``<source>/dt=YYYY-MM-DD/_COMPLETE`` once every event of a past day is archived.
 
-Shipped days are noted in a Redis hash (field ``source|dt`` -> version, bumped on every ship). Each ingest
+Shipped days are noted in a Redis hash (field ``source|dt`` -> version, bumped on every ship), with the time of
+the day's latest ship in a second hash: a day is written only once it has been quiet for ``quiet_s``, so a
+backfill streaming in over several segments gets one marker at its end rather than one after its first. Each ingest
 process publishes the days still waiting in its spool under a short-lived key. A day gets its marker when its
 end plus the grace period has passed and no live spool holds it; the field is removed only if no ship bumped
 it meanwhile, so late events for a marked day bring the day back and its marker is rewritten with new counts.
@@ -24,7 +26,10 @@ log = get_logger(__name__)
 
 PENDING_TTL_S = 30
 _HDEL_IF_UNCHANGED = """
-if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  return redis.call('HDEL', KEYS[1], ARGV[1])
+end
 return 0
 """
 
@@ -37,11 +42,15 @@ def marker_key(source: str, dt: str) -> str:
 class DayMarkers:
     """Track shipped days and write their ``_COMPLETE`` markers when due."""
 
-    def __init__(self, *, redis: Redis, prefix: str, bucket: str, grace_s: float, instance_id: str) -> None:
+    def __init__(
+        self, *, redis: Redis, prefix: str, bucket: str, grace_s: float, instance_id: str, quiet_s: float = 0.0
+    ) -> None:
         self._redis = redis
         self._bucket = bucket
         self._grace = timedelta(seconds=grace_s)
+        self._quiet_s = quiet_s
         self._open_key = f"{prefix}:ingest:open-days"
+        self._shipped_at_key = f"{prefix}:ingest:open-days-shipped-at"
         self._pending_prefix = f"{prefix}:ingest:pending:"
         self._pending_key = f"{self._pending_prefix}{instance_id}"
         self._hdel_if_unchanged = redis.register_script(_HDEL_IF_UNCHANGED)
@@ -50,9 +59,11 @@ class DayMarkers:
         """Record that events of these days reached the archive."""
         if not days:
             return
+        now = utc_now().timestamp()
         async with self._redis.pipeline(transaction=False) as pipe:
             for source, dt in days:
                 pipe.hincrby(self._open_key, f"{source}|{dt}", 1)
+                pipe.hset(self._shipped_at_key, f"{source}|{dt}", now)
             await pipe.execute()
 
     async def publish_pending(self, days: set[Day]) -> None:
@@ -85,9 +96,13 @@ class DayMarkers:
         if not opened:
             return []
         now = now or utc_now()
+        shipped_at = await self._redis.hgetall(self._shipped_at_key)
+        quiet_since = now.timestamp() - self._quiet_s
         candidates = {}
         for field_, version in opened.items():
             source, dt = field_.decode().split("|", 1)
+            if float(shipped_at.get(field_, 0)) > quiet_since:
+                continue  # events of this day are still arriving
             if self.is_due(dt, now) and (source, dt) not in local_pending:
                 candidates[(source, dt)] = version.decode()
         if not candidates:
@@ -98,7 +113,7 @@ class DayMarkers:
             if f"{source}|{dt}" in elsewhere:
                 continue
             key = await self.write_marker(s3, source=source, dt=dt)
-            await self._hdel_if_unchanged(keys=[self._open_key], args=[f"{source}|{dt}", version])
+            await self._hdel_if_unchanged(keys=[self._open_key, self._shipped_at_key], args=[f"{source}|{dt}", version])
             written.append(key)
         return written
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
 from shared.settings import HeadwaterSettings
 
@@ -25,10 +25,15 @@ class IngestSettings(HeadwaterSettings):
     shipper_backoff_max_s: float = 5.0
     kinesis_enabled: bool = True
     kinesis_max_attempts: int = 5
+    # PutRecords calls in flight per segment. Real Kinesis takes many; the moto emulator loses records when
+    # calls to one shard overlap (its sequence numbers race), so the default is one at a time.
+    kinesis_put_concurrency: int = Field(default=1, ge=1, le=64)
     shutdown_drain_s: float = 5.0
 
     # Day markers: a past UTC day is complete once its end plus this grace has passed and it is shipped.
     day_complete_grace_s: float = 300.0
+    # ... and no event of it has been shipped for this long, so a backfill still arriving is not cut in two.
+    day_quiet_s: float = Field(default=5.0, ge=0)
 
     # Accepted-but-invalid records (clock skew, oversize) go to the bad-rows bucket.
     max_event_age_s: float = 366 * 86400.0

@@ -198,6 +198,7 @@ class Shipper:
                 stream=self.settings.stream("events"),
                 entries=stream_entries,
                 max_attempts=self.settings.kinesis_max_attempts,
+                concurrency=self.settings.kinesis_put_concurrency,
             )
         await self.markers.note_shipped(result.days)
         SHIPPED.inc(result.events)

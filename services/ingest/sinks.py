@@ -65,15 +65,25 @@ def kinesis_chunks(entries: list[tuple[bytes, str]]) -> Iterator[list[tuple[byte
 
 
 async def put_stream_records(
-    kinesis: Any, *, stream: str, entries: list[tuple[bytes, str]], max_attempts: int, backoff_s: float = 0.2
+    kinesis: Any,
+    *,
+    stream: str,
+    entries: list[tuple[bytes, str]],
+    max_attempts: int,
+    backoff_s: float = 0.2,
+    concurrency: int = 1,
 ) -> int:
-    """Put every entry on the stream (calls run concurrently), retrying only failed records; return the calls made."""
-    calls = await asyncio.gather(
-        *(
-            _put_chunk(kinesis, stream=stream, chunk=chunk, max_attempts=max_attempts, backoff_s=backoff_s)
-            for chunk in kinesis_chunks(entries)
-        )
-    )
+    """Put every entry on the stream (``concurrency`` calls at once), retrying only failed records.
+
+    Return the number of PutRecords calls made.
+    """
+    gate = asyncio.Semaphore(concurrency)
+
+    async def _gated(chunk: list[tuple[bytes, str]]) -> int:
+        async with gate:
+            return await _put_chunk(kinesis, stream=stream, chunk=chunk, max_attempts=max_attempts, backoff_s=backoff_s)
+
+    calls = await asyncio.gather(*(_gated(chunk) for chunk in kinesis_chunks(entries)))
     return sum(calls)
 
 

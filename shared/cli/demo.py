@@ -10,13 +10,17 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import os
 import random
+import sys
+import tempfile
 import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -51,32 +55,15 @@ class DemoPlan:
         return expected
 
 
-def build_plan(days: list[date], beacons: int, reads: int, *, ads: int = 8, click_rate: float = 0.3) -> DemoPlan:
-    """Make a deterministic mix of impressions, clicks and meter reads spread over ``days``."""
-    run_id = uuid.uuid4().hex[:8]
-    rng = random.Random(run_id)
-    plan = DemoPlan(run_id=run_id, days=days)
-    for n in range(beacons):
-        day = days[n % len(days)]
-        at = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(seconds=rng.randrange(86_400))
-        kind = "click" if rng.random() < click_rate else "impression"
-        plan.beacons.append(
-            {
-                "type": kind,
-                "event_id": f"demo-{run_id}-{n}",
-                "event_time": at.isoformat().replace("+00:00", "Z"),
-                "ad_id": f"demo-ad-{run_id}-{rng.randrange(ads)}",
-                "campaign_id": f"campaign-{rng.randrange(3)}",
-                "placement": rng.choice(["top", "sidebar", "footer"]),
-                "user_id": f"user-{rng.randrange(500)}",
-            }
-        )
+def plan_meter_reads(plan: DemoPlan, reads: int) -> None:
+    """Add ``reads`` deterministic meter reads spread over the plan's days."""
+    rng = random.Random(plan.run_id)
     for n in range(reads):
-        day = days[n % len(days)]
+        day = plan.days[n % len(plan.days)]
         at = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(seconds=6 * n)
         plan.reads.append(
             {
-                "event_id": f"demo-{run_id}-read-{n}",
+                "event_id": f"demo-{plan.run_id}-read-{n}",
                 "cloud_id": f"{n % 25:06d}",
                 "timestamp": at.isoformat().replace("+00:00", "Z"),
                 "demand_kw": round(rng.uniform(0.1, 7.5), 3),
@@ -85,7 +72,49 @@ def build_plan(days: list[date], beacons: int, reads: int, *, ads: int = 8, clic
                 "raw": {"source": "headwater demo"},
             }
         )
-    return plan
+
+
+async def generate_beacons(settings: CliSettings, plan: DemoPlan, impressions: int, api_key: str) -> dict[str, Any]:
+    """Drive ingest with ``headwater loadgen`` (batch mode) over the plan's days; keep what it sent in the plan."""
+    duration = 3.0
+    with tempfile.TemporaryDirectory() as scratch:
+        record = Path(scratch) / "sent.jl"
+        argv = [
+            sys.executable,
+            "-m",
+            "shared.cli.main",
+            "loadgen",
+            "--url",
+            settings.service_url("ingest"),
+            "--rate",
+            str(impressions / duration),
+            "--duration",
+            str(duration),
+            "--batch",
+            "500",
+            "--ads",
+            "8",
+            "--ctr",
+            "0.3",
+            "--id-prefix",
+            f"demo-{plan.run_id}-",
+            "--record",
+            str(record),
+            "--json",
+        ]
+        for day in plan.days:
+            argv += ["--day", day.isoformat()]
+        # The key goes through the environment, never the command line (visible to every user in ps).
+        env = {**os.environ, "HEADWATER_API_KEY": api_key}
+        process = await asyncio.create_subprocess_exec(
+            *argv, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        stdout, stderr = await process.communicate()
+        if process.returncode != 0:
+            raise DemoFailure(f"loadgen failed ({process.returncode}): {stderr.decode()[-500:]}")
+        plan.beacons = [json.loads(line) for line in record.read_text().splitlines() if line]
+    summary: dict[str, Any] = json.loads(stdout.decode().strip().splitlines()[-1])
+    return summary
 
 
 async def free_days(s3: Any, raw_bucket: str, count: int = 2) -> list[date]:
@@ -148,13 +177,8 @@ class Demo:
             jobs[table] = job["id"]
         return jobs
 
-    async def send(self, plan: DemoPlan) -> None:
-        """Post the beacons and meter reads in batches; every event must be accepted."""
-        for start in range(0, len(plan.beacons), 500):
-            batch = plan.beacons[start : start + 500]
-            answer = await self._json("POST", f"{self.url('ingest')}/v1/events", 202, json={"events": batch})
-            if answer["accepted"] != len(batch):
-                raise DemoFailure(f"ingest accepted {answer['accepted']} of {len(batch)}: {answer['results'][:3]}")
+    async def send_meter_reads(self, plan: DemoPlan) -> None:
+        """Post the meter reads in batches, as the poller does; every read must be accepted."""
         for start in range(0, len(plan.reads), 500):
             batch = plan.reads[start : start + 500]
             answer = await self._json("POST", f"{self.url('ingest')}/v1/meter-reads", 202, json={"reads": batch})
@@ -241,42 +265,49 @@ class Demo:
         return await poll(_done, self.timeout, "the replay job did not finish")
 
 
-async def run_demo(settings: CliSettings, *, events: int, meter_reads: int, step_timeout: float) -> bool:
-    """Run every step, printing each outcome; return whether all hops delivered exactly."""
+@dataclass
+class DemoResult:
+    """The demo's verdict and what it sent (the end-to-end test compares the warehouse with it)."""
+
+    ok: bool
+    plan: DemoPlan
+
+
+async def run_demo(settings: CliSettings, *, events: int, meter_reads: int, step_timeout: float) -> DemoResult:
+    """Run every step, printing each outcome; the result says whether all hops delivered exactly."""
     key = read_admin_key(settings)
     if key is None:
         console.print(f"[red]no admin key at {settings.admin_key_file}; start the mesh with `headwater up`[/]")
-        return False
+        return DemoResult(ok=False, plan=DemoPlan(run_id="", days=[]))
     results = Table(title="Headwater demo")
     for column in ("step", "result", "seconds"):
         results.add_column(column)
-    headers = {"Authorization": f"Bearer {key}"}
     async with (
-        httpx.AsyncClient(headers=headers, timeout=30.0) as http,
+        httpx.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=30.0) as http,
         AwsClients(settings) as aws,
     ):
         demo = Demo(settings, http, aws, step_timeout)
         days = await free_days(await aws.get("s3"), settings.bucket("raw"))
-        plan = build_plan(days, events, meter_reads)
-        expected = plan.traffic()
-        beacon_ids = {e["event_id"] for e in plan.beacons}
+        plan = DemoPlan(run_id=uuid.uuid4().hex[:8], days=days)
+        plan_meter_reads(plan, meter_reads)
+        console.print(f"demo run [bold]{plan.run_id}[/] over {', '.join(d.isoformat() for d in days)}")
+
+        def beacon_ids() -> set[str]:
+            return {e["event_id"] for e in plan.beacons}
+
         read_ids = {r["event_id"] for r in plan.reads}
-        console.print(
-            f"demo run [bold]{plan.run_id}[/]: {len(plan.beacons)} beacons and {len(plan.reads)} meter reads "
-            f"over {', '.join(d.isoformat() for d in days)}"
-        )
 
         async def archived() -> bool:
             got = await demo.archived_ids("beacon", days)
             got_reads = await demo.archived_ids("meter_read", days)
-            return beacon_ids <= got and read_ids <= got_reads and len(got) == len(beacon_ids)
+            return got == beacon_ids() and got_reads == read_ids
 
         async def on_stream() -> bool:
             seen = {r.get("event_id") for r in await demo.stream_ids(settings.stream("events"))}
-            return len((beacon_ids | read_ids) & seen) == len(beacon_ids | read_ids)
+            return (beacon_ids() | read_ids) <= seen
 
         async def traffic_matches() -> bool:
-            for ad_id, per_day in expected.items():
+            for ad_id, per_day in plan.traffic().items():
                 url = f"{settings.service_url('loader')}/advertising/traffic/{ad_id}"
                 params = {"start": days[0].isoformat(), "end": days[-1].isoformat()}
                 series = await demo._json("GET", url, 200, params=params)
@@ -291,51 +322,59 @@ async def run_demo(settings: CliSettings, *, events: int, meter_reads: int, step
             return f"jobs {demo.jobs}"
 
         async def step_send() -> str:
-            await demo.send(plan)
-            return f"{len(plan.beacons) + len(plan.reads)} events accepted (202)"
+            summary = await generate_beacons(settings, plan, events, key)
+            if summary["errors"]:
+                raise DemoFailure(f"loadgen saw errors: {summary['statuses']}")
+            await demo.send_meter_reads(plan)
+            return (
+                f"loadgen: {summary['impressions']} impressions + {summary['clicks']} clicks at "
+                f"{summary['achieved_events_per_s']:.0f} events/s (p99 {summary['p99_ms']:.0f} ms); "
+                f"{len(plan.reads)} meter reads; all accepted (202)"
+            )
 
         async def step_archive() -> str:
             await poll(archived, step_timeout, "not every event reached the S3 archive exactly once")
-            await poll(lambda: demo.markers_exist("beacon", days), step_timeout, "day markers missing")
-            return "every event archived once; _COMPLETE markers written"
+            for source in ("beacon", "meter_read"):
+                await poll(lambda s=source: demo.markers_exist(s, days), step_timeout, f"{source} day markers missing")
+            return "every event archived exactly once; _COMPLETE markers written"
 
         async def step_stream() -> str:
             await poll(on_stream, step_timeout, "not every event reached the Kinesis events stream")
-            return f"all {len(beacon_ids | read_ids)} events on {settings.stream('events')}"
+            return f"all {len(beacon_ids() | read_ids)} events on {settings.stream('events')}"
 
         async def step_warehouse() -> str:
             jobs = demo.jobs
             runs = await poll(lambda: demo.runs_loaded(jobs["ad_events"], days), step_timeout, "days not loaded")
-            loaded = sum(r["rows_loaded"] or 0 for r in runs if r["dt"] in {d.isoformat() for d in days})
-            if loaded != len(beacon_ids):
-                raise DemoFailure(f"warehouse loaded {loaded} ad events, sent {len(beacon_ids)}")
+            loaded = sum(r["rows_loaded"] or 0 for r in runs)
+            if loaded != len(plan.beacons):
+                raise DemoFailure(f"warehouse loaded {loaded} ad events, sent {len(plan.beacons)}")
             runs = await poll(lambda: demo.runs_loaded(jobs["meter_reads"], days), step_timeout, "reads not loaded")
             loaded_reads = sum(r["rows_loaded"] or 0 for r in runs)
             if loaded_reads != len(read_ids):
                 raise DemoFailure(f"warehouse loaded {loaded_reads} meter reads, sent {len(read_ids)}")
-            return f"{loaded} ad events and {loaded_reads} meter reads loaded into DuckDB"
+            return f"{loaded} ad events and {loaded_reads} meter reads transformed to Parquet and loaded into DuckDB"
 
         async def step_traffic() -> str:
             await poll(traffic_matches, step_timeout, "traffic API numbers differ from what was sent")
-            return f"exact impressions/clicks for {len(expected)} ads"
+            return f"exact impressions/clicks per day for {len(plan.traffic())} ads"
 
         async def step_replay() -> str:
             job = await demo.replay(plan)
             emitted = job["progress"]["emitted"]
-            if emitted != len(beacon_ids):
-                raise DemoFailure(f"replay emitted {emitted}, expected {len(beacon_ids)}")
+            if emitted != len(plan.beacons):
+                raise DemoFailure(f"replay emitted {emitted}, expected {len(plan.beacons)}")
 
             async def replayed() -> bool:
                 records = await demo.stream_ids(settings.stream("replay"))
                 mine = {r["event_id"] for r in records if r.get("_replay", {}).get("job_id") == job["id"]}
-                return mine == beacon_ids
+                return mine == beacon_ids()
 
             await poll(replayed, step_timeout, "replayed records missing from the replay stream")
             return f"{emitted} records replayed to {settings.stream('replay')} with _replay annotations"
 
         steps: list[tuple[str, Callable[[], Awaitable[str]]]] = [
             ("create load jobs", step_jobs),
-            ("send beacons and meter reads", step_send),
+            ("send beacons (loadgen) and meter reads", step_send),
             ("archive in S3 raw", step_archive),
             ("live Kinesis stream", step_stream),
             ("transform + load warehouse", step_warehouse),
@@ -356,4 +395,4 @@ async def run_demo(settings: CliSettings, *, events: int, meter_reads: int, step
             console.print(f"[green]✓[/] {name}: {outcome}")
     console.print(results)
     console.print("[green]demo passed: every hop delivered exactly what was sent[/]" if ok else "[red]demo failed[/]")
-    return ok
+    return DemoResult(ok=ok, plan=plan)

@@ -137,7 +137,7 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="print JSON for 
 
 
 def demo(
-    events: Annotated[int, typer.Option(help="beacons to send")] = 3000,
+    events: Annotated[int, typer.Option(help="impressions for the load generator to send (clicks come on top)")] = 3000,
     meter_reads: Annotated[int, typer.Option(help="meter reads to send")] = 500,
     timeout: Annotated[float, typer.Option(help="seconds each step may take")] = 120.0,
 ) -> None:
@@ -153,7 +153,7 @@ def demo(
         mesh, settings, took = start_mesh(settings)
         console.print(f"mesh ready in {took:.1f}s")
     try:
-        ok = asyncio.run(run_demo(settings, events=events, meter_reads=meter_reads, step_timeout=timeout))
+        ok = asyncio.run(run_demo(settings, events=events, meter_reads=meter_reads, step_timeout=timeout)).ok
     finally:
         if mesh is not None:
             with console.status("stopping the mesh"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import sys
@@ -66,3 +67,18 @@ async def test_loadgen_batch_mode_posts_events_that_reach_the_archive(ingest: In
         return len(await archived_records(aws, ingest.settings)) == report.events
 
     await wait_until(_all_archived, message="every loadgen event archived")
+
+
+def test_plan_spreads_client_timestamps_over_the_given_days_with_prefixed_ids() -> None:
+    from datetime import date, datetime
+
+    days = [date(2026, 11, 20), date(2026, 11, 21)]
+    events = plan_events(LoadPlan(url="http://x", rate=100, duration_s=1, seed=2, days=days, id_prefix="run7-"))
+    stamped = {datetime.fromisoformat(e["event_time"]).date() for e in events}
+    assert stamped == set(days)
+    assert all(e["event_id"].startswith("run7-") for e in events)
+    # A click falls on the same day as its impression, after it.
+    for impression, click in itertools.pairwise(events):
+        if impression["type"] == "impression" and click["type"] == "click":
+            assert click["event_time"] > impression["event_time"]
+            assert click["event_time"][:10] == impression["event_time"][:10]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 from redis.asyncio import Redis
 
@@ -84,3 +86,20 @@ async def test_a_dead_process_slot_is_adopted_and_shipped(
     assert sorted(record["event_id"] for record in records) == ["orphan-1", "orphan-2"]
     assert not list((ingest_settings.spool_dir / "slot-0").glob("*.seg"))
     assert not list((ingest_settings.spool_dir / "slot-0").glob("*.open"))
+
+
+async def test_a_day_still_receiving_events_gets_its_marker_only_once_quiet(redis: Redis, bootstrapped: Any) -> None:
+    from datetime import timedelta
+
+    from shared.aws import AwsClients
+    from shared.messages import utc_now
+
+    markers = DayMarkers(redis=redis, prefix="hw", bucket="hw-raw", grace_s=300, instance_id="me", quiet_s=60)
+    day = ("beacon", "2026-01-05")
+    await markers.note_shipped({day})
+    async with AwsClients(bootstrapped) as aws:
+        s3 = await aws.get("s3")
+        assert await markers.write_due(s3, local_pending=set()) == []
+        later = utc_now() + timedelta(seconds=61)
+        assert await markers.write_due(s3, local_pending=set(), now=later) == ["beacon/dt=2026-01-05/_COMPLETE"]
+        assert await redis.hgetall("hw:ingest:open-days-shipped-at") == {}

@@ -189,15 +189,21 @@ async def scan_all(rt: Runtime) -> int:
 
 def marker_objects(body: str) -> list[tuple[str, str]]:
     """Return (bucket, key) of the markers in an S3 event notification (or a DayCompleted envelope) body."""
+    return [(bucket, key) for bucket, key, _ in marker_events(body)]
+
+
+def marker_events(body: str) -> list[tuple[str, str, datetime | None]]:
+    """Return (bucket, key, when the marker was written) for each marker an S3 event or DayCompleted reports."""
     try:
         document = json.loads(body)
     except json.JSONDecodeError:
         return []
     if isinstance(document, dict) and "Message" in document and isinstance(document["Message"], str):
-        return marker_objects(document["Message"])  # wrapped by SNS
+        return marker_events(document["Message"])  # wrapped by SNS
     if isinstance(document, dict) and document.get("type") == "day-completed":
-        return [(document["bucket"], document["marker_key"])]  # a DayCompleted envelope
-    objects = []
+        written = _parse_time(document.get("created_at"))
+        return [(document["bucket"], document["marker_key"], written)]  # a DayCompleted envelope
+    objects: list[tuple[str, str, datetime | None]] = []
     for record in document.get("Records", []) if isinstance(document, dict) else []:
         if not str(record.get("eventName", "")).startswith("ObjectCreated"):
             continue
@@ -205,31 +211,80 @@ def marker_objects(body: str) -> list[tuple[str, str]]:
         bucket = s3.get("bucket", {}).get("name")
         key = s3.get("object", {}).get("key")
         if bucket and key:
-            objects.append((bucket, unquote_plus(key)))
+            objects.append((bucket, unquote_plus(key), _parse_time(record.get("eventTime"))))
     return objects
+
+
+def _as_utc(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; the metadata DB stores UTC."""
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+def _parse_time(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return _as_utc(parsed)
 
 
 async def handle_s3_event(rt: Runtime, body: str) -> int:
     """Start the days whose markers an S3 notification reports; return requests sent.
 
-    A paused job records the days as waiting (they show on its calendar) but starts none.
+    A paused job records the days as waiting (they show on its calendar) but starts none. A marker rewritten
+    after its date was loaded means late events arrived for that day: the date is loaded again (transform
+    replaces the partition and the warehouse replaces the date, so the reload is exact).
     """
-    objects = marker_objects(body)
-    if not objects:
+    events = marker_events(body)
+    if not events:
         return 0
     sent = 0
     for job in await active_jobs(rt, with_paused=True):
         assert job.id is not None
         template = job.template
-        days = {day for bucket, key in objects if (day := template.match_marker(bucket, key))}
         last = job.end_date or today_utc()
-        days = {day for day in days if job.start_date <= day <= last}
-        if not days:
+        written: dict[date, datetime | None] = {}
+        for bucket, key, when in events:
+            day = template.match_marker(bucket, key)
+            if day and job.start_date <= day <= last:
+                written[day] = when
+        if not written:
             continue
         async with rt.sessions() as session:
-            await run_service.ensure_runs(session, job.id, days)
+            await run_service.ensure_runs(session, job.id, written.keys())
+            await reload_late_days(session, job.id, written)
         sent += await dispatch_job(rt, job.id)
     return sent
+
+
+async def reload_late_days(session: Any, job_id: int, written: dict[date, datetime | None]) -> int:
+    """Send loaded dates whose marker was rewritten after their load back to waiting; return how many."""
+    result = await session.exec(
+        select(JobRun).where(
+            JobRun.job_id == job_id, JobRun.state == RunState.LOADED, col(JobRun.dt).in_(list(written))
+        )
+    )
+    reloaded = 0
+    for run in result.all():
+        when = written[run.dt]
+        finished = (
+            run.finished_at
+            if run.finished_at is None or run.finished_at.tzinfo
+            else run.finished_at.replace(tzinfo=UTC)
+        )
+        if when is None or finished is None or when <= finished:
+            continue
+        assert run.id is not None
+        if await run_service.transition(session, run.id, [RunState.LOADED], RunState.WAITING, attempts=0):
+            await run_service.log_event(
+                session, job_id=job_id, dt=run.dt, event="reload", detail="day marker rewritten: late events"
+            )
+            await session.commit()
+            log.info("late_day_reload", job_id=job_id, dt=run.dt.isoformat())
+            reloaded += 1
+    return reloaded
 
 
 async def runs_in_flight(rt: Runtime, job_id: int) -> list[JobRun]:

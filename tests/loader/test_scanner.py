@@ -123,3 +123,25 @@ def test_the_scan_window_rotates_so_a_long_gap_never_hides_later_days() -> None:
     assert second == [date(2026, 1, 6), date(2026, 1, 7), date(2026, 1, 8), date(2026, 1, 9)]
     third = scanner.candidate_dates(job, known, 4, after=second[-1])
     assert third == [date(2026, 1, 10), date(2026, 1, 1), date(2026, 1, 2), date(2026, 1, 4)]
+
+
+async def test_a_marker_rewritten_after_loading_reloads_the_day_with_the_late_events(
+    client: httpx.AsyncClient, worker: Any, transform: FakeTransform, aws: Any, runtime: Runtime
+) -> None:
+    s3 = await aws.get("s3")
+    job_id = (await client.post("/v1/jobs", json=job_body(end_date=D1.isoformat()))).json()["id"]
+    await put_day(s3, runtime.settings, D1, beacon_events(D1, {"ad-1": (3, 1)}))
+    runs = await wait_states(client, job_id, {D1.isoformat(): "loaded"})
+    assert runs[D1.isoformat()]["rows_loaded"] == 4
+
+    # Late events for the day: ingest archives them and rewrites the marker; the day is loaded again, exactly.
+    await put_day(s3, runtime.settings, D1, beacon_events(D1, {"ad-1": (3, 1), "ad-2": (5, 2)}))
+
+    async def _reloaded() -> dict | None:
+        runs = (await client.get(f"/v1/jobs/{job_id}/runs")).json()
+        run = runs[0]
+        return run if run["state"] == "loaded" and run["rows_loaded"] == 11 else None
+
+    await wait_until(_reloaded, timeout=30, message="the day was not reloaded with its late events")
+    history = (await client.get(f"/v1/jobs/{job_id}/history")).json()
+    assert [e["event"] for e in history].count("reload") == 1

@@ -155,12 +155,16 @@ async def warehouse_count(
 
 
 @router.get(
-    "/advertising/traffic/{ad_id}", tags=["traffic"], summary="Per-day traffic of an ad", response_model=TrafficSeries
+    "/advertising/traffic/{ad_id}",
+    tags=["traffic"],
+    summary="Per-day traffic of an ad (needs read)",
+    response_model=TrafficSeries,
 )
 async def ad_traffic(
     ad_id: str,
     settings: SettingsDep,
     aws: AwsDep,
+    _: Reader,
     start: Annotated[date, Query(description="first day, YYYY-MM-DD")],
     end: Annotated[date, Query(description="last day, YYYY-MM-DD")],
 ) -> TrafficSeries:

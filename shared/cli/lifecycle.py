@@ -18,7 +18,7 @@ from rich.table import Table
 from shared.bootstrap import bootstrap as bootstrap_resources
 from shared.cli.config import SERVICES, CliSettings
 from shared.cli.mesh import Mesh, adopt_running_mesh_environment
-from shared.cli.setup_steps import ensure_admin_key, migrate
+from shared.cli.setup_steps import ensure_admin_key, ensure_poller_ingest_key, migrate
 
 # Wide enough for the URL table even when stderr is not a terminal (rich would assume 80 columns).
 console = Console(stderr=True, width=140)
@@ -36,6 +36,9 @@ def start_mesh(settings: CliSettings) -> tuple[Mesh, CliSettings, float]:
             asyncio.run(bootstrap_resources(effective))
             asyncio.run(migrate(effective))
             key_path, created = asyncio.run(ensure_admin_key(effective))
+            # The poller posts meter reads to ingest with its own ingest:write key, handed over in its environment.
+            poller_key = asyncio.run(ensure_poller_ingest_key(effective))
+            mesh.secret_env["poller"] = {"HEADWATER_INGEST_API_KEY": poller_key}
         if created:
             console.print(f"[green]created a local admin API key[/] in [bold]{key_path}[/] (mode 0600)")
         else:

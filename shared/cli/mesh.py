@@ -91,6 +91,8 @@ class Mesh:
         self.settings = settings
         self.children: list[Child] = []
         self.env: dict[str, str] = {}
+        # Per-service secrets: given only to that service's processes, never written to the runtime file.
+        self.secret_env: dict[str, dict[str, str]] = {}
         self.echo = echo
         self.logs_dir = settings.home / "logs"
 
@@ -104,7 +106,7 @@ class Mesh:
             stdout=log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env={**os.environ, **self.env},
+            env={**os.environ, **self.env, **self.secret_env.get(name.removesuffix("-worker"), {})},
             preexec_fn=_die_with_parent,
             cwd=os.getcwd(),
         )

@@ -6,8 +6,8 @@ import importlib
 import os
 from pathlib import Path
 
-from shared.auth import ApiKey, create_api_key
-from shared.cli.config import SERVICES, CliSettings, read_admin_key
+from shared.auth import ApiKey, KeyVerifier, create_api_key
+from shared.cli.config import SERVICES, CliSettings
 from shared.db import create_engine, create_tables, session_factory
 
 
@@ -43,22 +43,41 @@ async def new_api_key(settings: CliSettings, scopes: list[str], name: str = "") 
         await engine.dispose()
 
 
-async def ensure_admin_key(settings: CliSettings) -> tuple[Path, bool]:
-    """Create the local admin key on first start; return (where it is kept, whether it was created)."""
-    from shared.auth import KeyVerifier
-
-    existing = read_admin_key(settings)
+async def ensure_local_key(settings: CliSettings, path: Path, scopes: list[str], name: str) -> tuple[str, bool]:
+    """Return the key kept in ``path`` (mode 0600) if it still verifies, else create one; also say if created."""
+    existing = _read_key(path)
     if existing:
         engine = create_engine(settings)
         try:
-            if await KeyVerifier(session_factory(engine)).verify(existing):
-                return settings.admin_key_file, False
+            principal = await KeyVerifier(session_factory(engine)).verify(existing)
         finally:
             await engine.dispose()
-    key = await new_api_key(settings, ["admin"], name="local admin (headwater up)")
-    path = settings.admin_key_file
+        if principal is not None and principal.scopes == frozenset(scopes):
+            return existing, False
+    key = await new_api_key(settings, scopes, name=name)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(key + "\n")
-    return path, True
+    return key, True
+
+
+def _read_key(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        return ""
+
+
+async def ensure_admin_key(settings: CliSettings) -> tuple[Path, bool]:
+    """Create the local admin key on first start; return (where it is kept, whether it was created)."""
+    _, created = await ensure_local_key(settings, settings.admin_key_file, ["admin"], "local admin (headwater up)")
+    return settings.admin_key_file, created
+
+
+async def ensure_poller_ingest_key(settings: CliSettings) -> str:
+    """Return the ingest:write key the local poller posts meter reads with (kept beside the admin key)."""
+    key, _ = await ensure_local_key(
+        settings, settings.home / "poller-ingest.key", ["ingest:write"], "poller -> ingest (headwater up)"
+    )
+    return key

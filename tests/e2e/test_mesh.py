@@ -56,6 +56,12 @@ def test_up_starts_every_service_and_worker_ready(mesh: RunningMesh) -> None:
         assert any(f"services.{service}.app:create_app" in c for c in commands), service
     assert any("moto.server" in c for c in commands)
     assert sum("arq" in c and "WorkerSettings" in c for c in commands) >= 3
+    # The poller's ingest:write key reaches only the poller's processes, and is not in the runtime file.
+    with_key = {
+        " ".join(_cmdline(pid)) for pid in mesh.child_pids if b"HEADWATER_INGEST_API_KEY=hw_" in _environ(pid)
+    }
+    assert with_key and all("services.poller" in c for c in with_key)
+    assert "INGEST_API_KEY" not in (mesh.data_dir / "mesh.json").read_text()
 
 
 def test_keys_create_prints_only_the_key_and_it_authenticates(mesh: RunningMesh) -> None:
@@ -125,6 +131,14 @@ def test_sigterm_stops_everything_and_leaves_no_process(mesh: RunningMesh) -> No
     wait_until_sync(lambda: not any(alive(pid) for pid in children), timeout=15, message="children still alive")
     assert time.monotonic() - started < 60
     assert not (mesh.data_dir / "mesh.json").exists()
+
+
+def _environ(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as handle:
+            return handle.read()
+    except OSError:
+        return b""
 
 
 def _cmdline(pid: int) -> list[str]:

@@ -266,7 +266,11 @@ def moto_server() -> Iterator[str]:
         yield endpoint
     finally:
         moto.terminate()
-        moto.wait(10)
+        try:
+            moto.wait(30)
+        except subprocess.TimeoutExpired:  # a big emulator heap can take long to exit
+            moto.kill()
+            moto.wait(10)
 
 
 def _free_port() -> int:
@@ -294,6 +298,7 @@ def main() -> None:
         print(json.dumps(figures), file=sys.stderr)
         with moto_server() as endpoint:
             figures.update(asyncio.run(bench_replay(replay_records, workdir / "replay", endpoint)))
+            print(json.dumps(figures), file=sys.stderr)  # kept even if tearing the emulator down fails
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print(json.dumps(figures))

@@ -21,6 +21,10 @@ class CliSettings(HeadwaterSettings):
     replay_port: int = SERVICE_PORTS["replay"]
     poller_port: int = SERVICE_PORTS["poller"]
     startup_timeout_s: float = 60.0
+    # Locally the poller reads a simulated fleet of Rainforest Eagles (0 disables it: the poller then talks to
+    # the real Rainforest cloud). Its registration records are written to <data_dir>/simulated-devices.jl.
+    simulated_devices: int = 200
+    simulator_port: int = 8090
 
     def port(self, service: str) -> int:
         """Return the port of ``service``."""
@@ -34,6 +38,11 @@ class CliSettings(HeadwaterSettings):
     def home(self) -> Path:
         """Return the absolute data directory (spool, SQLite, logs, warehouse, admin key)."""
         return self.data_dir.resolve()
+
+    @property
+    def simulated_devices_file(self) -> Path:
+        """Return where the simulated fleet's registration records (with credentials) are kept."""
+        return self.home / "simulated-devices.jl"
 
     @property
     def admin_key_file(self) -> Path:

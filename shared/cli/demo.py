@@ -241,6 +241,41 @@ class Demo:
             return runs
         return None
 
+    async def register_simulated_meters(self, limit: int) -> list[str]:
+        """Register up to ``limit`` meters of the local simulated fleet with the poller; return their cloud ids."""
+        path = self.settings.simulated_devices_file
+        if not path.exists():
+            return []
+        fleet = [json.loads(line) for line in path.read_text().splitlines() if line]
+        devices = [
+            {k: d[k] for k in ("cloud_id", "owner_email", "eagle_password")} for d in fleet if d.get("mode") == "ok"
+        ][:limit]
+        url = f"{self.url('poller')}/v1/devices"
+        await self._json("POST", url, 201, params={"upsert": "true"}, json={"devices": devices})
+        return [d["cloud_id"] for d in devices]
+
+    async def meters_read(self, cloud_ids: list[str]) -> bool:
+        """Return whether the poller holds a latest reading for every meter."""
+        for cloud_id in cloud_ids:
+            response = await self.http.get(f"{self.url('poller')}/v1/devices/{cloud_id}/latest")
+            if response.status_code != 200:
+                return False
+        return True
+
+    async def archived_meters(self, cloud_ids: list[str]) -> bool:
+        """Return whether today's archive holds meter reads of every meter (posted by the poller to ingest)."""
+        s3 = await self.aws.get("s3")
+        bucket = self.settings.bucket("raw")
+        today = datetime.now(UTC).date().isoformat()
+        seen: set[str] = set()
+        paginator = s3.get_paginator("list_objects_v2")
+        async for page in paginator.paginate(Bucket=bucket, Prefix=f"meter_read/dt={today}/"):
+            for obj in page.get("Contents", []):
+                if obj["Key"].endswith(".json.gz"):
+                    body = await (await s3.get_object(Bucket=bucket, Key=obj["Key"]))["Body"].read()
+                    seen.update(json.loads(line)["cloud_id"] for line in gzip.decompress(body).splitlines() if line)
+        return set(cloud_ids) <= seen
+
     async def replay(self, plan: DemoPlan) -> dict[str, Any]:
         """Replay the demo's beacon days to the replay stream and wait for the job to succeed."""
         start = datetime(plan.days[0].year, plan.days[0].month, plan.days[0].day, tzinfo=UTC)
@@ -372,6 +407,14 @@ async def run_demo(settings: CliSettings, *, events: int, meter_reads: int, step
             await poll(replayed, step_timeout, "replayed records missing from the replay stream")
             return f"{emitted} records replayed to {settings.stream('replay')} with _replay annotations"
 
+        async def step_poller() -> str:
+            cloud_ids = await demo.register_simulated_meters(50)
+            if not cloud_ids:
+                return "skipped: no simulated fleet (HEADWATER_SIMULATED_DEVICES=0)"
+            await poll(lambda: demo.meters_read(cloud_ids), step_timeout, "the poller has no reading for some meters")
+            await poll(lambda: demo.archived_meters(cloud_ids), step_timeout, "poller reads did not reach the archive")
+            return f"{len(cloud_ids)} simulated Eagles polled every 6 s; their reads posted to ingest and archived"
+
         steps: list[tuple[str, Callable[[], Awaitable[str]]]] = [
             ("create load jobs", step_jobs),
             ("send beacons (loadgen) and meter reads", step_send),
@@ -380,6 +423,7 @@ async def run_demo(settings: CliSettings, *, events: int, meter_reads: int, step
             ("transform + load warehouse", step_warehouse),
             ("traffic API (DynamoDB)", step_traffic),
             ("replay to Kinesis", step_replay),
+            ("poller: simulated meters -> ingest", step_poller),
         ]
         ok = True
         for name, step in steps:

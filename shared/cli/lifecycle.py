@@ -6,7 +6,6 @@ import asyncio
 import json
 import signal
 import sys
-import threading
 import time
 from typing import Annotated, Any
 
@@ -38,11 +37,12 @@ def start_mesh(settings: CliSettings) -> tuple[Mesh, CliSettings, float]:
             key_path, created = asyncio.run(ensure_admin_key(effective))
             # The poller posts meter reads to ingest with its own ingest:write key, handed over in its environment.
             poller_key = asyncio.run(ensure_poller_ingest_key(effective))
-            mesh.secret_env["poller"] = {"HEADWATER_INGEST_API_KEY": poller_key}
+            mesh.secret_env.setdefault("poller", {})["HEADWATER_INGEST_API_KEY"] = poller_key
         if created:
             console.print(f"[green]created a local admin API key[/] in [bold]{key_path}[/] (mode 0600)")
         else:
             console.print(f"local admin API key: [bold]{key_path}[/]")
+        mesh.start_device_simulator()
         mesh.start_services()
         with console.status("waiting for every service and worker to be ready"):
             mesh.wait_ready(effective.startup_timeout_s)
@@ -82,9 +82,27 @@ def collect_status(settings: CliSettings) -> list[dict[str, Any]]:
     return rows
 
 
-def _install_stop_signals(stop: threading.Event) -> None:
+class StopRequest:
+    """Set by a signal handler, read by the supervisor loop.
+
+    A plain attribute on purpose: a handler runs on the main thread between bytecodes, so taking a lock there
+    (threading.Event.set) deadlocks when the main thread already holds it inside Event.wait.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``, waking early on a stop request; return whether one came."""
+        deadline = time.monotonic() + seconds
+        while not self.requested and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.requested
+
+
+def _install_stop_signals(stop: StopRequest) -> None:
     def _handler(_signum: int, _frame: object) -> None:
-        stop.set()
+        stop.requested = True
 
     signal.signal(signal.SIGTERM, _handler)
     signal.signal(signal.SIGINT, _handler)
@@ -94,7 +112,7 @@ def _install_stop_signals(stop: threading.Event) -> None:
 def up() -> None:
     """Start the whole mesh on embedded defaults; stop everything on Ctrl-C or SIGTERM."""
     settings = CliSettings()
-    stop = threading.Event()
+    stop = StopRequest()
     _install_stop_signals(stop)
     mesh, effective, took = start_mesh(settings)
     console.print(service_table(effective, mesh))

@@ -175,6 +175,38 @@ class Mesh:
         """Return the file describing the running mesh's endpoints (removed when it stops)."""
         return runtime_file(self.settings)
 
+    def start_device_simulator(self) -> None:
+        """Serve a fleet of simulated Eagles for the local poller (when ``simulated_devices`` > 0)."""
+        count = self.settings.simulated_devices
+        if count <= 0:
+            return
+        url = f"http://{self.settings.host}:{self.settings.simulator_port}"
+        argv = [
+            sys.executable,
+            "-m",
+            "shared.cli.main",
+            "simulate-devices",
+            "--count",
+            str(count),
+            "--host",
+            self.settings.host,
+            "--port",
+            str(self.settings.simulator_port),
+            "--export",
+            str(self.settings.simulated_devices_file),
+        ]
+        self._spawn("device-simulator", "infra", argv)
+        self.secret_env.setdefault("poller", {})["HEADWATER_EAGLE_BASE_URL"] = url
+        self._wait(lambda: self._listening(self.settings.host, self.settings.simulator_port), "device simulator", 30)
+
+    @staticmethod
+    def _listening(host: str, port: int) -> bool:
+        import socket
+
+        with socket.socket() as sock:
+            sock.settimeout(0.5)
+            return sock.connect_ex((host, port)) == 0
+
     def start_services(self) -> None:
         """Start each service's API and, where it has one, its arq worker."""
         root = Path(__file__).resolve().parents[2]

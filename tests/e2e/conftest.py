@@ -76,6 +76,8 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningMesh]:
         "HEADWATER_DATA_DIR": str(data_dir),
         "HEADWATER_REDIS_URL": redis_url,
         "HEADWATER_MOTO_PORT": str(free_port()),
+        "HEADWATER_SIMULATOR_PORT": str(free_port()),
+        "HEADWATER_SIMULATED_DEVICES": "60",
         "HEADWATER_LOG_LEVEL": "INFO",
     }
     urls = {}

@@ -109,6 +109,9 @@ def test_events_travel_through_every_hop_exactly(mesh: RunningMesh) -> None:
 
     # The traffic API agrees with what was sent, ad by ad.
     key = (mesh.data_dir / "admin.key").read_text().strip()
+    # The poller read the simulated meters the demo registered (their reads reaching the archive is a demo step).
+    devices = httpx.get(f"{mesh.urls['poller']}/v1/devices", headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    assert len(devices.json()["devices"]) == 50
     per_ad: dict[str, list[int]] = {}
     for event in sent.values():
         per_ad.setdefault(event["ad_id"], [0, 0])[event["type"] == "click"] += 1
@@ -122,11 +125,14 @@ def test_events_travel_through_every_hop_exactly(mesh: RunningMesh) -> None:
         assert (series["totals"]["impressions"], series["totals"]["clicks"]) == (imps, clks)
 
 
-def test_sigterm_stops_everything_and_leaves_no_process(mesh: RunningMesh) -> None:
+def test_sigterm_then_ctrl_c_stops_everything_and_leaves_no_process(mesh: RunningMesh) -> None:
     children = descendants(mesh.process.pid) | mesh.child_pids
     assert children, "up should have child processes"
     started = time.monotonic()
+    # An impatient operator: SIGTERM, then Ctrl-C while the first stop is under way.
     mesh.process.send_signal(signal.SIGTERM)
+    time.sleep(0.2)  # not synchronisation: the second signal must land while the supervisor handles the first
+    mesh.process.send_signal(signal.SIGINT)
     assert mesh.process.wait(60) == 0
     wait_until_sync(lambda: not any(alive(pid) for pid in children), timeout=15, message="children still alive")
     assert time.monotonic() - started < 60

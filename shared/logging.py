@@ -45,6 +45,11 @@ def configure_logging(service: str, level: str = "INFO", json: bool = True) -> N
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level.upper())
+    # arq's command line installs its own plain-text handler on "arq"; route it through the root one instead,
+    # or every worker line is written twice (once as text, once as JSON).
+    arq_logger = logging.getLogger("arq")
+    arq_logger.handlers = []
+    arq_logger.propagate = True
     # Access logs carry client IPs; keep them off by default.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     for noisy in ("botocore", "aiobotocore", "urllib3", "asyncio"):

@@ -29,6 +29,7 @@ from rich.table import Table
 
 from shared.aws import AwsClients
 from shared.cli.config import CliSettings, read_admin_key
+from shared.kinesis import read_stream
 
 console = Console(stderr=True, width=140)
 
@@ -211,24 +212,10 @@ class Demo:
                 return False
         return True
 
-    async def stream_ids(self, stream: str, *, field_name: str = "event_id") -> list[dict[str, Any]]:
-        """Read every record of a Kinesis stream from the start."""
-        kinesis = await self.aws.get("kinesis")
-        records: list[dict[str, Any]] = []
-        shards = (await kinesis.list_shards(StreamName=stream))["Shards"]
-        for shard in shards:
-            iterator = (
-                await kinesis.get_shard_iterator(
-                    StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-                )
-            )["ShardIterator"]
-            while iterator:
-                page = await kinesis.get_records(ShardIterator=iterator, Limit=10_000)
-                records.extend(json.loads(r["Data"]) for r in page["Records"])
-                if not page["Records"] or page.get("MillisBehindLatest", 0) == 0:
-                    break
-                iterator = page.get("NextShardIterator")
-        return records
+    async def stream_ids(self, stream: str) -> list[dict[str, Any]]:
+        """Read every record of a Kinesis stream from the start, decoded."""
+        records = await read_stream(await self.aws.get("kinesis"), stream)
+        return [json.loads(record["Data"]) for record in records]
 
     async def runs_loaded(self, job_id: int, days: list[date]) -> list[dict[str, Any]] | None:
         """Return the job's runs once every day is loaded; raise when one failed."""

@@ -23,6 +23,7 @@ from shared.auth import ApiKey
 from shared.aws import AwsClients
 from shared.bootstrap import ensure_buckets, ensure_streams
 from shared.db import create_engine, create_tables, session_factory
+from shared.kinesis import read_stream
 from tests.helpers import free_port, wait_until
 
 
@@ -150,20 +151,5 @@ async def archived_records(aws: AwsClients, settings: IngestSettings, prefix: st
 
 async def stream_records(aws: AwsClients, settings: IngestSettings) -> list[dict[str, Any]]:
     """Return every record on the events stream as {data, partition_key}."""
-    kinesis = await aws.get("kinesis")
-    stream = settings.stream("events")
-    shards = (await kinesis.list_shards(StreamName=stream))["Shards"]
-    out: list[dict[str, Any]] = []
-    for shard in shards:
-        iterator = (
-            await kinesis.get_shard_iterator(
-                StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-            )
-        )["ShardIterator"]
-        while iterator:
-            response = await kinesis.get_records(ShardIterator=iterator, Limit=10000)
-            out.extend({"data": r["Data"], "partition_key": r["PartitionKey"]} for r in response["Records"])
-            if not response["Records"]:
-                break
-            iterator = response.get("NextShardIterator")
-    return out
+    records = await read_stream(await aws.get("kinesis"), settings.stream("events"))
+    return [{"data": r["Data"], "partition_key": r["PartitionKey"]} for r in records]

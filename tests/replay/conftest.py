@@ -25,6 +25,7 @@ from shared.auth import ApiKey
 from shared.aws import AwsClients
 from shared.bootstrap import ensure_streams
 from shared.db import create_engine, create_tables, session_factory
+from shared.kinesis import read_stream as read_stream_records
 from shared.redis import arq_redis_settings
 from tests.helpers import free_port, wait_until
 
@@ -63,22 +64,8 @@ async def put_archive(s3: Any, bucket: str, events: list[dict], name: str = "par
 
 async def read_stream(kinesis: Any, stream: str) -> list[dict]:
     """Return every record of ``stream`` (all shards) decoded, with its partition key and sequence number."""
-    out: list[dict] = []
-    shards = (await kinesis.list_shards(StreamName=stream))["Shards"]
-    for shard in shards:
-        it = (
-            await kinesis.get_shard_iterator(
-                StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-            )
-        )["ShardIterator"]
-        while it:
-            page = await kinesis.get_records(ShardIterator=it, Limit=10_000)
-            for r in page["Records"]:
-                out.append({"key": r["PartitionKey"], "seq": r["SequenceNumber"], "data": orjson.loads(r["Data"])})
-            if not page["Records"]:
-                break
-            it = page.get("NextShardIterator")
-    return out
+    records = await read_stream_records(kinesis, stream)
+    return [{"key": r["PartitionKey"], "seq": r["SequenceNumber"], "data": orjson.loads(r["Data"])} for r in records]
 
 
 @pytest.fixture

@@ -57,9 +57,7 @@ def test_up_starts_every_service_and_worker_ready(mesh: RunningMesh) -> None:
     assert any("moto.server" in c for c in commands)
     assert sum("arq" in c and "WorkerSettings" in c for c in commands) >= 3
     # The poller's ingest:write key reaches only the poller's processes, and is not in the runtime file.
-    with_key = {
-        " ".join(_cmdline(pid)) for pid in mesh.child_pids if b"HEADWATER_INGEST_API_KEY=hw_" in _environ(pid)
-    }
+    with_key = {" ".join(_cmdline(pid)) for pid in mesh.child_pids if b"HEADWATER_INGEST_API_KEY=hw_" in _environ(pid)}
     assert with_key and all("services.poller" in c for c in with_key)
     assert "INGEST_API_KEY" not in (mesh.data_dir / "mesh.json").read_text()
 

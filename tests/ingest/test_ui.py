@@ -7,21 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser import ARTIFACTS, CHROMIUM, LAUNCH_ARGS
 from tests.helpers import wait_until
 from tests.ingest.conftest import Ingest
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-LAUNCH_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed")

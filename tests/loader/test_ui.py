@@ -8,11 +8,11 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.browser import CHROMIUM, LAUNCH_ARGS
 from tests.helpers import wait_until
 from tests.loader.fake_transform import FakeTransform, beacon_events, put_day
 from tests.loader.test_lifecycle import D1, job_body
 
-CHROMIUM = os.environ.get("HEADWATER_CHROMIUM", "/usr/bin/chromium")
 playwright_api = pytest.importorskip("playwright.async_api", reason="playwright is not installed (extra: browser)")
 pytestmark = [
     pytest.mark.browser,
@@ -37,14 +37,7 @@ async def test_the_page_shows_the_calendar_and_pause_changes_the_state(
     async with playwright_api.async_playwright() as pw:
         browser = await pw.chromium.launch(
             executable_path=CHROMIUM,
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--no-first-run",
-            ],
+            args=LAUNCH_ARGS,
         )
         try:
             page = await browser.new_page()
@@ -102,14 +95,7 @@ async def test_the_retry_button_loads_a_failed_date(
     async with playwright_api.async_playwright() as pw:
         browser = await pw.chromium.launch(
             executable_path=CHROMIUM,
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--no-first-run",
-            ],
+            args=LAUNCH_ARGS,
         )
         try:
             page = await browser.new_page()

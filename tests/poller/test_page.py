@@ -15,21 +15,11 @@ from services.poller.settings import PollerSettings
 from services.poller.simulator import SimulatedFleet, simulator_server
 from shared.auth import create_api_key
 from shared.db import create_tables
+from tests.browser import ARTIFACTS, CHROMIUM, LAUNCH_ARGS
 from tests.helpers import free_port, wait_until
 from tests.poller.conftest import device_record
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-LAUNCH_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 
 
 async def _started(server: Any) -> bool:

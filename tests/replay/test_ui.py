@@ -6,9 +6,9 @@ import shutil
 
 import pytest
 
+from tests.browser import CHROMIUM, LAUNCH_ARGS
 from tests.replay.conftest import make_event, put_archive
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.browser
 
 
@@ -20,14 +20,7 @@ async def page():
     async with playwright_api.async_playwright() as pw:
         browser = await pw.chromium.launch(
             executable_path=CHROMIUM,
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--no-first-run",
-            ],
+            args=LAUNCH_ARGS,
         )
         yield await browser.new_page()
         await browser.close()

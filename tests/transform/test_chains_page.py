@@ -15,9 +15,9 @@ import uvicorn
 
 from services.transform.app import create_app
 from services.transform.settings import TransformSettings
+from tests.browser import CHROMIUM
 from tests.helpers import free_port, wait_until
 
-CHROMIUM = "/usr/bin/chromium"
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(importlib.util.find_spec("playwright") is None, reason="playwright is not installed"),
@@ -57,9 +57,17 @@ async def test_dag_page_draws_the_tasks_of_a_finished_chain(
     key = admin_headers["Authorization"].removeprefix("Bearer ")
 
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--no-first-run"])
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+            ],
+        )
         page = await browser.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))

@@ -31,7 +31,7 @@ from shared.aws import AwsClients
 from shared.cli.config import CliSettings, read_admin_key
 from shared.kinesis import read_stream
 
-console = Console(stderr=True, width=140)
+console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
 
 
 class DemoFailure(Exception):

@@ -20,7 +20,7 @@ from shared.cli.mesh import Mesh, adopt_running_mesh_environment
 from shared.cli.setup_steps import ensure_admin_key, ensure_poller_ingest_key, migrate
 
 # Wide enough for the URL table even when stderr is not a terminal (rich would assume 80 columns).
-console = Console(stderr=True, width=140)
+console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
 
 
 def start_mesh(settings: CliSettings) -> tuple[Mesh, CliSettings, float]:

@@ -105,10 +105,13 @@ async def running_worker(settings: TransformSettings) -> AsyncIterator[Worker]:
     worker = make_worker(settings, burst=False, consume=True)
     task = asyncio.create_task(worker.async_run())
     yield worker
-    await worker.close()
+    # Stop the run loop first, then close: a job still finishing is cancelled by arq, which surfaces here as
+    # CancelledError and is expected at teardown.
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+    with contextlib.suppress(asyncio.CancelledError):
+        await worker.close()
 
 
 @pytest.fixture

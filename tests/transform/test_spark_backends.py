@@ -64,10 +64,11 @@ async def spark_worker(settings: TransformSettings) -> AsyncIterator[Any]:
 
     yield _start
     for worker, task in workers:
-        await worker.close()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker.close()
 
 
 @pytest.fixture
@@ -161,7 +162,10 @@ async def test_without_a_cluster_emr_runs_a_transient_cluster_with_the_step(
 
     assert isinstance(outcome, TransformFailed)
     emr = await aws.get("emr")
-    [cluster] = (await emr.list_clusters())["Clusters"]
+    # One transient cluster per attempt: a retried attempt may have started a second one before the outcome.
+    clusters = (await emr.list_clusters())["Clusters"]
+    assert 1 <= len(clusters) <= settings.max_tries
+    cluster = clusters[-1]
     described = (await emr.describe_cluster(ClusterId=cluster["Id"]))["Cluster"]
     assert described["Name"].startswith("headwater-ad_events-v1-2026-11-24")
     assert described["LogUri"] == "s3://hw-logs/emr/"

@@ -101,13 +101,19 @@ def child_ours(src: str, workdir: str) -> None:
     cpu = _cpu()
     started = time.perf_counter()
     result = transform_sources(
-        schema, [(src, lambda: open(src, "rb"))], dt=date.fromisoformat(DT), workdir=Path(workdir),
+        schema,
+        [(src, lambda: open(src, "rb"))],
+        dt=date.fromisoformat(DT),
+        workdir=Path(workdir),
         options=EngineOptions(),
     )
     seconds = time.perf_counter() - started
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "rows": result.rows_out, "bad": result.rows_bad, "rss_mib": rss,
-                      "cpu_s": _cpu() - cpu}))
+    print(
+        json.dumps(
+            {"seconds": seconds, "rows": result.rows_out, "bad": result.rows_bad, "rss_mib": rss, "cpu_s": _cpu() - cpu}
+        )
+    )
 
 
 def child_duckdb(src: str, workdir: str) -> None:
@@ -131,7 +137,9 @@ def child_duckdb(src: str, workdir: str) -> None:
 
 def _child(kind: str, src: Path, workdir: Path) -> dict[str, float]:
     out = subprocess.run(
-        [sys.executable, __file__, "--child", kind, str(src), str(workdir)], check=True, capture_output=True,
+        [sys.executable, __file__, "--child", kind, str(src), str(workdir)],
+        check=True,
+        capture_output=True,
         text=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -155,26 +163,36 @@ def main() -> None:
         started = time.perf_counter()
         if not src.exists():
             records = generate(src, target)
-            print(f"generated {records} records ({target >> 20} MiB JSON, {src.stat().st_size >> 20} MiB gzip) "
-                  f"in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+            print(
+                f"generated {records} records ({target >> 20} MiB JSON, {src.stat().st_size >> 20} MiB gzip) "
+                f"in {time.perf_counter() - started:.1f}s",
+                file=sys.stderr,
+            )
         duck = _child("duckdb", src, Path(tmp))
         ours = _child("ours", src, Path(tmp))
         if duck["rows"] != ours["rows"]:
             raise SystemExit(f"row counts differ: duckdb {duck['rows']} ours {ours['rows']}")
         ours_rate = ours["rows"] / ours["seconds"]
         duck_rate = duck["rows"] / duck["seconds"]
-        print(f"rows {ours['rows']}: ours {ours['seconds']:.2f}s wall {ours['cpu_s']:.2f}s cpu "
-              f"({ours['rss_mib']:.0f} MiB), duckdb {duck['seconds']:.2f}s wall {duck['cpu_s']:.2f}s cpu "
-              f"({duck['rss_mib']:.0f} MiB)", file=sys.stderr)
-        print(json.dumps({
-            "ratio_vs_duckdb": round(ours_rate / duck_rate, 3),
-            "peak_rss_mib": round(ours["rss_mib"], 1),
-            "rows_per_s": round(ours_rate),
-            "duckdb_rows_per_s": round(duck_rate),
-            "rows": ours["rows"],
-            "duckdb_peak_rss_mib": round(duck["rss_mib"], 1),
-            "cpu_ratio_vs_duckdb": round(ours["cpu_s"] / duck["cpu_s"], 3),
-        }))
+        print(
+            f"rows {ours['rows']}: ours {ours['seconds']:.2f}s wall {ours['cpu_s']:.2f}s cpu "
+            f"({ours['rss_mib']:.0f} MiB), duckdb {duck['seconds']:.2f}s wall {duck['cpu_s']:.2f}s cpu "
+            f"({duck['rss_mib']:.0f} MiB)",
+            file=sys.stderr,
+        )
+        print(
+            json.dumps(
+                {
+                    "ratio_vs_duckdb": round(ours_rate / duck_rate, 3),
+                    "peak_rss_mib": round(ours["rss_mib"], 1),
+                    "rows_per_s": round(ours_rate),
+                    "duckdb_rows_per_s": round(duck_rate),
+                    "rows": ours["rows"],
+                    "duckdb_peak_rss_mib": round(duck["rss_mib"], 1),
+                    "cpu_ratio_vs_duckdb": round(ours["cpu_s"] / duck["cpu_s"], 3),
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

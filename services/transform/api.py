@@ -62,8 +62,9 @@ async def _schema_text(request: Request) -> str:
         except orjson.JSONDecodeError as exc:
             raise UnprocessableError("body is not JSON", details=[{"field": "body", "reason": str(exc)}]) from exc
         if not isinstance(payload, dict) or not isinstance(payload.get("yaml"), str):
-            raise UnprocessableError("send {\"yaml\": \"...\"} or the YAML itself",
-                                     details=[{"field": "yaml", "reason": "missing"}])
+            raise UnprocessableError(
+                'send {"yaml": "..."} or the YAML itself', details=[{"field": "yaml", "reason": "missing"}]
+            )
         return payload["yaml"]
     try:
         return body.decode()
@@ -74,7 +75,7 @@ async def _schema_text(request: Request) -> str:
 @router.post(
     "/v1/schemas",
     summary="Register a schema version",
-    description="Upload a schema YAML (as `application/yaml`, or JSON `{\"yaml\": ...}`). Versions are immutable: "
+    description='Upload a schema YAML (as `application/yaml`, or JSON `{"yaml": ...}`). Versions are immutable: '
     "the same document again answers 200, a different one under an existing version 409. An invalid schema "
     "answers 422 with the line and the reason.",
     response_model=SchemaRead,
@@ -84,38 +85,59 @@ async def _schema_text(request: Request) -> str:
     openapi_extra=_SCHEMA_BODY,
 )
 async def upload_schema(
-    request: Request, response: Response, session: SessionDep, aws: AwsDep, settings: SettingsDep,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    aws: AwsDep,
+    settings: SettingsDep,
     _principal: AdminScope,
 ) -> SchemaRead:
     text = await _schema_text(request)
-    row, created = await registry.register_schema(
-        session=session, s3=await aws.get("s3"), settings=settings, text=text
-    )
+    row, created = await registry.register_schema(session=session, s3=await aws.get("s3"), settings=settings, text=text)
     if not created:
         response.status_code = status.HTTP_200_OK
     return registry.read_model(row, settings)
 
 
-@router.get("/v1/schemas", summary="List schema versions", response_model=SchemaList, tags=["schemas"],
-            responses=ERROR_RESPONSES)
+@router.get(
+    "/v1/schemas",
+    summary="List schema versions",
+    response_model=SchemaList,
+    tags=["schemas"],
+    responses=ERROR_RESPONSES,
+)
 async def list_schemas(
-    session: SessionDep, settings: SettingsDep, _principal: ReadScope,
+    session: SessionDep,
+    settings: SettingsDep,
+    _principal: ReadScope,
     name: Annotated[str | None, Query(description="only this table")] = None,
 ) -> SchemaList:
     rows = await registry.list_schemas(session=session, name=name)
     return SchemaList(items=[registry.summary(row, settings) for row in rows])
 
 
-@router.get("/v1/schemas/{name}/{version}", summary="Get one schema version", response_model=SchemaRead,
-            tags=["schemas"], responses=ERROR_RESPONSES)
-async def get_schema(name: str, version: int, session: SessionDep, settings: SettingsDep,
-                     _principal: ReadScope) -> SchemaRead:
+@router.get(
+    "/v1/schemas/{name}/{version}",
+    summary="Get one schema version",
+    response_model=SchemaRead,
+    tags=["schemas"],
+    responses=ERROR_RESPONSES,
+)
+async def get_schema(
+    name: str, version: int, session: SessionDep, settings: SettingsDep, _principal: ReadScope
+) -> SchemaRead:
     row = await registry.get_schema_row(session=session, name=name, version=version)
     return registry.read_model(row, settings)
 
 
-@router.post("/v1/transforms", summary="Start transform runs", response_model=TransformList,
-             status_code=status.HTTP_202_ACCEPTED, tags=["transforms"], responses=ERROR_RESPONSES)
+@router.post(
+    "/v1/transforms",
+    summary="Start transform runs",
+    response_model=TransformList,
+    status_code=status.HTTP_202_ACCEPTED,
+    tags=["transforms"],
+    responses=ERROR_RESPONSES,
+)
 async def create_transforms(
     body: TransformCreate, request: Request, session: SessionDep, settings: SettingsDep, _principal: AdminScope
 ) -> TransformList:
@@ -123,10 +145,17 @@ async def create_transforms(
     return TransformList(items=[runs.to_read(run, settings) for run in created])
 
 
-@router.get("/v1/transforms", summary="List transform runs", response_model=TransformList, tags=["transforms"],
-            responses=ERROR_RESPONSES)
+@router.get(
+    "/v1/transforms",
+    summary="List transform runs",
+    response_model=TransformList,
+    tags=["transforms"],
+    responses=ERROR_RESPONSES,
+)
 async def list_transforms(
-    session: SessionDep, settings: SettingsDep, _principal: ReadScope,
+    session: SessionDep,
+    settings: SettingsDep,
+    _principal: ReadScope,
     table: Annotated[str | None, Query(description="only this table")] = None,
     state: Annotated[str | None, Query(description="queued, running, succeeded or failed")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -135,17 +164,29 @@ async def list_transforms(
     return TransformList(items=[runs.to_read(run, settings) for run in rows])
 
 
-@router.get("/v1/transforms/{transform_id}", summary="Get a transform run", response_model=TransformRead,
-            tags=["transforms"], responses=ERROR_RESPONSES)
-async def get_transform(transform_id: str, session: SessionDep, settings: SettingsDep,
-                        _principal: ReadScope) -> TransformRead:
+@router.get(
+    "/v1/transforms/{transform_id}",
+    summary="Get a transform run",
+    response_model=TransformRead,
+    tags=["transforms"],
+    responses=ERROR_RESPONSES,
+)
+async def get_transform(
+    transform_id: str, session: SessionDep, settings: SettingsDep, _principal: ReadScope
+) -> TransformRead:
     return runs.to_read(await runs.get_run(session=session, run_id=transform_id), settings)
 
 
-@router.get("/v1/transforms/{transform_id}/logs", summary="Get a transform run's engine logs",
-            response_model=TransformLogs, tags=["transforms"], responses=ERROR_RESPONSES)
-async def get_transform_logs(transform_id: str, session: SessionDep, settings: SettingsDep, aws: AwsDep,
-                             _principal: ReadScope) -> TransformLogs:
+@router.get(
+    "/v1/transforms/{transform_id}/logs",
+    summary="Get a transform run's engine logs",
+    response_model=TransformLogs,
+    tags=["transforms"],
+    responses=ERROR_RESPONSES,
+)
+async def get_transform_logs(
+    transform_id: str, session: SessionDep, settings: SettingsDep, aws: AwsDep, _principal: ReadScope
+) -> TransformLogs:
     run = await runs.get_run(session=session, run_id=transform_id)
     text = await fetch_logs(aws, settings, run) if run.engine != "local" else ""
     return TransformLogs(id=run.id, engine=run.engine, log_url=run.log_url, text=text)

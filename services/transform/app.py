@@ -37,8 +37,9 @@ def create_app(settings: TransformSettings | None = None) -> FastAPI:
             try:
                 try:
                     async with app.state.sessions() as session:
-                        await ensure_builtin_schemas(session=session, s3=await app.state.aws.get("s3"),
-                                                     settings=settings)
+                        await ensure_builtin_schemas(
+                            session=session, s3=await app.state.aws.get("s3"), settings=settings
+                        )
                 except Exception as exc:  # readiness reports the dependency; the app still starts
                     log.exception("builtin_schemas_failed", error=str(exc))
                 yield

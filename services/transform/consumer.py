@@ -28,8 +28,15 @@ async def handle_request_message(ctx: dict[str, Any], message: dict[str, Any]) -
     async with ctx["sessions"]() as session:
         run, created = await run_from_request(session=session, request=request)
     await enqueue_run(ctx["redis"], ctx["settings"], run.id)
-    log.info("transform_request_accepted", transform_id=run.id, table=run.table_name, dt=run.dt.isoformat(),
-             new=created, job_id=request.job_id, run_id=request.run_id)
+    log.info(
+        "transform_request_accepted",
+        transform_id=run.id,
+        table=run.table_name,
+        dt=run.dt.isoformat(),
+        new=created,
+        job_id=request.job_id,
+        run_id=request.run_id,
+    )
 
 
 async def consume_requests(ctx: dict[str, Any], stop: asyncio.Event) -> None:

@@ -246,8 +246,14 @@ def build_schema(
             partition["transform"] = base["transform"]
         columns.append(partition)
         sort_key = [base["name"]]
-    document = {"name": name, "version": version, "columns": columns, "partition_column": partition_column,
-                "sort_key": sort_key, "dist_key": None}
+    document = {
+        "name": name,
+        "version": version,
+        "columns": columns,
+        "partition_column": partition_column,
+        "sort_key": sort_key,
+        "dist_key": None,
+    }
     return parse_schema_yaml(yaml.safe_dump(document, sort_keys=False)), notes
 
 

@@ -28,8 +28,17 @@ from shared.queues import send_message
 log = get_logger(__name__)
 
 TRANSIENT_CODES = {
-    "SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "RequestTimeTooSkewed", "Throttling",
-    "ThrottlingException", "500", "502", "503", "504",
+    "SlowDown",
+    "InternalError",
+    "ServiceUnavailable",
+    "RequestTimeout",
+    "RequestTimeTooSkewed",
+    "Throttling",
+    "ThrottlingException",
+    "500",
+    "502",
+    "503",
+    "504",
 }
 
 
@@ -56,14 +65,31 @@ async def _execute(ctx: dict[str, Any], run: TransformRun) -> TransformRun:
     if run.engine != "local":
         return await run_spark_partition(ctx, run, schema)
     outcome = await asyncio.to_thread(
-        run_local_partition, ctx["s3_sync"], settings, schema=schema, source_bucket=run.source_bucket,
-        source_prefix=run.source_prefix, dt=run.dt, hour=run.hour, transform_id=run.id,
+        run_local_partition,
+        ctx["s3_sync"],
+        settings,
+        schema=schema,
+        source_bucket=run.source_bucket,
+        source_prefix=run.source_prefix,
+        dt=run.dt,
+        hour=run.hour,
+        transform_id=run.id,
     )
     return await save_run(
-        ctx, run, state="succeeded", rows_in=outcome.rows_in, rows_out=outcome.rows_out, rows_bad=outcome.rows_bad,
-        bytes_in=outcome.bytes_in, bytes_out=outcome.bytes_out, duration_s=outcome.duration_s,
-        manifest_key=outcome.manifest_key, bad_rows_key=outcome.bad_rows_key,
-        advertising_view_key=outcome.advertising_view_key, finished_at=utc_now(), error=None,
+        ctx,
+        run,
+        state="succeeded",
+        rows_in=outcome.rows_in,
+        rows_out=outcome.rows_out,
+        rows_bad=outcome.rows_bad,
+        bytes_in=outcome.bytes_in,
+        bytes_out=outcome.bytes_out,
+        duration_s=outcome.duration_s,
+        manifest_key=outcome.manifest_key,
+        bad_rows_key=outcome.bad_rows_key,
+        advertising_view_key=outcome.advertising_view_key,
+        finished_at=utc_now(),
+        error=None,
     )
 
 
@@ -91,15 +117,27 @@ async def send_outcome(ctx: dict[str, Any], run: TransformRun) -> None:
     message: LoadRequest | TransformFailed
     if run.state == "succeeded":
         message = LoadRequest(
-            job_id=run.job_id, run_id=run.loader_run_id, transform_id=run.id, table=run.table_name,
-            schema_version=run.schema_version, dt=run.dt, bucket=settings.bucket("curated"),
-            manifest_key=run.manifest_key or "", rows_in=run.rows_in or 0, rows_out=run.rows_out or 0,
-            rows_bad=run.rows_bad or 0, advertising_view_key=run.advertising_view_key,
+            job_id=run.job_id,
+            run_id=run.loader_run_id,
+            transform_id=run.id,
+            table=run.table_name,
+            schema_version=run.schema_version,
+            dt=run.dt,
+            bucket=settings.bucket("curated"),
+            manifest_key=run.manifest_key or "",
+            rows_in=run.rows_in or 0,
+            rows_out=run.rows_out or 0,
+            rows_bad=run.rows_bad or 0,
+            advertising_view_key=run.advertising_view_key,
         )
     else:
         message = TransformFailed(
-            job_id=run.job_id, run_id=run.loader_run_id, table=run.table_name, schema_version=run.schema_version,
-            dt=run.dt, error=run.error or "transform failed",
+            job_id=run.job_id,
+            run_id=run.loader_run_id,
+            table=run.table_name,
+            schema_version=run.schema_version,
+            dt=run.dt,
+            error=run.error or "transform failed",
         )
     await send_message(sqs, settings.queue("load-requests"), message)
 

@@ -78,9 +78,7 @@ class SchemaUpload(BaseModel):
 
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [
-                {"yaml": "name: clicks\nversion: 1\ncolumns:\n  - {name: event_id, type: varchar(64)}\n"}
-            ]
+            "examples": [{"yaml": "name: clicks\nversion: 1\ncolumns:\n  - {name: event_id, type: varchar(64)}\n"}]
         }
     )
 
@@ -97,8 +95,13 @@ class SchemaSummary(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
-                {"name": "ad_events", "version": 1, "sha256": "9f2c...", "created_at": "2026-11-25T12:00:00Z",
-                 "s3_uri": "s3://hw-curated/_schemas/ad_events/v1.yaml"}
+                {
+                    "name": "ad_events",
+                    "version": 1,
+                    "sha256": "9f2c...",
+                    "created_at": "2026-11-25T12:00:00Z",
+                    "s3_uri": "s3://hw-curated/_schemas/ad_events/v1.yaml",
+                }
             ]
         }
     )
@@ -182,15 +185,33 @@ class TransformRead(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
-                {"id": "4f1c2a9e0b7d4e21a3c5d6e7f8091a2b", "table": "ad_events", "version": 1, "dt": "2026-11-24",
-                 "hour": None, "engine": "local", "state": "succeeded", "source": "s3://hw-raw/beacon/dt=2026-11-24/",
-                 "attempts": 1, "rows_in": 1000, "rows_out": 998, "rows_bad": 2, "bytes_in": 420000,
-                 "bytes_out": 61000, "duration_s": 1.2, "engine_run_id": None, "engine_state": None,
-                 "engine_states": [], "log_url": None,
-                 "manifest_url": "s3://hw-curated/ad_events/v1/dt=2026-11-24/_manifest.json",
-                 "bad_rows_url": "s3://hw-bad-rows/ad_events/dt=2026-11-24/4f1c2a9e0b7d4e21a3c5d6e7f8091a2b.jsonl.gz",
-                 "error": None, "created_at": "2026-11-25T12:00:00Z", "started_at": "2026-11-25T12:00:01Z",
-                 "finished_at": "2026-11-25T12:00:02Z"}
+                {
+                    "id": "4f1c2a9e0b7d4e21a3c5d6e7f8091a2b",
+                    "table": "ad_events",
+                    "version": 1,
+                    "dt": "2026-11-24",
+                    "hour": None,
+                    "engine": "local",
+                    "state": "succeeded",
+                    "source": "s3://hw-raw/beacon/dt=2026-11-24/",
+                    "attempts": 1,
+                    "rows_in": 1000,
+                    "rows_out": 998,
+                    "rows_bad": 2,
+                    "bytes_in": 420000,
+                    "bytes_out": 61000,
+                    "duration_s": 1.2,
+                    "engine_run_id": None,
+                    "engine_state": None,
+                    "engine_states": [],
+                    "log_url": None,
+                    "manifest_url": "s3://hw-curated/ad_events/v1/dt=2026-11-24/_manifest.json",
+                    "bad_rows_url": "s3://hw-bad-rows/ad_events/dt=2026-11-24/4f1c2a9e0b7d4e21a3c5d6e7f8091a2b.jsonl.gz",
+                    "error": None,
+                    "created_at": "2026-11-25T12:00:00Z",
+                    "started_at": "2026-11-25T12:00:01Z",
+                    "finished_at": "2026-11-25T12:00:02Z",
+                }
             ]
         }
     )

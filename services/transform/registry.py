@@ -115,6 +115,9 @@ async def ensure_builtin_schemas(*, session: AsyncSession, s3: Any, settings: He
         row, created = await register_schema(session=session, s3=s3, settings=settings, text=text)
         if not created:
             await s3.put_object(
-                Bucket=settings.bucket("curated"), Key=schema_key(row.name, row.version), Body=row.yaml_text.encode(),
-                ContentType="application/yaml", Metadata={"sha256": row.sha256},
+                Bucket=settings.bucket("curated"),
+                Key=schema_key(row.name, row.version),
+                Body=row.yaml_text.encode(),
+                ContentType="application/yaml",
+                Metadata={"sha256": row.sha256},
             )

@@ -69,8 +69,10 @@ def run_local_partition(
     shutil.rmtree(workdir, ignore_errors=True)
     objects = raw_source_keys(s3, source_bucket, source_prefix, hour)
     sources = [
-        (f"s3://{source_bucket}/{item['Key']}",
-         lambda key=item["Key"]: s3.get_object(Bucket=source_bucket, Key=key)["Body"])
+        (
+            f"s3://{source_bucket}/{item['Key']}",
+            lambda key=item["Key"]: s3.get_object(Bucket=source_bucket, Key=key)["Body"],
+        )
         for item in objects
     ]
     staged: list[StagedPart] = []
@@ -89,8 +91,12 @@ def run_local_partition(
         bad_rows_key = None
         if result.bad_rows_path is not None:
             bad_rows_key = keys.bad_rows(transform_id)
-            s3.upload_file(str(result.bad_rows_path), bad_bucket, bad_rows_key,
-                           ExtraArgs={"ContentType": "application/x-ndjson", "ContentEncoding": "gzip"})
+            s3.upload_file(
+                str(result.bad_rows_path),
+                bad_bucket,
+                bad_rows_key,
+                ExtraArgs={"ContentType": "application/x-ndjson", "ContentEncoding": "gzip"},
+            )
         view_body = None
         if result.view is not None and hour is None:
             buffer = io.BytesIO()
@@ -98,8 +104,15 @@ def run_local_partition(
             view_body = buffer.getvalue()
         extension = "parquet" if options.output_format == "parquet" else "orc"
         publish_partition(
-            s3, curated_bucket=curated, bad_rows_bucket=bad_bucket, keys=keys, transform_id=transform_id,
-            staged=staged, extension=extension, view_body=view_body, bad_rows_key=bad_rows_key,
+            s3,
+            curated_bucket=curated,
+            bad_rows_bucket=bad_bucket,
+            keys=keys,
+            transform_id=transform_id,
+            staged=staged,
+            extension=extension,
+            view_body=view_body,
+            bad_rows_key=bad_rows_key,
             rows=result.rows_out,
         )
     finally:
@@ -117,6 +130,13 @@ def run_local_partition(
         advertising_view_key=keys.advertising_view if view_body is not None else None,
         duration_s=round(time.monotonic() - started, 3),
     )
-    log.info("partition_transformed", transform_id=transform_id, table=schema.name, dt=dt.isoformat(),
-             rows_in=outcome.rows_in, rows_out=outcome.rows_out, rows_bad=outcome.rows_bad)
+    log.info(
+        "partition_transformed",
+        transform_id=transform_id,
+        table=schema.name,
+        dt=dt.isoformat(),
+        rows_in=outcome.rows_in,
+        rows_out=outcome.rows_out,
+        rows_bad=outcome.rows_bad,
+    )
     return outcome

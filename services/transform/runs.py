@@ -27,15 +27,31 @@ def to_read(run: TransformRun, settings: HeadwaterSettings) -> TransformRead:
     """Shape a run for the API."""
     curated, bad = settings.bucket("curated"), settings.bucket("bad-rows")
     return TransformRead(
-        id=run.id, table=run.table_name, version=run.schema_version, dt=run.dt, hour=run.hour, engine=run.engine,
-        state=run.state, source=f"s3://{run.source_bucket}/{run.source_prefix}", attempts=run.attempts,
-        rows_in=run.rows_in, rows_out=run.rows_out, rows_bad=run.rows_bad, bytes_in=run.bytes_in,
-        bytes_out=run.bytes_out, duration_s=run.duration_s, engine_run_id=run.engine_run_id,
-        engine_state=run.engine_state, engine_states=[s for s in run.engine_states.split(",") if s],
+        id=run.id,
+        table=run.table_name,
+        version=run.schema_version,
+        dt=run.dt,
+        hour=run.hour,
+        engine=run.engine,
+        state=run.state,
+        source=f"s3://{run.source_bucket}/{run.source_prefix}",
+        attempts=run.attempts,
+        rows_in=run.rows_in,
+        rows_out=run.rows_out,
+        rows_bad=run.rows_bad,
+        bytes_in=run.bytes_in,
+        bytes_out=run.bytes_out,
+        duration_s=run.duration_s,
+        engine_run_id=run.engine_run_id,
+        engine_state=run.engine_state,
+        engine_states=[s for s in run.engine_states.split(",") if s],
         log_url=run.log_url,
         manifest_url=f"s3://{curated}/{run.manifest_key}" if run.manifest_key else None,
         bad_rows_url=f"s3://{bad}/{run.bad_rows_key}" if run.bad_rows_key else None,
-        error=run.error, created_at=run.created_at, started_at=run.started_at, finished_at=run.finished_at,
+        error=run.error,
+        created_at=run.created_at,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
     )
 
 
@@ -60,11 +76,18 @@ async def create_runs(
     for day in request.dates():
         bucket, prefix = split_source(request.source_path, day)
         if not prefix:
-            raise UnprocessableError("source_path needs a key prefix", details=[{"field": "source_path",
-                                                                                "reason": "no prefix"}])
+            raise UnprocessableError(
+                "source_path needs a key prefix", details=[{"field": "source_path", "reason": "no prefix"}]
+            )
         run = TransformRun(
-            id=uuid.uuid4().hex, table_name=request.table, schema_version=request.version, dt=day, hour=request.hour,
-            engine=request.engine, source_bucket=bucket, source_prefix=prefix,
+            id=uuid.uuid4().hex,
+            table_name=request.table,
+            schema_version=request.version,
+            dt=day,
+            hour=request.hour,
+            engine=request.engine,
+            source_bucket=bucket,
+            source_prefix=prefix,
         )
         session.add(run)
         runs.append(run)
@@ -80,9 +103,17 @@ async def run_from_request(*, session: AsyncSession, request: TransformRequest) 
     if existing is not None:
         return existing, False
     run = TransformRun(
-        id=request.id, request_id=request.id, job_id=request.job_id, loader_run_id=request.run_id,
-        table_name=request.table, schema_version=request.schema_version, dt=request.dt, hour=request.hour,
-        engine=request.engine, source_bucket=request.source_bucket, source_prefix=request.source_prefix,
+        id=request.id,
+        request_id=request.id,
+        job_id=request.job_id,
+        loader_run_id=request.run_id,
+        table_name=request.table,
+        schema_version=request.schema_version,
+        dt=request.dt,
+        hour=request.hour,
+        engine=request.engine,
+        source_bucket=request.source_bucket,
+        source_prefix=request.source_prefix,
     )
     session.add(run)
     await session.commit()
@@ -126,6 +157,10 @@ async def save_run(ctx: dict[str, Any], run: TransformRun, **changes: Any) -> Tr
 
 async def unfinished_run_ids(*, session: AsyncSession, limit: int = 1000) -> list[str]:
     """Return runs that are queued or running (oldest first), to re-enqueue when a worker starts."""
-    query = (select(TransformRun.id).where(col(TransformRun.state).in_(("queued", "running")))
-             .order_by(col(TransformRun.created_at)).limit(limit))
+    query = (
+        select(TransformRun.id)
+        .where(col(TransformRun.state).in_(("queued", "running")))
+        .order_by(col(TransformRun.created_at))
+        .limit(limit)
+    )
     return list((await session.exec(query)).all())

@@ -25,8 +25,9 @@ RAW_SUFFIXES = (".json", ".json.gz", ".jsonl", ".jsonl.gz", ".gz")
 def sync_client(settings: HeadwaterSettings, service: str = "s3") -> Any:
     """Create a boto3 client for ``service`` with the emulator endpoint/credentials handling of shared.aws."""
     kwargs = client_kwargs(settings, service)
-    kwargs["config"] = Config(retries={"max_attempts": 5, "mode": "standard"}, max_pool_connections=20,
-                              connect_timeout=5, read_timeout=60)
+    kwargs["config"] = Config(
+        retries={"max_attempts": 5, "mode": "standard"}, max_pool_connections=20, connect_timeout=5, read_timeout=60
+    )
     return boto3.client(service, **kwargs)
 
 
@@ -145,8 +146,11 @@ def publish_partition(
         s3.copy({"Bucket": curated_bucket, "Key": part.key}, curated_bucket, final)
         published.add(final)
         entries.append(
-            {"url": f"s3://{curated_bucket}/{final}", "mandatory": True,
-             "meta": {"content_length": part.size, "record_count": part.rows}}
+            {
+                "url": f"s3://{curated_bucket}/{final}",
+                "mandatory": True,
+                "meta": {"content_length": part.size, "record_count": part.rows},
+            }
         )
     for item in list_keys(s3, curated_bucket, keys.prefix, delimiter="/"):
         name = item["Key"].rsplit("/", 1)[-1]
@@ -169,7 +173,9 @@ def publish_partition(
         },
     }
     s3.put_object(
-        Bucket=curated_bucket, Key=keys.manifest, Body=json.dumps(manifest, indent=1).encode(),
+        Bucket=curated_bucket,
+        Key=keys.manifest,
+        Body=json.dumps(manifest, indent=1).encode(),
         ContentType="application/json",
     )
     for part in staged:

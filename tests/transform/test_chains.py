@@ -64,7 +64,10 @@ async def test_chains_are_discovered_from_the_chain_modules(
 
 
 async def test_a_task_runs_after_its_requirement_and_writes_targets_by_params_digest(
-    app_client: httpx.AsyncClient, admin_headers: dict[str, str], s3: Any, burst_worker: Callable[[], Any],
+    app_client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    s3: Any,
+    burst_worker: Callable[[], Any],
     runs: list[str],
 ) -> None:
     submitted = await app_client.post("/api/chains/testchains/hello/ShoutTask", json=PARAMS, headers=admin_headers)
@@ -75,9 +78,13 @@ async def test_a_task_runs_after_its_requirement_and_writes_targets_by_params_di
     assert submitted.json()["target"] == target
     assert submitted.json()["status_url"] == f"/api/chainstatus?chain={target}"
     assert await _keys(s3, "chains/testchains/hello/") == [
-        f"chains/testchains/hello/HelloTask/{DIGEST}/log.txt", f"chains/testchains/hello/HelloTask/{DIGEST}/out.txt",
+        f"chains/testchains/hello/HelloTask/{DIGEST}/log.txt",
+        f"chains/testchains/hello/HelloTask/{DIGEST}/out.txt",
         f"chains/testchains/hello/HelloTask/{DIGEST}/params.json",
-        f"{target}log.txt", f"{target}out.json", f"{target}params.json"]
+        f"{target}log.txt",
+        f"{target}out.json",
+        f"{target}params.json",
+    ]
     status = await _status(app_client, admin_headers, f"{target}out.json")
     assert status["job_status"] == "DONE" and status["expires_in"] == 600
     assert await _fetch(status["resource_url"]) == {"shout": "HELLO ADA"}
@@ -91,8 +98,11 @@ async def test_a_task_runs_after_its_requirement_and_writes_targets_by_params_di
 
 
 async def test_a_failed_chain_resumes_at_the_failed_task(
-    app_client: httpx.AsyncClient, admin_headers: dict[str, str], burst_worker: Callable[[], Any],
-    runs: list[str], monkeypatch: pytest.MonkeyPatch,
+    app_client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    burst_worker: Callable[[], Any],
+    runs: list[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     async def _broken(self: Any, context: Any, params: Any, inputs: list[bytes]) -> bytes:
         raise RuntimeError("bug in ShoutTask")
@@ -115,20 +125,35 @@ async def test_a_failed_chain_resumes_at_the_failed_task(
 
 
 async def test_the_ctr_report_rolls_up_daily_advertising_views(
-    app_client: httpx.AsyncClient, admin_headers: dict[str, str], s3: Any, settings: TransformSettings,
+    app_client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    s3: Any,
+    settings: TransformSettings,
     burst_worker: Callable[[], Any],
 ) -> None:
     for day, (impressions, clicks) in ((date(2026, 11, 23), (10, 1)), (date(2026, 11, 24), (30, 3))):
         view = AdvertisingView(day)
-        view.add(pa.table({"ad_id": ["ad-1"] * (impressions + clicks),
-                           "event_type": ["impression"] * impressions + ["click"] * clicks}))
+        view.add(
+            pa.table(
+                {
+                    "ad_id": ["ad-1"] * (impressions + clicks),
+                    "event_type": ["impression"] * impressions + ["click"] * clicks,
+                }
+            )
+        )
         buffer = io.BytesIO()
         pq.write_table(view.table(), buffer)
-        await s3.put_object(Bucket=settings.bucket("curated"), Body=buffer.getvalue(),
-                            Key=f"_views/advertising/ad_events/v1/dt={day.isoformat()}/part-00000.parquet")
+        await s3.put_object(
+            Bucket=settings.bucket("curated"),
+            Body=buffer.getvalue(),
+            Key=f"_views/advertising/ad_events/v1/dt={day.isoformat()}/part-00000.parquet",
+        )
 
-    submitted = await app_client.post("/api/chains/advertising/daily_traffic/CtrReportTask",
-                                      json={"start": "2026-11-23", "end": "2026-11-24"}, headers=admin_headers)
+    submitted = await app_client.post(
+        "/api/chains/advertising/daily_traffic/CtrReportTask",
+        json={"start": "2026-11-23", "end": "2026-11-24"},
+        headers=admin_headers,
+    )
     await burst_worker()
 
     status = await _status(app_client, admin_headers, submitted.json()["target"])
@@ -142,8 +167,7 @@ async def test_bad_params_unknown_tasks_and_unknown_targets_are_refused(
 ) -> None:
     bad = await app_client.post("/api/chains/testchains/hello/ShoutTask", json={"nam": "x"}, headers=admin_headers)
     unknown = await app_client.post("/api/chains/testchains/hello/NopeTask", json={}, headers=admin_headers)
-    target = await app_client.get("/api/chainstatus", params={"chain": "chains/a/b/CTask/0123/"},
-                                  headers=admin_headers)
+    target = await app_client.get("/api/chainstatus", params={"chain": "chains/a/b/CTask/0123/"}, headers=admin_headers)
 
     assert bad.status_code == 422 and bad.json()["error"]["details"][0]["field"] == "nam"
     assert unknown.status_code == 404

@@ -41,8 +41,15 @@ partition_column: dt
 TS = 1_795_852_800_000  # 2026-11-28T08:00:00Z in milliseconds
 
 TRICKY = [
-    {"id": 1, "customer": {"address": {"city": "Paris"}}, "items": [{"sku": "A1", "qty": 2}, {"sku": "B2", "qty": 3}],
-     "payment": {"ok": True, "amount": 12.5}, "total": 12, "ts": TS, "shipped": "2026-11-28T09:30:00+01:00"},
+    {
+        "id": 1,
+        "customer": {"address": {"city": "Paris"}},
+        "items": [{"sku": "A1", "qty": 2}, {"sku": "B2", "qty": 3}],
+        "payment": {"ok": True, "amount": 12.5},
+        "total": 12,
+        "ts": TS,
+        "shipped": "2026-11-28T09:30:00+01:00",
+    },
     {"id": 2, "customer": None, "items": [], "total": 1.25, "ts": TS + 1, "shipped": "2026-11-28 10:00:00"},
     {"id": 3, "customer": {"address": "unknown"}, "items": [{"sku": 7}], "ts": TS + 1.5, "shipped": None},
     {"id": 4, "items": [{"sku": "C"}, {"qty": 70000}], "ts": TS},
@@ -70,15 +77,42 @@ def test_nested_paths_array_indexes_transforms_and_defaults_map_exactly() -> Non
     mapped = mapper.map_block(_block(TRICKY[:4]))
 
     assert mapped.table.to_pylist() == [
-        {"order_id": 1, "city": "PARIS", "first_sku": "A1", "second_qty": 3, "paid": True, "amount": 12.5,
-         "total": 12.0, "ordered_at": datetime(2026, 11, 28, 8, 0), "shipped_at": datetime(2026, 11, 28, 8, 30),
-         "dt": date(2026, 11, 28)},
-        {"order_id": 2, "city": None, "first_sku": None, "second_qty": None, "paid": False, "amount": None,
-         "total": 1.25, "ordered_at": datetime(2026, 11, 28, 8, 0, 0, 1000), "shipped_at": datetime(2026, 11, 28, 10),
-         "dt": date(2026, 11, 28)},
-        {"order_id": 3, "city": None, "first_sku": "7", "second_qty": None, "paid": False, "amount": None,
-         "total": None, "ordered_at": datetime(2026, 11, 28, 8, 0, 0, 1500), "shipped_at": None,
-         "dt": date(2026, 11, 28)},
+        {
+            "order_id": 1,
+            "city": "PARIS",
+            "first_sku": "A1",
+            "second_qty": 3,
+            "paid": True,
+            "amount": 12.5,
+            "total": 12.0,
+            "ordered_at": datetime(2026, 11, 28, 8, 0),
+            "shipped_at": datetime(2026, 11, 28, 8, 30),
+            "dt": date(2026, 11, 28),
+        },
+        {
+            "order_id": 2,
+            "city": None,
+            "first_sku": None,
+            "second_qty": None,
+            "paid": False,
+            "amount": None,
+            "total": 1.25,
+            "ordered_at": datetime(2026, 11, 28, 8, 0, 0, 1000),
+            "shipped_at": datetime(2026, 11, 28, 10),
+            "dt": date(2026, 11, 28),
+        },
+        {
+            "order_id": 3,
+            "city": None,
+            "first_sku": "7",
+            "second_qty": None,
+            "paid": False,
+            "amount": None,
+            "total": None,
+            "ordered_at": datetime(2026, 11, 28, 8, 0, 0, 1500),
+            "shipped_at": None,
+            "dt": date(2026, 11, 28),
+        },
     ]
     assert [b.reason for b in mapped.bad] == ["overflow: second_qty value 70000 does not fit smallint"]
     assert mapped.bad[0].line == 4
@@ -89,8 +123,11 @@ def test_nested_paths_array_indexes_transforms_and_defaults_map_exactly() -> Non
 def test_bad_rows_carry_every_reason_and_the_original_record() -> None:
     mapper = BlockMapper(NESTED, dt=date(2026, 11, 28))
 
-    mapped = mapper.map_block(_block(TRICKY[4:], [b"", b"{not json", b'{"id": 1, "ts": 1} {"id": 2, "ts": 2}']),
-                              source="s3://raw/x.json.gz", first_line=100)
+    mapped = mapper.map_block(
+        _block(TRICKY[4:], [b"", b"{not json", b'{"id": 1, "ts": 1} {"id": 2, "ts": 2}']),
+        source="s3://raw/x.json.gz",
+        first_line=100,
+    )
 
     reasons = {b.line: b.reason for b in mapped.bad}
     assert mapped.rows_in == 13 and mapped.table.num_rows == 1
@@ -112,16 +149,28 @@ def test_bad_rows_carry_every_reason_and_the_original_record() -> None:
     assert mapped.bad[0].record == {"id": 5.5, "ts": TS}
     assert mapped.bad[-2].record == "{not json"
     assert mapped.bad[0].source == "s3://raw/x.json.gz"
-    assert mapped.bad[1].errors[0] == {"column": "ordered_at", "kind": "type_mismatch",
-                                       "reason": reasons[101].split("; ")[0]}
+    assert mapped.bad[1].errors[0] == {
+        "column": "ordered_at",
+        "kind": "type_mismatch",
+        "reason": reasons[101].split("; ")[0],
+    }
 
 
 @pytest.mark.parametrize("schema_text", [AD_EVENTS_V1, METER_READS_V1, NESTED.to_yaml()])
 def test_vectorised_and_row_paths_agree_row_for_row(schema_text: str) -> None:
     schema = parse_schema_yaml(schema_text)
     dt = date(2026, 11, 28) if schema.name == "orders" else date(2026, 11, 24)
-    meter = [{"event_id": f"m{i}", "cloud_id": "007", "event_time": f"2026-11-24T0{i}:00:00Z", "demand_kw": i * 0.5,
-              "summation_delivered_kwh": i, "summation_received_kwh": None} for i in range(5)]
+    meter = [
+        {
+            "event_id": f"m{i}",
+            "cloud_id": "007",
+            "event_time": f"2026-11-24T0{i}:00:00Z",
+            "demand_kw": i * 0.5,
+            "summation_delivered_kwh": i,
+            "summation_received_kwh": None,
+        }
+        for i in range(5)
+    ]
     records = [*TRICKY, *good_beacons(), *meter]
     fast, slow = BlockMapper(schema, dt=dt), BlockMapper(schema, dt=dt, vectorised=False)
     for start in range(0, len(records), 3):  # small blocks: some clean, some falling back
@@ -172,16 +221,26 @@ def test_engine_streams_sources_into_rolling_parts_with_bad_rows_and_view(tmp_pa
     body = gzip.compress(jsonl(events, [line for line, _ in BAD_LINES]))
     options = EngineOptions(block_bytes=8192, rows_per_part=200, row_group_rows=64)
 
-    result = transform_sources(schema, [("a", lambda: io.BytesIO(body)), ("b", lambda: io.BytesIO(body))],
-                               dt=date(2026, 11, 24), workdir=tmp_path, options=options)
+    result = transform_sources(
+        schema,
+        [("a", lambda: io.BytesIO(body)), ("b", lambda: io.BytesIO(body))],
+        dt=date(2026, 11, 24),
+        workdir=tmp_path,
+        options=options,
+    )
 
     assert (result.rows_in, result.rows_out, result.rows_bad, result.sources) == (1112, 1100, 12, 2)
     assert [p.rows for p in result.parts] == [200] * 5 + [100]
     assert sum(pq.read_metadata(p.path).num_rows for p in result.parts) == 1100
     assert pq.read_metadata(result.parts[0].path).row_group(0).column(0).compression == "ZSTD"
     assert result.view is not None
-    assert result.view.to_pylist()[0] == {"ad_id": "ad-1", "dt": date(2026, 11, 24), "impressions": 500,
-                                          "clicks": 200, "ctr": 0.4}
+    assert result.view.to_pylist()[0] == {
+        "ad_id": "ad-1",
+        "dt": date(2026, 11, 24),
+        "impressions": 500,
+        "clicks": 200,
+        "ctr": 0.4,
+    }
     assert result.bad_rows_path is not None
     assert len(gzip.decompress(result.bad_rows_path.read_bytes()).splitlines()) == 12
 
@@ -190,12 +249,25 @@ def test_engine_writes_orc_with_snappy_when_asked(tmp_path: Path) -> None:
     schema = parse_schema_yaml(METER_READS_V1)
     body = jsonl([{"event_id": "m1", "cloud_id": "00042", "event_time": "2026-11-24T01:02:03Z", "demand_kw": 1.5}])
 
-    result = transform_sources(schema, [("a", lambda: io.BytesIO(body))], dt=date(2026, 11, 24), workdir=tmp_path,
-                               options=EngineOptions(output_format="orc", compression="snappy"))
+    result = transform_sources(
+        schema,
+        [("a", lambda: io.BytesIO(body))],
+        dt=date(2026, 11, 24),
+        workdir=tmp_path,
+        options=EngineOptions(output_format="orc", compression="snappy"),
+    )
 
     [part] = result.parts
     assert part.path.name == "part-00000.orc"
     table = orc.read_table(part.path)
-    assert table.to_pylist() == [{"event_id": "m1", "cloud_id": "00042", "event_time": datetime(2026, 11, 24, 1, 2, 3),
-                                  "demand_kw": 1.5, "summation_delivered_kwh": None, "summation_received_kwh": None,
-                                  "dt": date(2026, 11, 24)}]
+    assert table.to_pylist() == [
+        {
+            "event_id": "m1",
+            "cloud_id": "00042",
+            "event_time": datetime(2026, 11, 24, 1, 2, 3),
+            "demand_kw": 1.5,
+            "summation_delivered_kwh": None,
+            "summation_received_kwh": None,
+            "dt": date(2026, 11, 24),
+        }
+    ]

@@ -16,12 +16,40 @@ from shared.cli.main import app
 from shared.schemas import parse_schema_yaml
 
 TRICKY: list[Any] = [
-    {"id": 1, "price": 10, "flag": True, "code": 7, "when": "2026-11-24T10:00:00Z", "day": "2026-11-24",
-     "created_at": 1795852800, "user": {"name": "ann", "geo": {"lat": 1.5}}, "tags": ["a"], "a.b": 1},
-    {"id": 2, "price": 10.5, "flag": False, "code": "X7", "when": "2026-11-24", "day": "2026-11-25",
-     "created_at": 1795852801, "user": {"name": "bob-the-builder-of-very-long-names"}, "note": None},
-    {"id": 3, "price": None, "flag": True, "code": 8, "when": "2026-11-24 11:00:00.5+01:00", "day": "2026-11-26",
-     "created_at": 1795852802, "user": {"name": None, "geo": {"lat": 2}}, "User": {"Name": "case"}},
+    {
+        "id": 1,
+        "price": 10,
+        "flag": True,
+        "code": 7,
+        "when": "2026-11-24T10:00:00Z",
+        "day": "2026-11-24",
+        "created_at": 1795852800,
+        "user": {"name": "ann", "geo": {"lat": 1.5}},
+        "tags": ["a"],
+        "a.b": 1,
+    },
+    {
+        "id": 2,
+        "price": 10.5,
+        "flag": False,
+        "code": "X7",
+        "when": "2026-11-24",
+        "day": "2026-11-25",
+        "created_at": 1795852801,
+        "user": {"name": "bob-the-builder-of-very-long-names"},
+        "note": None,
+    },
+    {
+        "id": 3,
+        "price": None,
+        "flag": True,
+        "code": 8,
+        "when": "2026-11-24 11:00:00.5+01:00",
+        "day": "2026-11-26",
+        "created_at": 1795852802,
+        "user": {"name": None, "geo": {"lat": 2}},
+        "User": {"Name": "case"},
+    },
 ]
 
 
@@ -59,8 +87,9 @@ def test_types_are_widened_across_records_and_nested_paths_flattened() -> None:
 
 
 def test_cli_reads_gzip_on_stdin_and_prints_loadable_yaml() -> None:
-    result = CliRunner().invoke(app, ["log2schema", "--name", "tricky", "--version", "3"],
-                                input=gzip.compress(_lines(TRICKY)))
+    result = CliRunner().invoke(
+        app, ["log2schema", "--name", "tricky", "--version", "3"], input=gzip.compress(_lines(TRICKY))
+    )
 
     assert result.exit_code == 0, result.output
     schema = parse_schema_yaml(result.stdout)
@@ -104,4 +133,4 @@ def test_spark_script_command_prints_a_compilable_script_for_a_schema_file(tmp_p
 
     assert result.exit_code == 0, result.output
     compile(result.stdout, "generated.py", "exec")
-    assert "'table': 'meter_reads'" in result.stdout and "spark.read.option(\"recursiveFileLookup\"" in result.stdout
+    assert "'table': 'meter_reads'" in result.stdout and 'spark.read.option("recursiveFileLookup"' in result.stdout

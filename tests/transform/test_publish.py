@@ -27,8 +27,15 @@ async def _run(settings: TransformSettings, transform_id: str, hour: int | None 
     client = sync_client(settings)
     try:
         return await asyncio.to_thread(
-            run_local_partition, client, settings, schema=SCHEMA, source_bucket=settings.bucket("raw"),
-            source_prefix=PREFIX, dt=date(2026, 11, 24), hour=hour, transform_id=transform_id,
+            run_local_partition,
+            client,
+            settings,
+            schema=SCHEMA,
+            source_bucket=settings.bucket("raw"),
+            source_prefix=PREFIX,
+            dt=date(2026, 11, 24),
+            hour=hour,
+            transform_id=transform_id,
         )
     finally:
         client.close()
@@ -40,15 +47,19 @@ async def test_rerun_replaces_parts_manifest_and_bad_rows(settings: TransformSet
     await put_raw(s3, raw, f"{PREFIX}hour=10/a.json.gz", jsonl(good_beacons(), [BAD_LINES[0][0]]))
     first = await _run(small, "first")
     assert await _keys(s3, curated, f"ad_events/v1/dt={DT}/") == [
-        f"ad_events/v1/dt={DT}/_manifest.json", *(f"ad_events/v1/dt={DT}/part-0000{i}.parquet" for i in range(3))]
+        f"ad_events/v1/dt={DT}/_manifest.json",
+        *(f"ad_events/v1/dt={DT}/part-0000{i}.parquet" for i in range(3)),
+    ]
     assert first.rows_out == 11 and first.bad_rows_key == f"ad_events/dt={DT}/first.jsonl.gz"
 
     await put_raw(s3, raw, f"{PREFIX}hour=10/a.json.gz", jsonl(good_beacons()[:5], [BAD_LINES[1][0]]))
     second = await _run(small, "second")
 
     assert await _keys(s3, curated, f"ad_events/v1/dt={DT}/") == [
-        f"ad_events/v1/dt={DT}/_manifest.json", f"ad_events/v1/dt={DT}/part-00000.parquet",
-        f"ad_events/v1/dt={DT}/part-00001.parquet"]
+        f"ad_events/v1/dt={DT}/_manifest.json",
+        f"ad_events/v1/dt={DT}/part-00000.parquet",
+        f"ad_events/v1/dt={DT}/part-00001.parquet",
+    ]
     manifest = json.loads(await (await s3.get_object(Bucket=curated, Key=second.manifest_key))["Body"].read())
     assert manifest["headwater"]["transform_id"] == "second"
     assert [e["meta"]["record_count"] for e in manifest["entries"]] == [4, 1]
@@ -76,6 +87,7 @@ async def test_an_empty_partition_publishes_an_empty_manifest(settings: Transfor
     outcome = await _run(settings, "empty")
 
     manifest = json.loads(
-        await (await s3.get_object(Bucket=settings.bucket("curated"), Key=outcome.manifest_key))["Body"].read())
+        await (await s3.get_object(Bucket=settings.bucket("curated"), Key=outcome.manifest_key))["Body"].read()
+    )
     assert manifest["entries"] == [] and manifest["headwater"]["rows"] == 0
     assert (outcome.rows_in, outcome.sources) == (0, 0)

@@ -12,15 +12,27 @@ from tests.transform.sample import beacon, good_beacons, jsonl, put_raw
 
 
 async def test_a_date_range_starts_one_run_per_date_and_reports_figures(
-    app_client: httpx.AsyncClient, admin_headers: dict[str, str], s3: Any, settings: TransformSettings,
+    app_client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    s3: Any,
+    settings: TransformSettings,
     burst_worker: Callable[[], Any],
 ) -> None:
     raw = settings.bucket("raw")
     await put_raw(s3, raw, "beacon/dt=2026-11-24/hour=10/a.json.gz", jsonl(good_beacons()))
-    await put_raw(s3, raw, "beacon/dt=2026-11-25/hour=00/a.json.gz",
-                  jsonl([beacon(1, event_time="2026-11-25T00:00:01Z"), beacon(2, event_time="bad")]))
-    body = {"table": "ad_events", "version": 1, "source_path": f"s3://{raw}/beacon/dt={{dt}}/",
-            "start": "2026-11-24", "end": "2026-11-25"}
+    await put_raw(
+        s3,
+        raw,
+        "beacon/dt=2026-11-25/hour=00/a.json.gz",
+        jsonl([beacon(1, event_time="2026-11-25T00:00:01Z"), beacon(2, event_time="bad")]),
+    )
+    body = {
+        "table": "ad_events",
+        "version": 1,
+        "source_path": f"s3://{raw}/beacon/dt={{dt}}/",
+        "start": "2026-11-24",
+        "end": "2026-11-25",
+    }
 
     created = await app_client.post("/v1/transforms", json=body, headers=admin_headers)
     await burst_worker()
@@ -30,7 +42,9 @@ async def test_a_date_range_starts_one_run_per_date_and_reports_figures(
     assert [item["state"] for item in created.json()["items"]] == ["queued", "queued"]
     runs = [(await app_client.get(f"/v1/transforms/{i}", headers=admin_headers)).json() for i in ids]
     assert [(r["dt"], r["state"], r["rows_in"], r["rows_out"], r["rows_bad"]) for r in runs] == [
-        ("2026-11-24", "succeeded", 11, 11, 0), ("2026-11-25", "succeeded", 2, 1, 1)]
+        ("2026-11-24", "succeeded", 11, 11, 0),
+        ("2026-11-25", "succeeded", 2, 1, 1),
+    ]
     assert runs[0]["manifest_url"] == "s3://hw-curated/ad_events/v1/dt=2026-11-24/_manifest.json"
     assert runs[1]["bad_rows_url"] == f"s3://hw-bad-rows/ad_events/dt=2026-11-25/{ids[1]}.jsonl.gz"
     assert runs[0]["bytes_out"] > 0 and runs[0]["duration_s"] is not None

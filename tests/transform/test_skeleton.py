@@ -65,8 +65,13 @@ async def _put_beacon_partition(s3: Any, settings: TransformSettings) -> None:
 
 def _request(settings: TransformSettings, **overrides: Any) -> TransformRequest:
     values: dict[str, Any] = {
-        "job_id": 7, "run_id": 70, "table": "ad_events", "schema_version": 1,
-        "source_bucket": settings.bucket("raw"), "source_prefix": PREFIX, "dt": date(2026, 11, 24),
+        "job_id": 7,
+        "run_id": 70,
+        "table": "ad_events",
+        "schema_version": 1,
+        "source_bucket": settings.bucket("raw"),
+        "source_prefix": PREFIX,
+        "dt": date(2026, 11, 24),
     }
     values.update(overrides)
     return TransformRequest(**values)
@@ -89,28 +94,63 @@ async def test_request_on_sqs_becomes_parquet_manifest_bad_rows_view_and_load_re
     assert outcome.manifest_key == f"ad_events/v1/dt={DT}/_manifest.json"
     manifest = json.loads(await _body(s3, curated, outcome.manifest_key))
     assert {k: manifest["headwater"][k] for k in ("table", "version", "dt", "rows", "transform_id")} == {
-        "table": "ad_events", "version": 1, "dt": DT, "rows": 11, "transform_id": request.id}
+        "table": "ad_events",
+        "version": 1,
+        "dt": DT,
+        "rows": 11,
+        "transform_id": request.id,
+    }
     [entry] = manifest["entries"]
     assert entry["url"] == f"s3://{curated}/ad_events/v1/dt={DT}/part-00000.parquet"
     assert entry["mandatory"] is True
     part = await _body(s3, curated, f"ad_events/v1/dt={DT}/part-00000.parquet")
     assert entry["meta"] == {"content_length": len(part), "record_count": 11}
     table = pq.read_table(io.BytesIO(part))
-    assert table.schema.names == ["event_id", "event_type", "ad_id", "campaign_id", "placement", "user_id",
-                                  "event_time", "received_at", "dt"]
+    assert table.schema.names == [
+        "event_id",
+        "event_type",
+        "ad_id",
+        "campaign_id",
+        "placement",
+        "user_id",
+        "event_time",
+        "received_at",
+        "dt",
+    ]
     assert table.schema.field("event_time").type == pa.timestamp("us")
     assert table.schema.field("dt").type == pa.date32()
     rows = sorted(table.to_pylist(), key=lambda r: r["event_id"])
-    assert [r["event_id"] for r in rows] == ["ev-0000", "ev-0001", "ev-0002", "ev-0003", "ev-0004", "ev-0010",
-                                             "ev-0011", "ev-0020", "ev-0021", "ev-0022", "ev-0030"]
-    assert rows[0] == {"event_id": "ev-0000", "event_type": "impression", "ad_id": "ad-1", "campaign_id": "camp-1",
-                       "placement": "top", "user_id": "user-0", "event_time": datetime(2026, 11, 24, 10, 0),
-                       "received_at": datetime(2026, 11, 24, 10, 0, 1, 250000), "dt": date(2026, 11, 24)}
+    assert [r["event_id"] for r in rows] == [
+        "ev-0000",
+        "ev-0001",
+        "ev-0002",
+        "ev-0003",
+        "ev-0004",
+        "ev-0010",
+        "ev-0011",
+        "ev-0020",
+        "ev-0021",
+        "ev-0022",
+        "ev-0030",
+    ]
+    assert rows[0] == {
+        "event_id": "ev-0000",
+        "event_type": "impression",
+        "ad_id": "ad-1",
+        "campaign_id": "camp-1",
+        "placement": "top",
+        "user_id": "user-0",
+        "event_time": datetime(2026, 11, 24, 10, 0),
+        "received_at": datetime(2026, 11, 24, 10, 0, 1, 250000),
+        "dt": date(2026, 11, 24),
+    }
     assert rows[-1]["user_id"] is None
 
     bad_key = f"ad_events/dt={DT}/{request.id}.jsonl.gz"
-    bad = [orjson.loads(line) for line in gzip.decompress(await _body(s3, settings.bucket("bad-rows"), bad_key))
-           .splitlines()]
+    bad = [
+        orjson.loads(line)
+        for line in gzip.decompress(await _body(s3, settings.bucket("bad-rows"), bad_key)).splitlines()
+    ]
     assert len(bad) == 6
     for row, (_, expected) in zip(bad, BAD_LINES, strict=True):
         assert expected in row["reason"], row
@@ -139,8 +179,10 @@ async def test_duplicate_request_message_is_a_no_op(
 
     async def _drained() -> bool:
         attributes = (await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"]))["Attributes"]
-        return attributes["ApproximateNumberOfMessages"] == "0" and attributes[
-            "ApproximateNumberOfMessagesNotVisible"] == "0"
+        return (
+            attributes["ApproximateNumberOfMessages"] == "0"
+            and attributes["ApproximateNumberOfMessagesNotVisible"] == "0"
+        )
 
     await wait_until(_drained, timeout=30, message="duplicate request was not consumed")
     assert isinstance(first, LoadRequest)
@@ -254,8 +296,17 @@ async def test_a_starting_worker_resumes_runs_whose_job_was_lost(
     await _put_beacon_partition(s3, settings)
     engine = create_engine(settings)
     async with session_factory(engine)() as session:
-        session.add(TransformRun(id="lost-run", table_name="ad_events", schema_version=1, dt=date(2026, 11, 24),
-                                 source_bucket=settings.bucket("raw"), source_prefix=PREFIX, state="running"))
+        session.add(
+            TransformRun(
+                id="lost-run",
+                table_name="ad_events",
+                schema_version=1,
+                dt=date(2026, 11, 24),
+                source_bucket=settings.bucket("raw"),
+                source_prefix=PREFIX,
+                state="running",
+            )
+        )
         await session.commit()
     await engine.dispose()
 

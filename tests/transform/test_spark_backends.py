@@ -27,9 +27,16 @@ DT = date(2026, 11, 24)
 
 
 def _request(settings: TransformSettings, engine: str) -> TransformRequest:
-    return TransformRequest(job_id=5, run_id=50, table="ad_events", schema_version=1,
-                            source_bucket=settings.bucket("raw"), source_prefix="beacon/dt=2026-11-24/", dt=DT,
-                            engine=engine)  # type: ignore[arg-type]
+    return TransformRequest(
+        job_id=5,
+        run_id=50,
+        table="ad_events",
+        schema_version=1,
+        source_bucket=settings.bucket("raw"),
+        source_prefix="beacon/dt=2026-11-24/",
+        dt=DT,
+        engine=engine,
+    )  # type: ignore[arg-type]
 
 
 async def _stage_spark_output(s3: Any, settings: TransformSettings, transform_id: str) -> None:
@@ -47,8 +54,11 @@ async def _stage_spark_output(s3: Any, settings: TransformSettings, transform_id
     view = io.BytesIO()
     pq.write_table(pa.table({"ad_id": ["ad-1"], "impressions": [1]}), view)
     await s3.put_object(Bucket=bucket, Key=f"{staging}view/part-00000-abc.snappy.parquet", Body=view.getvalue())
-    await s3.put_object(Bucket=bucket, Key=f"{staging}_stats.json",
-                        Body=json.dumps({"rows_in": 4, "rows_bad": 2, "rows_out": 2}).encode())
+    await s3.put_object(
+        Bucket=bucket,
+        Key=f"{staging}_stats.json",
+        Body=json.dumps({"rows_in": 4, "rows_bad": 2, "rows_out": 2}).encode(),
+    )
 
 
 @pytest.fixture
@@ -82,8 +92,14 @@ async def slow_glue_runs(aws_endpoint: str) -> AsyncIterator[None]:
 
 
 async def test_glue_run_is_created_polled_through_its_states_and_published(
-    settings: TransformSettings, s3: Any, sqs: Any, aws: Any, spark_worker: Any, slow_glue_runs: None,
-    app_client: httpx.AsyncClient, read_headers: dict[str, str],
+    settings: TransformSettings,
+    s3: Any,
+    sqs: Any,
+    aws: Any,
+    spark_worker: Any,
+    slow_glue_runs: None,
+    app_client: httpx.AsyncClient,
+    read_headers: dict[str, str],
 ) -> None:
     request = _request(settings, "glue")
     await _stage_spark_output(s3, settings, request.id)
@@ -119,15 +135,29 @@ async def test_glue_run_is_created_polled_through_its_states_and_published(
 
 
 async def test_emr_step_on_the_configured_cluster_is_polled_until_the_deadline(
-    settings: TransformSettings, s3: Any, sqs: Any, aws: Any, spark_worker: Any,
-    app_client: httpx.AsyncClient, read_headers: dict[str, str],
+    settings: TransformSettings,
+    s3: Any,
+    sqs: Any,
+    aws: Any,
+    spark_worker: Any,
+    app_client: httpx.AsyncClient,
+    read_headers: dict[str, str],
 ) -> None:
     emr = await aws.get("emr")
-    cluster_id = (await emr.run_job_flow(
-        Name="shared", ReleaseLabel="emr-7.5.0", JobFlowRole="EMR_EC2_DefaultRole", ServiceRole="EMR_DefaultRole",
-        Instances={"InstanceGroups": [{"Name": "p", "InstanceRole": "MASTER", "InstanceType": "m5.xlarge",
-                                       "InstanceCount": 1}], "KeepJobFlowAliveWhenNoSteps": True},
-    ))["JobFlowId"]
+    cluster_id = (
+        await emr.run_job_flow(
+            Name="shared",
+            ReleaseLabel="emr-7.5.0",
+            JobFlowRole="EMR_EC2_DefaultRole",
+            ServiceRole="EMR_DefaultRole",
+            Instances={
+                "InstanceGroups": [
+                    {"Name": "p", "InstanceRole": "MASTER", "InstanceType": "m5.xlarge", "InstanceCount": 1}
+                ],
+                "KeepJobFlowAliveWhenNoSteps": True,
+            },
+        )
+    )["JobFlowId"]
     spark_worker(emr_cluster_id=cluster_id, spark_timeout_s=1.0)
     request = _request(settings, "emr")
 
@@ -142,8 +172,11 @@ async def test_emr_step_on_the_configured_cluster_is_polled_until_the_deadline(
     assert args[args.index("--dt") + 1] == "2026-11-24"
     run = (await app_client.get(f"/v1/transforms/{request.id}", headers=read_headers)).json()
     assert run["engine_states"] == ["RUNNING"]
-    assert (run["engine_state"], run["state"], run["engine_run_id"]) == ("RUNNING", "failed",
-                                                                         f"{cluster_id}/{step['Id']}")
+    assert (run["engine_state"], run["state"], run["engine_run_id"]) == (
+        "RUNNING",
+        "failed",
+        f"{cluster_id}/{step['Id']}",
+    )
 
     log_key = f"emr/{cluster_id}/steps/{step['Id']}/stderr.gz"
     await s3.put_object(Bucket="hw-logs", Key=log_key, Body=gzip.compress(b"SparkContext: Running Spark 3.5"))

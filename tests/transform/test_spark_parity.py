@@ -26,8 +26,9 @@ from tests.transform.test_engine import NESTED, TRICKY
 
 pytestmark = [
     pytest.mark.spark,
-    pytest.mark.skipif(importlib.util.find_spec("pyspark") is None,
-                       reason="pyspark is not installed (pip install -e '.[spark]')"),
+    pytest.mark.skipif(
+        importlib.util.find_spec("pyspark") is None, reason="pyspark is not installed (pip install -e '.[spark]')"
+    ),
     pytest.mark.skipif(shutil.which("java") is None, reason="Java is not on PATH (PySpark needs a JVM)"),
 ]
 
@@ -41,9 +42,15 @@ for script, argv in zip(sys.argv[1::2], sys.argv[2::2]):
 """
 
 CASES: list[tuple[TableSchema, date, bytes]] = [
-    (parse_schema_yaml(AD_EVENTS_V1), date(2026, 11, 24),
-     jsonl(good_beacons(), [line for line, _ in BAD_LINES] + [b"", b"[1,2]", b'{"a": 1} {"a": 2}', b'{"a": 1} x',
-                                                                b'{"a": 1}, {"a": 2}'])),
+    (
+        parse_schema_yaml(AD_EVENTS_V1),
+        date(2026, 11, 24),
+        jsonl(
+            good_beacons(),
+            [line for line, _ in BAD_LINES]
+            + [b"", b"[1,2]", b'{"a": 1} {"a": 2}', b'{"a": 1} x', b'{"a": 1}, {"a": 2}'],
+        ),
+    ),
     (NESTED, date(2026, 11, 28), b"\n".join(json.dumps(r).encode() for r in TRICKY) + b"\n{not json\n"),
 ]
 
@@ -85,8 +92,9 @@ def test_spark_output_matches_the_local_engine(case: int, spark_runs: list[Path]
     assert spark_table.schema.names == local_table.schema.names
     assert [f.type for f in spark_table.schema] == [f.type for f in local_table.schema]
     key = schema.columns[0].name
-    assert sorted(spark_table.to_pylist(), key=lambda r: r[key]) == sorted(local_table.to_pylist(),
-                                                                          key=lambda r: r[key])
+    assert sorted(spark_table.to_pylist(), key=lambda r: r[key]) == sorted(
+        local_table.to_pylist(), key=lambda r: r[key]
+    )
 
     spark_bad = [json.loads(line) for path in glob.glob(f"{staging}/bad/*.json.gz") for line in gzip.open(path)]
     local_bad = [json.loads(line) for line in gzip.open(local.bad_rows_path)] if local.bad_rows_path else []

@@ -102,7 +102,8 @@ def discover_chains() -> dict[str, dict[str, Chain]]:
                 continue
             module = importlib.import_module(f"{type_package.__name__}.{module_info.name}")
             tasks = {
-                name: cls for name, cls in inspect.getmembers(module, inspect.isclass)
+                name: cls
+                for name, cls in inspect.getmembers(module, inspect.isclass)
                 if name.endswith("Task") and issubclass(cls, Task) and cls.__module__ == module.__name__
             }
             if tasks:

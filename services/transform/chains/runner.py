@@ -26,8 +26,9 @@ def status_key(settings: TransformSettings, ref: TaskRef) -> str:
     return f"{settings.resource_prefix}:transform:chain:{ref.prefix}"
 
 
-def resolve(chains: dict[str, dict[str, Chain]], type_name: str, chain_name: str, task_name: str,
-            params: dict[str, Any]) -> tuple[type[Task], Any, TaskRef]:
+def resolve(
+    chains: dict[str, dict[str, Chain]], type_name: str, chain_name: str, task_name: str, params: dict[str, Any]
+) -> tuple[type[Task], Any, TaskRef]:
     """Find a task class and validate its params; raise ChainError or pydantic.ValidationError."""
     chain = chains.get(type_name, {}).get(chain_name)
     if chain is None or task_name not in chain.tasks:
@@ -50,13 +51,21 @@ async def output_key(s3: Any, settings: TransformSettings, ref: TaskRef) -> str 
 
 
 async def _set_status(redis: Redis, settings: TransformSettings, ref: TaskRef, state: str, error: str = "") -> None:
-    await redis.hset(status_key(settings, ref), mapping={"state": state, "error": error[:4000],
-                                                        "updated_at": utc_now().isoformat(),
-                                                        "params": ref.params_json})
+    await redis.hset(
+        status_key(settings, ref),
+        mapping={"state": state, "error": error[:4000], "updated_at": utc_now().isoformat(), "params": ref.params_json},
+    )
 
 
-async def run_task(*, settings: TransformSettings, aws: Any, redis: Redis, ref: TaskRef,
-                   chains: dict[str, dict[str, Chain]] | None = None, depth: int = 0) -> str:
+async def run_task(
+    *,
+    settings: TransformSettings,
+    aws: Any,
+    redis: Redis,
+    ref: TaskRef,
+    chains: dict[str, dict[str, Chain]] | None = None,
+    depth: int = 0,
+) -> str:
     """Make ``ref`` complete: run its missing requirements depth-first, then it; return its output key."""
     chains = chains or discover_chains()
     if depth > MAX_DEPTH:
@@ -103,8 +112,14 @@ async def task_status(*, settings: TransformSettings, aws: Any, redis: Redis, re
     state = "DONE" if key else stored.get("state", "PENDING")
     if state == "DONE" and not key:
         state = "PENDING"
-    return {"target": ref.prefix, "task": ref.task, "params": ref.params, "state": state,
-            "error": stored.get("error") or None, "output_key": key}
+    return {
+        "target": ref.prefix,
+        "task": ref.task,
+        "params": ref.params,
+        "state": state,
+        "error": stored.get("error") or None,
+        "output_key": key,
+    }
 
 
 async def dag(*, settings: TransformSettings, aws: Any, redis: Redis, ref: TaskRef) -> dict[str, Any]:

@@ -19,38 +19,60 @@ def describe_chains() -> list[dict[str, Any]]:
     """Return every chain type, chain and task with its params schema and what it requires."""
     result = []
     for type_name, chains in sorted(discover_chains().items()):
-        result.append({
-            "type": type_name,
-            "chains": [
-                {
-                    "name": chain.name,
-                    "doc": chain.doc,
-                    "tasks": [
-                        {"name": name, "doc": (cls.__doc__ or "").strip(), "output": f"out.{cls.extension}",
-                         "params_schema": cls.Params.model_json_schema(),
-                         "url": f"/api/chains/{type_name}/{chain.name}/{name}"}
-                        for name, cls in sorted(chain.tasks.items())
-                    ],
-                }
-                for chain in sorted(chains.values(), key=lambda c: c.name)
-            ],
-        })
+        result.append(
+            {
+                "type": type_name,
+                "chains": [
+                    {
+                        "name": chain.name,
+                        "doc": chain.doc,
+                        "tasks": [
+                            {
+                                "name": name,
+                                "doc": (cls.__doc__ or "").strip(),
+                                "output": f"out.{cls.extension}",
+                                "params_schema": cls.Params.model_json_schema(),
+                                "url": f"/api/chains/{type_name}/{chain.name}/{name}",
+                            }
+                            for name, cls in sorted(chain.tasks.items())
+                        ],
+                    }
+                    for chain in sorted(chains.values(), key=lambda c: c.name)
+                ],
+            }
+        )
     return result
 
 
-async def submit(*, settings: TransformSettings, redis: Redis, arq: Any, type_name: str, chain: str, task: str,
-                 params: dict[str, Any]) -> tuple[TaskRef, str]:
+async def submit(
+    *,
+    settings: TransformSettings,
+    redis: Redis,
+    arq: Any,
+    type_name: str,
+    chain: str,
+    task: str,
+    params: dict[str, Any],
+) -> tuple[TaskRef, str]:
     """Queue a task run unless one is queued or running; return (target, state)."""
     _, _, ref = resolve(discover_chains(), type_name, chain, task, params)
     key = status_key(settings, ref)
     state = (await redis.hget(key, "state") or b"").decode()
     if state in ("QUEUED", "RUNNING"):
         return ref, state
-    await redis.hset(key, mapping={"state": "QUEUED", "error": "", "params": ref.params_json,
-                                   "updated_at": utc_now().isoformat()})
+    await redis.hset(
+        key, mapping={"state": "QUEUED", "error": "", "params": ref.params_json, "updated_at": utc_now().isoformat()}
+    )
     attempt = await redis.hincrby(key, "attempts", 1)
-    await arq.enqueue_job(CHAIN_JOB, ref.type, ref.chain, ref.task, ref.params_json,
-                          _job_id=f"chain:{ref.prefix}:{attempt}", _queue_name=settings.arq_queue)
+    await arq.enqueue_job(
+        CHAIN_JOB,
+        ref.type,
+        ref.chain,
+        ref.task,
+        ref.params_json,
+        _job_id=f"chain:{ref.prefix}:{attempt}",
+        _queue_name=settings.arq_queue,
+    )
     return ref, "QUEUED"
 
 
@@ -71,7 +93,8 @@ async def status(*, settings: TransformSettings, aws: Any, redis: Redis, path: s
     if current["output_key"]:
         s3 = await aws.get("s3")
         resource_url = await s3.generate_presigned_url(
-            "get_object", Params={"Bucket": settings.bucket("chains"), "Key": current["output_key"]},
+            "get_object",
+            Params={"Bucket": settings.bucket("chains"), "Key": current["output_key"]},
             ExpiresIn=URL_TTL_S,
         )
     return {

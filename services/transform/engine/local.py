@@ -113,8 +113,9 @@ def _map_in_parallel(
         pending: deque[tuple[str, Block, Future[MappedBlock]]] = deque()
         try:
             for name, block in blocks:
-                pending.append((name, block, pool.submit(mapper.map_block, block.data, source=name,
-                                                         first_line=block.first_line)))
+                pending.append(
+                    (name, block, pool.submit(mapper.map_block, block.data, source=name, first_line=block.first_line))
+                )
                 if len(pending) > threads:
                     done_name, done_block, future = pending.popleft()
                     yield done_name, done_block, future.result()
@@ -195,8 +196,9 @@ def transform_sources(
     seen: set[str] = set()
     background = _BackgroundWriter(writer, on_part)
     try:
-        for name, block, mapped in _map_in_parallel(mapper, _read_ahead(sources, options.block_bytes),
-                                                    options.mapping_threads):
+        for name, block, mapped in _map_in_parallel(
+            mapper, _read_ahead(sources, options.block_bytes), options.mapping_threads
+        ):
             if name not in seen:
                 seen.add(name)
                 result.sources += 1

@@ -49,8 +49,13 @@ class BadRow:
 
     def to_json(self) -> dict[str, Any]:
         """Return the bad-rows file representation."""
-        return {"reason": self.reason, "errors": self.errors, "source": self.source, "line": self.line,
-                "record": self.record}
+        return {
+            "reason": self.reason,
+            "errors": self.errors,
+            "source": self.source,
+            "line": self.line,
+            "record": self.record,
+        }
 
 
 @dataclass
@@ -292,9 +297,7 @@ def _timestamp_micros(column: Column, raw: pa.Array) -> tuple[pa.Array, pa.Array
     zoned = pc.match_substring_regex(text, _ZONE_SUFFIX)
     with_zone = pc.cast(pc.if_else(zoned, text, pa.scalar(None, pa.string())), pa.timestamp("us", "UTC"))
     without_zone = pc.cast(pc.if_else(zoned, pa.scalar(None, pa.string()), text), pa.timestamp("us"))
-    micros = pc.if_else(
-        pc.fill_null(zoned, False), pc.cast(with_zone, pa.int64()), pc.cast(without_zone, pa.int64())
-    )
+    micros = pc.if_else(pc.fill_null(zoned, False), pc.cast(with_zone, pa.int64()), pc.cast(without_zone, pa.int64()))
     return micros, problems
 
 

@@ -39,8 +39,7 @@ def dictionary_columns(sample: pa.Table, ratio: float = 0.1) -> list[str]:
     """
     sample = sample.slice(0, 20_000)
     limit = max(1, int(sample.num_rows * ratio))
-    return [name for name in sample.column_names
-            if pc.count_distinct(sample.column(name), mode="all").as_py() <= limit]
+    return [name for name in sample.column_names if pc.count_distinct(sample.column(name), mode="all").as_py() <= limit]
 
 
 class PartWriter:
@@ -102,8 +101,9 @@ class PartWriter:
             path = self.directory / f"part-{len(self.parts):05d}.{self.extension}"
             if self.output_format == "parquet":
                 self._dictionary = self._dictionary if self._dictionary is not None else dictionary_columns(table)
-                self._writer = pq.ParquetWriter(path, self.schema, compression=self.compression,
-                                                use_dictionary=self._dictionary)
+                self._writer = pq.ParquetWriter(
+                    path, self.schema, compression=self.compression, use_dictionary=self._dictionary
+                )
             else:
                 self._writer = orc.ORCWriter(path, compression=self.compression)
             self._path = path

@@ -42,8 +42,9 @@ class AdvertisingView:
             (ad_id, ad_id.filter(pc.equal(event_type, "impression")), ad_id.filter(pc.equal(event_type, "click")))
         ):
             counted = pc.value_counts(rows)
-            for key, count in zip(counted.field("values").to_pylist(), counted.field("counts").to_pylist(),
-                                  strict=True):
+            for key, count in zip(
+                counted.field("values").to_pylist(), counted.field("counts").to_pylist(), strict=True
+            ):
                 if key is not None:
                     self.counts.setdefault((key, self.dt), [0, 0, 0])[position] += count
 
@@ -54,7 +55,12 @@ class AdvertisingView:
         clicks = [self.counts[k][2] for k in keys]
         ctr = [c / i if i else 0.0 for i, c in zip(impressions, clicks, strict=True)]
         return pa.Table.from_arrays(
-            [pa.array([k[0] for k in keys], pa.string()), pa.array([k[1] for k in keys], pa.date32()),
-             pa.array(impressions, pa.int64()), pa.array(clicks, pa.int64()), pa.array(ctr, pa.float64())],
+            [
+                pa.array([k[0] for k in keys], pa.string()),
+                pa.array([k[1] for k in keys], pa.date32()),
+                pa.array(impressions, pa.int64()),
+                pa.array(clicks, pa.int64()),
+                pa.array(ctr, pa.float64()),
+            ],
             schema=VIEW_SCHEMA,
         )

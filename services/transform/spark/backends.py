@@ -56,19 +56,32 @@ def script_arguments(settings: TransformSettings, run: TransformRun, staging_uri
     source = f"s3://{run.source_bucket}/{run.source_prefix}"
     if run.hour is not None:
         source = f"{source.rstrip('/')}/hour={run.hour:02d}/"
-    return ["--input", source, "--staging", staging_uri, "--dt", run.dt.isoformat(),
-            "--format", settings.output_format, "--compression", settings.compression]
+    return [
+        "--input",
+        source,
+        "--staging",
+        staging_uri,
+        "--dt",
+        run.dt.isoformat(),
+        "--format",
+        settings.output_format,
+        "--compression",
+        settings.compression,
+    ]
 
 
-async def submit_emr(emr: Any, settings: TransformSettings, *, name: str, script_uri: str,
-                     arguments: list[str]) -> Submission:
+async def submit_emr(
+    emr: Any, settings: TransformSettings, *, name: str, script_uri: str, arguments: list[str]
+) -> Submission:
     """Add a spark-submit step to the configured cluster, or start a transient cluster that runs it."""
     log_uri = f"s3://{settings.bucket('logs')}/emr/"
     step = {
         "Name": name,
         "ActionOnFailure": "CONTINUE" if settings.emr_cluster_id else "TERMINATE_CLUSTER",
-        "HadoopJarStep": {"Jar": "command-runner.jar",
-                          "Args": ["spark-submit", "--deploy-mode", "cluster", script_uri, *arguments]},
+        "HadoopJarStep": {
+            "Jar": "command-runner.jar",
+            "Args": ["spark-submit", "--deploy-mode", "cluster", script_uri, *arguments],
+        },
     }
     if settings.emr_cluster_id:
         cluster_id = settings.emr_cluster_id
@@ -81,10 +94,18 @@ async def submit_emr(emr: Any, settings: TransformSettings, *, name: str, script
             Applications=[{"Name": "Spark"}],
             Instances={
                 "InstanceGroups": [
-                    {"Name": "primary", "InstanceRole": "MASTER", "InstanceType": settings.emr_instance_type,
-                     "InstanceCount": 1},
-                    {"Name": "core", "InstanceRole": "CORE", "InstanceType": settings.emr_instance_type,
-                     "InstanceCount": max(1, settings.emr_instance_count - 1)},
+                    {
+                        "Name": "primary",
+                        "InstanceRole": "MASTER",
+                        "InstanceType": settings.emr_instance_type,
+                        "InstanceCount": 1,
+                    },
+                    {
+                        "Name": "core",
+                        "InstanceRole": "CORE",
+                        "InstanceType": settings.emr_instance_type,
+                        "InstanceCount": max(1, settings.emr_instance_count - 1),
+                    },
                 ],
                 "KeepJobFlowAliveWhenNoSteps": False,
             },
@@ -106,8 +127,9 @@ async def submit_emr(emr: Any, settings: TransformSettings, *, name: str, script
     return Submission(f"{cluster_id}/{step_id}", f"{log_uri}{cluster_id}/steps/{step_id}/", _poll, EMR_OK, EMR_FAILED)
 
 
-async def submit_glue(glue: Any, settings: TransformSettings, *, job_name: str, script_uri: str,
-                      arguments: list[str]) -> Submission:
+async def submit_glue(
+    glue: Any, settings: TransformSettings, *, job_name: str, script_uri: str, arguments: list[str]
+) -> Submission:
     """Create (or update) the Glue job of a schema version and start a run of it."""
     definition = {
         "Role": settings.glue_role_arn,
@@ -133,13 +155,20 @@ async def submit_glue(glue: Any, settings: TransformSettings, *, job_name: str, 
         return job_run["JobRunState"], job_run.get("ErrorMessage")
 
     region = settings.aws_region
-    log_url = (f"https://console.aws.amazon.com/cloudwatch/home?region={region}#logsV2:log-groups/log-group/"
-               f"$252Faws-glue$252Fjobs$252Foutput/log-events/{run_id}")
+    log_url = (
+        f"https://console.aws.amazon.com/cloudwatch/home?region={region}#logsV2:log-groups/log-group/"
+        f"$252Faws-glue$252Fjobs$252Foutput/log-events/{run_id}"
+    )
     return Submission(f"{job_name}/{run_id}", log_url, _poll, GLUE_OK, GLUE_FAILED)
 
 
-async def wait_for_run(submission: Submission, *, interval_s: float, timeout_s: float,
-                       on_state: Callable[[str], Awaitable[None]] | None = None) -> str:
+async def wait_for_run(
+    submission: Submission,
+    *,
+    interval_s: float,
+    timeout_s: float,
+    on_state: Callable[[str], Awaitable[None]] | None = None,
+) -> str:
     """Poll until the run ends; return the success state or raise SparkRunFailed (also at the deadline)."""
     deadline = time.monotonic() + timeout_s
     last = None
@@ -198,12 +227,14 @@ async def run_spark_partition(ctx: dict[str, Any], run: TransformRun, schema: Ta
     name = f"{schema.name}-v{schema.version}-{run.dt.isoformat()}-{run.id[:8]}"
     arguments = script_arguments(settings, run, staging_uri)
     if run.engine == "emr":
-        submission = await submit_emr(await aws.get("emr"), settings, name=name, script_uri=f"s3://{curated}/{key}",
-                                      arguments=arguments)
+        submission = await submit_emr(
+            await aws.get("emr"), settings, name=name, script_uri=f"s3://{curated}/{key}", arguments=arguments
+        )
     else:
         job_name = f"{settings.resource_prefix}-transform-{schema.name}-v{schema.version}"
-        submission = await submit_glue(await aws.get("glue"), settings, job_name=job_name,
-                                       script_uri=f"s3://{curated}/{key}", arguments=arguments)
+        submission = await submit_glue(
+            await aws.get("glue"), settings, job_name=job_name, script_uri=f"s3://{curated}/{key}", arguments=arguments
+        )
     run = await save_run(ctx, run, engine_run_id=submission.engine_run_id, log_url=submission.log_url)
     log.info("spark_run_submitted", transform_id=run.id, engine=run.engine, engine_run_id=submission.engine_run_id)
 
@@ -214,15 +245,30 @@ async def run_spark_partition(ctx: dict[str, Any], run: TransformRun, schema: Ta
         await save_run(ctx, run, engine_state=state, engine_states=",".join(seen))
         log.info("spark_run_state", transform_id=run.id, engine_run_id=submission.engine_run_id, state=state)
 
-    await wait_for_run(submission, interval_s=settings.spark_poll_interval_s, timeout_s=settings.spark_timeout_s,
-                       on_state=_on_state)
+    await wait_for_run(
+        submission, interval_s=settings.spark_poll_interval_s, timeout_s=settings.spark_timeout_s, on_state=_on_state
+    )
     published = await asyncio.to_thread(
-        publish_spark_output, ctx["s3_sync"], curated_bucket=curated, bad_rows_bucket=settings.bucket("bad-rows"),
-        keys=keys, transform_id=run.id, output_format=settings.output_format,
+        publish_spark_output,
+        ctx["s3_sync"],
+        curated_bucket=curated,
+        bad_rows_bucket=settings.bucket("bad-rows"),
+        keys=keys,
+        transform_id=run.id,
+        output_format=settings.output_format,
     )
     return await save_run(
-        ctx, run, state="succeeded", rows_in=published["rows_in"], rows_out=published["rows_out"],
-        rows_bad=published["rows_bad"], bytes_out=published["bytes_out"], manifest_key=published["manifest_key"],
-        bad_rows_key=published["bad_rows_key"], advertising_view_key=published["advertising_view_key"],
-        duration_s=round(time.monotonic() - started, 3), finished_at=utc_now(), error=None,
+        ctx,
+        run,
+        state="succeeded",
+        rows_in=published["rows_in"],
+        rows_out=published["rows_out"],
+        rows_bad=published["rows_bad"],
+        bytes_out=published["bytes_out"],
+        manifest_key=published["manifest_key"],
+        bad_rows_key=published["bad_rows_key"],
+        advertising_view_key=published["advertising_view_key"],
+        duration_s=round(time.monotonic() - started, 3),
+        finished_at=utc_now(),
+        error=None,
     )

@@ -69,8 +69,12 @@ def _concatenate_gzip(s3: Any, bucket: str, keys: list[str], target_bucket: str,
             for chunk in iter(lambda body=body: body.read(1024 * 1024), b""):
                 spool.write(chunk)
         spool.seek(0)
-        s3.upload_fileobj(spool, target_bucket, target_key,
-                          ExtraArgs={"ContentType": "application/x-ndjson", "ContentEncoding": "gzip"})
+        s3.upload_fileobj(
+            spool,
+            target_bucket,
+            target_key,
+            ExtraArgs={"ContentType": "application/x-ndjson", "ContentEncoding": "gzip"},
+        )
 
 
 def publish_spark_output(
@@ -88,21 +92,32 @@ def publish_spark_output(
         rows = record_count(s3, curated_bucket, item["Key"], item["Size"])
         if rows:
             staged.append(StagedPart(item["Key"], item["Size"], rows))
-    bad_parts = [item["Key"] for item in list_keys(s3, curated_bucket, f"{staging}bad/")
-                 if item["Key"].endswith(".json.gz") and item["Size"] > 0]
+    bad_parts = [
+        item["Key"]
+        for item in list_keys(s3, curated_bucket, f"{staging}bad/")
+        if item["Key"].endswith(".json.gz") and item["Size"] > 0
+    ]
     bad_rows_key = None
     if stats.get("rows_bad"):
         bad_rows_key = keys.bad_rows(transform_id)
         _concatenate_gzip(s3, curated_bucket, bad_parts, bad_rows_bucket, bad_rows_key)
     view_body = None
     if keys.hour is None:
-        views = [item["Key"] for item in list_keys(s3, curated_bucket, f"{staging}view/")
-                 if item["Key"].endswith(".parquet")]
+        views = [
+            item["Key"] for item in list_keys(s3, curated_bucket, f"{staging}view/") if item["Key"].endswith(".parquet")
+        ]
         if views:
             view_body = s3.get_object(Bucket=curated_bucket, Key=views[0])["Body"].read()
     publish_partition(
-        s3, curated_bucket=curated_bucket, bad_rows_bucket=bad_rows_bucket, keys=keys, transform_id=transform_id,
-        staged=staged, extension=extension, view_body=view_body, bad_rows_key=bad_rows_key,
+        s3,
+        curated_bucket=curated_bucket,
+        bad_rows_bucket=bad_rows_bucket,
+        keys=keys,
+        transform_id=transform_id,
+        staged=staged,
+        extension=extension,
+        view_body=view_body,
+        bad_rows_key=bad_rows_key,
         rows=int(stats["rows_out"]),
     )
     for item in list(list_keys(s3, curated_bucket, staging)):

@@ -40,14 +40,18 @@ def _iso_micros(text: Column) -> Column:
     hour, minute, second = (F.coalesce(F.nullif(p, F.lit("")), F.lit("0")).cast("int") for p in part[4:7])
     fraction = F.rpad(F.substring(part[7], 1, 6), 6, "0")
     seconds = F.concat(second.cast("string"), F.lit("."), fraction).cast("decimal(8,6)")
-    moment = F.make_timestamp(part[1].cast("int"), part[2].cast("int"), part[3].cast("int"), hour, minute, seconds,
-                              F.lit("UTC"))
+    moment = F.make_timestamp(
+        part[1].cast("int"), part[2].cast("int"), part[3].cast("int"), hour, minute, seconds, F.lit("UTC")
+    )
     zone = part[8]
     digits = F.regexp_replace(F.substring(zone, 2, 10), ":", "")
-    offset = (F.substring(digits, 1, 2).cast("int") * 3600
-              + F.coalesce(F.nullif(F.substring(digits, 3, 2), F.lit("")), F.lit("0")).cast("int") * 60)
+    offset = (
+        F.substring(digits, 1, 2).cast("int") * 3600
+        + F.coalesce(F.nullif(F.substring(digits, 3, 2), F.lit("")), F.lit("0")).cast("int") * 60
+    )
     offset = F.when((zone == "") | (zone == "Z"), F.lit(0)).otherwise(
-        F.when(F.substring(zone, 1, 1) == "-", -offset).otherwise(offset))
+        F.when(F.substring(zone, 1, 1) == "-", -offset).otherwise(offset)
+    )
     valid = text.rlike(iso) & (hour <= 23) & (minute <= 59) & (second <= 59)
     return F.when(valid, F.unix_micros(moment) - offset.cast("long") * 1000000)
 
@@ -60,8 +64,9 @@ def _shaped(spec: dict) -> Column:
     """Whether a string column's value is a JSON object or array (those are type mismatches)."""
     if spec.get("detect") is None:
         return F.lit(False)
-    return (_navigate(F.col("_objects"), spec["steps"]).isNotNull()
-            | _navigate(F.col("_arrays"), spec["steps"]).isNotNull())
+    return (
+        _navigate(F.col("_objects"), spec["steps"]).isNotNull() | _navigate(F.col("_arrays"), spec["steps"]).isNotNull()
+    )
 
 
 def _column(spec: dict) -> tuple[Column, list[Column]]:
@@ -83,8 +88,18 @@ def _column(spec: dict) -> tuple[Column, list[Column]]:
         errors.append(_error(mismatch, name, "type_mismatch", mismatch_reason))
         if spec.get("limit") is not None:
             size = F.octet_length(value)
-            errors.append(_error(~mismatch & (size > spec["limit"]), name, "overflow", F.concat(
-                F.lit(f"overflow: {name} is "), size.cast("string"), F.lit(f" bytes, {sql} holds {spec['limit']}"))))
+            errors.append(
+                _error(
+                    ~mismatch & (size > spec["limit"]),
+                    name,
+                    "overflow",
+                    F.concat(
+                        F.lit(f"overflow: {name} is "),
+                        size.cast("string"),
+                        F.lit(f" bytes, {sql} holds {spec['limit']}"),
+                    ),
+                )
+            )
         value = F.when(~mismatch, value)
     elif kind == "int":
         low, high = INT_RANGES[sql]
@@ -92,8 +107,14 @@ def _column(spec: dict) -> tuple[Column, list[Column]]:
         too_big = present & parsed.isNull() & integral
         out_of_range = parsed.isNotNull() & ((parsed < F.lit(low)) | (parsed > F.lit(high)))
         errors.append(_error(present & parsed.isNull() & ~integral, name, "type_mismatch", mismatch_reason))
-        errors.append(_error(too_big | out_of_range, name, "overflow", F.concat(
-            F.lit(f"overflow: {name} value "), raw, F.lit(f" does not fit {sql}"))))
+        errors.append(
+            _error(
+                too_big | out_of_range,
+                name,
+                "overflow",
+                F.concat(F.lit(f"overflow: {name} value "), raw, F.lit(f" does not fit {sql}")),
+            )
+        )
         value = F.when(~out_of_range, parsed)
     elif kind == "float":
         errors.append(_error(present & parsed.isNull(), name, "type_mismatch", mismatch_reason))
@@ -131,8 +152,9 @@ def _column(spec: dict) -> tuple[Column, list[Column]]:
             default = default.cast("date")
         value = F.when(~present, default).otherwise(value)
     elif not spec["nullable"]:
-        errors.append(_error(~present, name, "missing",
-                             F.lit(f"missing required field: {spec['source']} (column {name})")))
+        errors.append(
+            _error(~present, name, "missing", F.lit(f"missing required field: {spec['source']} (column {name})"))
+        )
     return value.cast(spec["spark_type"]).alias(name), errors
 
 
@@ -155,19 +177,39 @@ def map_records(lines: DataFrame, dt: str | None) -> DataFrame:
     wrapped = F.concat(F.lit("["), F.col("value"), F.lit("]"))
     malformed = F.get_json_object(wrapped, "$").isNull() | F.get_json_object(wrapped, "$[1]").isNotNull()
     not_object = ~F.col("value").rlike(r"^\s*\{")
-    record_error = F.when(malformed, F.array(F.struct(
-        F.lit("").alias("column"), F.lit("malformed_json").alias("kind"), F.lit("malformed JSON").alias("reason"))
-    )).when(not_object, F.array(F.struct(
-        F.lit("").alias("column"), F.lit("type_mismatch").alias("kind"),
-        F.lit("type mismatch: a record must be a JSON object").alias("reason"))))
+    record_error = F.when(
+        malformed,
+        F.array(
+            F.struct(
+                F.lit("").alias("column"),
+                F.lit("malformed_json").alias("kind"),
+                F.lit("malformed JSON").alias("reason"),
+            )
+        ),
+    ).when(
+        not_object,
+        F.array(
+            F.struct(
+                F.lit("").alias("column"),
+                F.lit("type_mismatch").alias("kind"),
+                F.lit("type mismatch: a record must be a JSON object").alias("reason"),
+            )
+        ),
+    )
     df = df.select("value", "source", *values, F.coalesce(record_error, column_errors).alias("_errors"))
     partition = SPEC.get("partition_column")
     if partition and dt:
         outside = F.col(partition) != F.lit(dt).cast("date")
         mismatch = (F.size("_errors") == 0) & F.col(partition).isNotNull() & outside
-        error = F.struct(F.lit(partition).alias("column"), F.lit("partition_mismatch").alias("kind"), F.concat(
-            F.lit(f"partition mismatch: {partition} "), F.col(partition).cast("string"),
-            F.lit(f" is outside the partition {dt}")).alias("reason"))
+        error = F.struct(
+            F.lit(partition).alias("column"),
+            F.lit("partition_mismatch").alias("kind"),
+            F.concat(
+                F.lit(f"partition mismatch: {partition} "),
+                F.col(partition).cast("string"),
+                F.lit(f" is outside the partition {dt}"),
+            ).alias("reason"),
+        )
         df = df.withColumn("_errors", F.when(mismatch, F.array(error)).otherwise(F.col("_errors")))
     return df
 
@@ -175,9 +217,13 @@ def map_records(lines: DataFrame, dt: str | None) -> DataFrame:
 def advertising_view(good: DataFrame, dt: str) -> DataFrame:
     """Per ad per day impressions, clicks and CTR."""
     day = F.col(SPEC["partition_column"]) if SPEC.get("partition_column") else F.lit(dt).cast("date")
-    grouped = good.where(F.col("ad_id").isNotNull()).groupBy(F.col("ad_id"), day.alias("dt")).agg(
-        F.sum(F.when(F.col("event_type") == "impression", 1).otherwise(0)).cast("long").alias("impressions"),
-        F.sum(F.when(F.col("event_type") == "click", 1).otherwise(0)).cast("long").alias("clicks"),
+    grouped = (
+        good.where(F.col("ad_id").isNotNull())
+        .groupBy(F.col("ad_id"), day.alias("dt"))
+        .agg(
+            F.sum(F.when(F.col("event_type") == "impression", 1).otherwise(0)).cast("long").alias("impressions"),
+            F.sum(F.when(F.col("event_type") == "click", 1).otherwise(0)).cast("long").alias("clicks"),
+        )
     )
     ctr = F.when(F.col("impressions") > 0, F.col("clicks") / F.col("impressions")).otherwise(F.lit(0.0))
     return grouped.withColumn("ctr", ctr.cast("double")).orderBy("ad_id", "dt")
@@ -203,14 +249,18 @@ def run(spark: SparkSession, inputs: list, staging: str, dt: str | None, output_
     (writer.parquet if output_format == "parquet" else writer.orc)(staging + "data")
     bad = mapped.where(F.size("_errors") > 0).select(
         F.array_join(F.transform("_errors", lambda e: e["reason"]), "; ").alias("reason"),
-        F.col("_errors").alias("errors"), F.col("source"), F.lit(None).cast("long").alias("line"),
-        F.col("value").alias("record"))
+        F.col("_errors").alias("errors"),
+        F.col("source"),
+        F.lit(None).cast("long").alias("line"),
+        F.col("value").alias("record"),
+    )
     bad.write.mode("overwrite").option("compression", "gzip").json(staging + "bad")
     if SPEC.get("advertising_view"):
         view = advertising_view(good, dt)
         view.coalesce(1).write.mode("overwrite").option("compression", "snappy").parquet(staging + "view")
-    totals = mapped.agg(F.count(F.lit(1)).alias("rows_in"),
-                        F.sum(F.when(F.size("_errors") > 0, 1).otherwise(0)).alias("rows_bad")).first()
+    totals = mapped.agg(
+        F.count(F.lit(1)).alias("rows_in"), F.sum(F.when(F.size("_errors") > 0, 1).otherwise(0)).alias("rows_bad")
+    ).first()
     stats = {"rows_in": int(totals["rows_in"]), "rows_bad": int(totals["rows_bad"] or 0)}
     stats["rows_out"] = stats["rows_in"] - stats["rows_bad"]
     _write_text(spark, staging + "_stats.json", json.dumps(stats))
@@ -230,8 +280,7 @@ def main(argv: list | None = None) -> None:
     builder = SparkSession.builder.appName(f"headwater-{SPEC.get('table')}-v{SPEC.get('version')}")
     if args.master:
         builder = builder.master(args.master).config("spark.ui.enabled", "false")
-    spark = (builder.config("spark.sql.session.timeZone", "UTC").config("spark.sql.ansi.enabled", "false")
-             .getOrCreate())
+    spark = builder.config("spark.sql.session.timeZone", "UTC").config("spark.sql.ansi.enabled", "false").getOrCreate()
     stats = run(spark, args.input.split(","), args.staging, args.dt, args.format, args.compression)
     print(json.dumps(stats))
     spark.stop()

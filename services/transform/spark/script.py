@@ -14,8 +14,16 @@ from shared.schemas import EPOCH_TRANSFORMS, Column, TableSchema
 TEMPLATE = Path(__file__).with_name("runtime_template.py")
 PLACEHOLDER = "SPEC: dict = {}  # HEADWATER_SPEC"
 
-SPARK_TYPES = {"smallint": "smallint", "integer": "int", "bigint": "bigint", "real": "float",
-               "double precision": "double", "boolean": "boolean", "timestamp": "timestamp_ntz", "date": "date"}
+SPARK_TYPES = {
+    "smallint": "smallint",
+    "integer": "int",
+    "bigint": "bigint",
+    "real": "float",
+    "double precision": "double",
+    "boolean": "boolean",
+    "timestamp": "timestamp_ntz",
+    "date": "date",
+}
 
 
 def spark_type(column: Column) -> str:
@@ -123,17 +131,32 @@ def build_spec(schema: TableSchema) -> dict[str, Any]:
         detect = None
         if column.kind == "string" and objects.add(steps, "MAP<STRING, STRING>"):
             detect = arrays.add(steps, "ARRAY<STRING>") or None
-        columns.append({
-            "name": column.name, "source": column.source, "type": column.type, "kind": column.kind,
-            "spark_type": spark_type(column), "steps": steps, "json_path": json_path(steps), "parse": index,
-            "nullable": column.nullable, "default": _json_default(column), "transform": column.transform,
-            "limit": column.varchar_length, "detect": detect,
-        })
+        columns.append(
+            {
+                "name": column.name,
+                "source": column.source,
+                "type": column.type,
+                "kind": column.kind,
+                "spark_type": spark_type(column),
+                "steps": steps,
+                "json_path": json_path(steps),
+                "parse": index,
+                "nullable": column.nullable,
+                "default": _json_default(column),
+                "transform": column.transform,
+                "limit": column.varchar_length,
+                "detect": detect,
+            }
+        )
     return {
-        "table": schema.name, "version": schema.version, "columns": columns,
+        "table": schema.name,
+        "version": schema.version,
+        "columns": columns,
         "parse": [trie.fields() for trie in parses],
-        "objects": objects.fields() or None, "arrays": arrays.fields() or None,
-        "partition_column": schema.partition_column, "advertising_view": has_advertising_view(schema),
+        "objects": objects.fields() or None,
+        "arrays": arrays.fields() or None,
+        "partition_column": schema.partition_column,
+        "advertising_view": has_advertising_view(schema),
         "iso_pattern": ISO_TIMESTAMP.pattern,
     }
 

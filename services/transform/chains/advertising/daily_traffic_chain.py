@@ -63,8 +63,13 @@ class CtrReportTask(Task):
 
     def requires(self, params: Any) -> list[tuple[type[Task], BaseModel]]:
         days = (params.end - params.start).days + 1
-        return [(DailyAdTrafficTask, DayParams(table=params.table, version=params.version,
-                                               dt=params.start + timedelta(days=offset))) for offset in range(days)]
+        return [
+            (
+                DailyAdTrafficTask,
+                DayParams(table=params.table, version=params.version, dt=params.start + timedelta(days=offset)),
+            )
+            for offset in range(days)
+        ]
 
     async def run(self, context: TaskContext, params: Any, inputs: list[bytes]) -> bytes:
         totals: dict[str, list[int]] = {}
@@ -73,7 +78,8 @@ class CtrReportTask(Task):
                 total = totals.setdefault(ad_id, [0, 0])
                 total[0] += counts["impressions"]
                 total[1] += counts["clicks"]
-        report = {ad: {"impressions": i, "clicks": c, "ctr": c / i if i else 0.0}
-                  for ad, (i, c) in sorted(totals.items())}
+        report = {
+            ad: {"impressions": i, "clicks": c, "ctr": c / i if i else 0.0} for ad, (i, c) in sorted(totals.items())
+        }
         context.log(f"{len(report)} ads over {len(inputs)} days")
         return json.dumps({"start": params.start.isoformat(), "end": params.end.isoformat(), "ads": report}).encode()

@@ -18,6 +18,7 @@ from services.transform.builtin_schemas import AD_EVENTS_V1, METER_READS_V1
 from services.transform.engine.blocks import iter_blocks
 from services.transform.engine.local import EngineOptions, transform_sources
 from services.transform.engine.mapping import BlockMapper
+from services.transform.engine.views import AdvertisingView
 from shared.schemas import parse_schema_yaml
 from tests.transform.sample import BAD_LINES, good_beacons, jsonl
 
@@ -271,3 +272,20 @@ def test_engine_writes_orc_with_snappy_when_asked(tmp_path: Path) -> None:
             "dt": date(2026, 11, 24),
         }
     ]
+
+
+def test_advertising_view_sums_batches_and_keeps_ads_seen_without_impressions() -> None:
+    view = AdvertisingView(date(2026, 11, 24))
+    view.add(pa.table({"ad_id": ["b", "a", None, "a"], "event_type": ["impression", "click", "click", "impression"]}))
+    view.add(pa.table({"ad_id": ["a", "c", "b"], "event_type": ["impression", "other", "impression"]}))
+    view.add(pa.table({"ad_id": pa.array([], pa.string()), "event_type": pa.array([], pa.string())}))
+
+    rows = view.table().to_pylist()
+
+    day = date(2026, 11, 24)
+    assert rows == [
+        {"ad_id": "a", "dt": day, "impressions": 2, "clicks": 1, "ctr": 0.5},
+        {"ad_id": "b", "dt": day, "impressions": 2, "clicks": 0, "ctr": 0.0},
+        {"ad_id": "c", "dt": day, "impressions": 0, "clicks": 0, "ctr": 0.0},
+    ]
+    assert AdvertisingView(day).table().num_rows == 0

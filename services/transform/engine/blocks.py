@@ -13,15 +13,17 @@ except ImportError:  # pragma: no cover - isal is a dependency, zlib is the fall
 
 GZIP_MAGIC = b"\x1f\x8b"
 READ_BYTES = 1024 * 1024
+INFLATE_BYTES = 4 * 1024 * 1024  # at most this much output per inflate call, however well the input compresses
 GZIP_WBITS = 31  # gzip header and trailer
 
 
 @dataclass
 class Block:
-    """Whole lines of JSON, with the 1-based number of their first line in the source."""
+    """Whole lines of JSON, with the 1-based number of their first line in the source and their newline count."""
 
     data: bytes
     first_line: int
+    newlines: int = -1
 
 
 def _decompressed(stream: BinaryIO) -> Iterator[bytes]:
@@ -36,10 +38,10 @@ def _decompressed(stream: BinaryIO) -> Iterator[bytes]:
     while chunk:
         data = chunk
         while data:
-            out = decompressor.decompress(data)
+            out = decompressor.decompress(data, INFLATE_BYTES)
             if out:
                 yield out
-            data = b""
+            data = decompressor.unconsumed_tail
             if decompressor.eof:  # another gzip member may follow
                 data = decompressor.unused_data
                 decompressor = zlib.decompressobj(wbits=GZIP_WBITS)
@@ -50,31 +52,33 @@ def _decompressed(stream: BinaryIO) -> Iterator[bytes]:
 
 
 def iter_blocks(stream: BinaryIO, block_bytes: int = 8 * 1024 * 1024) -> Iterator[Block]:
-    """Yield blocks of at most about ``block_bytes`` of whole lines; a last line without a newline is kept.
+    """Yield blocks of about ``block_bytes`` of whole lines; a last line without a newline is kept.
 
-    A block is cut at the last newline within ``block_bytes`` (after the first line when a line is longer).
+    A block is cut at the last newline within ``block_bytes`` of the inflated chunk that completes it, or at the
+    first one after (a line longer than a block, or a chunk without a newline before the limit). Each byte is
+    copied once, into its block: pieces of chunks are carried as memoryviews until then.
     """
-    parts: list[bytes] = []
+    parts: list[bytes | memoryview] = []
     size = 0
     line = 1
     for data in _decompressed(stream):
-        parts.append(data)
-        size += len(data)
-        if size < block_bytes:
-            continue
-        pending = b"".join(parts)
+        view = memoryview(data)
         start = 0
-        while len(pending) - start >= block_bytes:
-            cut = pending.rfind(b"\n", start, start + block_bytes)
+        while size + len(data) - start >= block_bytes:
+            limit = start + block_bytes - size
+            cut = data.rfind(b"\n", start, limit)
             if cut < 0:
-                cut = pending.find(b"\n", start + block_bytes)
+                cut = data.find(b"\n", max(limit, start))
                 if cut < 0:
                     break
-            block = pending[start : cut + 1]
-            start = cut + 1
-            yield Block(block, line)
-            line += block.count(b"\n")
-        rest = pending[start:]
-        parts, size = ([rest], len(rest)) if rest else ([], 0)
+            block = b"".join([*parts, view[start : cut + 1]])
+            parts, size, start = [], 0, cut + 1
+            newlines = block.count(b"\n")
+            yield Block(block, line, newlines)
+            line += newlines
+        if start < len(data):
+            parts.append(view[start:])
+            size += len(data) - start
     if parts:
-        yield Block(b"".join(parts), line)
+        block = b"".join(parts)
+        yield Block(block, line, block.count(b"\n"))

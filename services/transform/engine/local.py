@@ -101,21 +101,23 @@ def _read_ahead(sources: Iterable[Source], block_bytes: int) -> Iterator[tuple[s
         reader.join()
 
 
+def _map_one(mapper: BlockMapper, name: str, block: Block) -> MappedBlock:
+    return mapper.map_block(block.data, source=name, first_line=block.first_line, newlines=block.newlines)
+
+
 def _map_in_parallel(
     mapper: BlockMapper, blocks: Iterator[tuple[str, Block]], threads: int
 ) -> Iterator[tuple[str, Block, MappedBlock]]:
     """Map blocks on ``threads`` threads (Arrow releases the GIL), yielding results in input order."""
     if threads <= 1:
         for name, block in blocks:
-            yield name, block, mapper.map_block(block.data, source=name, first_line=block.first_line)
+            yield name, block, _map_one(mapper, name, block)
         return
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="transform-map") as pool:
         pending: deque[tuple[str, Block, Future[MappedBlock]]] = deque()
         try:
             for name, block in blocks:
-                pending.append(
-                    (name, block, pool.submit(mapper.map_block, block.data, source=name, first_line=block.first_line))
-                )
+                pending.append((name, block, pool.submit(_map_one, mapper, name, block)))
                 if len(pending) > threads:
                     done_name, done_block, future = pending.popleft()
                     yield done_name, done_block, future.result()

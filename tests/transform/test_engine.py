@@ -289,3 +289,16 @@ def test_advertising_view_sums_batches_and_keeps_ads_seen_without_impressions() 
         {"ad_id": "c", "dt": day, "impressions": 0, "clicks": 0, "ctr": 0.0},
     ]
     assert AdvertisingView(day).table().num_rows == 0
+
+
+def test_a_malformed_timestamp_among_timestamps_of_one_shape_is_still_a_bad_row() -> None:
+    mapper = BlockMapper(parse_schema_yaml(AD_EVENTS_V1), dt=date(2026, 11, 24))
+    events = good_beacons()
+    events[3]["received_at"] = "2026-11-24T10:0x:01.250Z"  # same length as its neighbours
+
+    mapped = mapper.map_block(jsonl(events))
+
+    assert mapped.vectorised and mapped.table.num_rows == len(events) - 1
+    assert [(b.line, b.reason) for b in mapped.bad] == [
+        (4, "type mismatch: received_at expects timestamp, got string (not an ISO-8601 timestamp)")
+    ]

@@ -150,6 +150,19 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(5)
 
 
+def cpu_seconds(pid: int) -> float:
+    """Return the user + system CPU seconds a process has used so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed_wrk(pid: int, url: str, seconds: int, connections: int, script: Path | None = None) -> dict[str, float]:
+    """Run wrk and add the CPU seconds the server process used meanwhile."""
+    before = cpu_seconds(pid)
+    run = run_wrk(url, seconds, connections, script)
+    return {**run, "cpu_s": cpu_seconds(pid) - before}
+
+
 def metric(text: str, name: str) -> float:
     match = re.search(rf"^{name}(?:{{[^}}]*}})?\s+([\d.e+-]+)$", text, re.MULTILINE)
     return float(match.group(1)) if match else 0.0
@@ -277,27 +290,35 @@ def main() -> None:
         script = batch_script(work / "batch.lua", api_key)
         for _ in range(rounds):
             bare_runs.append(run_wrk(bare_url, seconds, connections))
-            single_runs.append(run_wrk(f"{base}{BEACON_PATH}", seconds, connections))
+            single_runs.append(timed_wrk(ingest.pid, f"{base}{BEACON_PATH}", seconds, connections))
         spool_drained(base, 15 if args.quick else 120)  # batches start with an idle shipper
         for _ in range(rounds):
-            batch_runs.append(run_wrk(f"{base}/v1/events", seconds, batch_connections, script))
+            batch_runs.append(timed_wrk(ingest.pid, f"{base}/v1/events", seconds, batch_connections, script))
         sent += sum(run["requests"] for run in single_runs) + BATCH_SIZE * sum(run["requests"] for run in batch_runs)
 
-        load_stopped = time.monotonic()
+        load_stopped, cpu_at_stop = time.monotonic(), cpu_seconds(ingest.pid)
         shipped_at_stop = metric(httpx.get(f"{base}/metrics", timeout=5).text, "headwater_ingest_shipped_events_total")
         drained_after = spool_drained(base, 5 if args.quick else 240)
-        drain_window = time.monotonic() - load_stopped
+        drain_window, drain_cpu = time.monotonic() - load_stopped, cpu_seconds(ingest.pid) - cpu_at_stop
         shipped = metric(httpx.get(f"{base}/metrics", timeout=5).text, "headwater_ingest_shipped_events_total")
 
         bare_rps = statistics.median(run["rps"] for run in bare_runs)
         single_rps = statistics.median(run["rps"] for run in single_runs)
         batch_events = BATCH_SIZE * statistics.median(run["rps"] for run in batch_runs)
+        # CPU the ingest process spent per event (shipper included): steadier than rates on a busy machine.
+        single_cpu_us = 1e6 * sum(r["cpu_s"] for r in single_runs) / max(1, sum(r["requests"] for r in single_runs))
+        batch_cpu_us = (
+            1e6 * sum(r["cpu_s"] for r in batch_runs) / max(1, BATCH_SIZE * sum(r["requests"] for r in batch_runs))
+        )
         figures = {
             "ratio_single_vs_bare": round(single_rps / bare_rps, 3),
             "ratio_batch_vs_single": round(batch_events / single_rps, 2),
             "single_rps": round(single_rps, 1),
             "batch_events_per_s": round(batch_events, 1),
             "p99_ms": round(statistics.median(run["p99_ms"] for run in single_runs), 2),
+            "cpu_us_per_single": round(single_cpu_us, 1),
+            "cpu_us_per_batch_event": round(batch_cpu_us, 2),
+            "cpu_ratio_single_vs_batch_event": round(single_cpu_us / batch_cpu_us, 2) if batch_cpu_us else None,
             "bare_rps": round(bare_rps, 1),
             "bare_p99_ms": round(statistics.median(run["p99_ms"] for run in bare_runs), 2),
             "errors": int(sum(run["errors"] for run in bare_runs + single_runs + batch_runs)),
@@ -306,6 +327,9 @@ def main() -> None:
             "shipped_events": int(shipped),
             "shipper_drain_s": round(drained_after, 2) if drained_after is not None else None,
             "shipper_drain_events_per_s": round((shipped - shipped_at_stop) / drain_window, 1),
+            "cpu_us_per_shipped_event": round(1e6 * drain_cpu / (shipped - shipped_at_stop), 2)
+            if shipped > shipped_at_stop
+            else None,
             "connections": connections,
             "batch_connections": batch_connections,
             "rounds": rounds,

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-import orjson
 from pydantic import BaseModel, Discriminator, Tag, TypeAdapter, ValidationError
 
 from services.ingest.dedup import Deduplicator
@@ -18,7 +18,7 @@ from services.ingest.models import (
     MeterReadIn,
 )
 from services.ingest.realtime import RealtimeCounters
-from services.ingest.records import IpHasher, beacon_record, event_record, iso_z, plain_ad_record
+from services.ingest.records import IpHasher, beacon_record, encode_lines, event_record, iso_z, plain_ad_records
 from services.ingest.registry import SchemaRegistry
 from services.ingest.spool import Day, Spool, SpoolFullError
 from shared.errors import ServiceUnavailableError
@@ -119,20 +119,19 @@ class Intake:
         now = datetime.now(UTC)
         received_iso = iso_z(now)
         ip_hash = self.hasher(client_ip)
-        if default_type is not None:
+        # One slot per item: its record, or None once it is rejected (the reason is in ``rejected``).
+        slots: list[dict[str, Any] | None]
+        if default_type is None:
+            slots = plain_ad_records(items, received_iso=received_iso, ip_hash=ip_hash)
+            own = [index for index, record in enumerate(slots) if record is not None and "event_id" in items[index]]
+        else:
             items = [
                 {**item, "type": default_type} if isinstance(item, dict) and "type" not in item else item
                 for item in items
             ]
-        records: list[tuple[int, dict[str, Any], bool]] = []  # (index, record, client-supplied id)
-        others: list[int] = []
-        for index, item in enumerate(items):
-            plain = plain_ad_record(item, received_iso=received_iso, ip_hash=ip_hash) if default_type is None else None
-            if plain is None:
-                others.append(index)
-            else:
-                records.append((index, plain, "event_id" in item))
+            slots, own = [None] * len(items), []
         rejected: dict[int, str] = {}
+        others = [index for index, record in enumerate(slots) if record is None]
         if others:
             valid, bad = self._validate_all([items[index] for index in others], default_type)
             rejected = {others[position]: reason for position, reason in bad.items()}
@@ -141,39 +140,27 @@ class Intake:
                 if not await self.registry.is_registered(name):
                     reason = f"type: unknown event type '{name}' (register a schema with that name first)"
                     rejected.update({index: reason for index, event in valid if event.type == name})
-            records += [
-                (
-                    index,
-                    event_record(event, received_at=now, received_iso=received_iso, ip_hash=ip_hash),
-                    event.event_id is not None,
-                )
-                for index, event in valid
-                if index not in rejected
-            ]
-            if len(others) < len(items):
-                records.sort(key=lambda entry: entry[0])
-        duplicates, in_flight = await self._find_duplicates(records)
-        for index in in_flight:
-            rejected[index] = RETRY_REASON
-        fresh = [(index, record, own) for index, record, own in records if index not in duplicates | in_flight]
-        await self._store([record for _, record, _ in fresh], claimed=[r["event_id"] for _, r, own in fresh if own])
-        results: list[dict[str, Any]] = [
-            {"index": index, "event_id": _client_id(items[index]), "status": "rejected", "reason": reason}
-            for index, reason in rejected.items()
-        ]
-        results += [
-            {
-                "index": index,
-                "event_id": record["event_id"],
-                "status": "duplicate" if index in duplicates else "accepted",
-                "reason": None,
-            }
-            for index, record, _ in records
-            if index not in in_flight
-        ]
-        if rejected:
-            results.sort(key=lambda result: result["index"])
-        return BatchOutcome(accepted=len(fresh), duplicates=len(duplicates), rejected=len(rejected), results=results)
+            for index, event in valid:
+                if index not in rejected:
+                    slots[index] = event_record(event, received_at=now, received_iso=received_iso, ip_hash=ip_hash)
+                    if event.event_id is not None:
+                        own.append(index)
+        duplicates: set[int] = set()
+        if own:
+            own.sort()
+            duplicates, in_flight = await self._find_duplicates([(index, slots[index]) for index in own])
+            for index in in_flight:
+                rejected[index] = RETRY_REASON
+                slots[index] = None
+        fresh = [record for index, record in enumerate(slots) if record is not None and index not in duplicates]
+        claimed = [slots[index]["event_id"] for index in own if slots[index] is not None and index not in duplicates]
+        await self._store(fresh, claimed=claimed)
+        return BatchOutcome(
+            accepted=len(fresh),
+            duplicates=len(duplicates),
+            rejected=len(rejected),
+            results=_results(items, slots, rejected, duplicates),
+        )
 
     def _validate_all(self, items: list[Any], default_type: str | None) -> tuple[list[tuple[int, Any]], dict[int, str]]:
         """Validate the whole list in one call; only when something is wrong, find out item by item."""
@@ -192,14 +179,12 @@ class Intake:
                 valid.append((index, event))
         return valid, rejected
 
-    async def _find_duplicates(self, records: list[tuple[int, dict[str, Any], bool]]) -> tuple[set[int], set[int]]:
-        """Return (indexes of duplicates, indexes whose id another request is accepting right now)."""
+    async def _find_duplicates(self, records: list[tuple[int, dict[str, Any]]]) -> tuple[set[int], set[int]]:
+        """Of records with client ids, return (indexes of duplicates, indexes whose id is being accepted elsewhere)."""
         duplicates: set[int] = set()
         seen: set[str] = set()
         to_claim: list[tuple[int, str]] = []
-        for index, record, own in records:
-            if not own:
-                continue
+        for index, record in records:
             event_id = record["event_id"]
             if event_id in seen:
                 duplicates.add(index)
@@ -226,10 +211,9 @@ class Intake:
     async def _store(self, records: list[dict[str, Any]], *, claimed: list[str], count: bool = True) -> None:
         if not records:
             return
-        lines = [orjson.dumps(record) + b"\n" for record in records]
         days: set[Day] = {(record["source"], record["event_time"][:10]) for record in records}
         try:
-            await self.spool.append(lines, days)
+            await self.spool.append(encode_lines(records), len(records), days)
         except SpoolFullError as exc:
             await self.dedup.release(claimed)
             raise ServiceUnavailableError(
@@ -246,8 +230,28 @@ class Intake:
             # The events are durable; a lost confirmation only lets a later retry through as a duplicate.
             log.warning("dedup_confirm_failed", error=type(exc).__name__, ids=len(claimed))
         if count:
-            for record in records:
-                self.counters.add(record["type"], record.get("ad_id"))
+            self.counters.add_many(Counter((record["type"], record.get("ad_id")) for record in records))
+
+
+def _results(
+    items: list[Any], slots: list[dict[str, Any] | None], rejected: dict[int, str], duplicates: set[int]
+) -> list[dict[str, Any]]:
+    """Return each item's outcome, in order (plain dicts: cheap to serialise for 500 events)."""
+    if not rejected and not duplicates:
+        return [
+            {"index": index, "event_id": record["event_id"], "status": "accepted", "reason": None}  # type: ignore[index]
+            for index, record in enumerate(slots)
+        ]
+    results: list[dict[str, Any]] = []
+    for index, record in enumerate(slots):
+        if record is None:
+            results.append(
+                {"index": index, "event_id": _client_id(items[index]), "status": "rejected", "reason": rejected[index]}
+            )
+        else:
+            status = "duplicate" if index in duplicates else "accepted"
+            results.append({"index": index, "event_id": record["event_id"], "status": status, "reason": None})
+    return results
 
 
 def _client_id(item: Any) -> str | None:

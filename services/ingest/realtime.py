@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from redis.asyncio import Redis
@@ -43,14 +44,19 @@ class RealtimeCounters:
 
     def add(self, event_type: str, ad_id: str | None, *, at: float | None = None) -> None:
         """Count one accepted impression or click in the minute of ``at`` (now by default)."""
-        field_ = _FIELD.get(event_type)
-        if field_ is None:
-            return
+        self.add_many({(event_type, ad_id): 1}, at=at)
+
+    def add_many(self, counts: Mapping[tuple[str, str | None], int], *, at: float | None = None) -> None:
+        """Count accepted events, given as {(event type, ad id): how many}, in the minute of ``at`` (now)."""
         minute = int((at if at is not None else time.time()) // 60 * 60)
         bucket = self._pending[minute]
-        bucket[field_] += 1
-        if ad_id:
-            bucket[f"{field_}:{ad_id}"] += 1
+        for (event_type, ad_id), count in counts.items():
+            field_ = _FIELD.get(event_type)
+            if field_ is None:
+                continue
+            bucket[field_] += count
+            if ad_id:
+                bucket[f"{field_}:{ad_id}"] += count
 
     async def flush(self) -> None:
         """Send the pending counts to Redis in one pipeline."""

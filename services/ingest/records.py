@@ -10,6 +10,8 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from services.ingest.models import EVENT_ID_PATTERN, AdEventIn, BeaconIn, CustomEventIn, EventIn, MeterReadIn
 
 BEACON_TYPES = frozenset({"impression", "click"})
@@ -117,32 +119,65 @@ def event_record(
     return record
 
 
-def plain_ad_record(item: Any, *, received_iso: str, ip_hash: str | None) -> dict[str, Any] | None:
-    """Build the record of a plain impression or click directly (None when it needs the full model).
+def plain_ad_records(items: list[Any], *, received_iso: str, ip_hash: str | None) -> list[dict[str, Any] | None]:
+    """Build the records of plain impressions and clicks directly, one slot per item (None: needs the full model).
 
     Plain means: only type, event_id, ad_id, campaign_id, placement and user_id, all strings within the model's
-    limits. For those the result equals ``event_record(AdEventIn.model_validate(item), ...)``.
+    limits. For those the result equals ``event_record(AdEventIn.model_validate(item), ...)``. Batches are
+    mostly plain, so this one loop (no call per event) is the hot path of ``POST /v1/events``.
     """
-    if type(item) is not dict or item.get("type") not in BEACON_TYPES or not item.keys() <= _PLAIN_KEYS:
-        return None
-    for value in item.values():
-        if type(value) is not str or len(value) > _SHORTEST_LIMIT:
-            return None
-    ad_id = item.get("ad_id")
-    event_id = item.get("event_id")
-    if not ad_id or (event_id is not None and not _EVENT_ID.match(event_id)):
-        return None
-    event_type = item["type"]
-    return {
-        "event_id": event_id or server_event_id(),
-        "type": event_type,
-        "source": "beacon",
-        "event_time": received_iso,
-        "received_at": received_iso,
-        "client_ip_hash": ip_hash,
-        "ad_id": ad_id,
-        "campaign_id": item.get("campaign_id"),
-        "placement": item.get("placement"),
-        "user_id": item.get("user_id"),
-        "properties": {},
-    }
+    records: list[dict[str, Any] | None] = []
+    append = records.append
+    plain_keys, limit, match = _PLAIN_KEYS, _SHORTEST_LIMIT, _EVENT_ID.match
+    prefix, counter = _ID_PREFIX, _ID_COUNTER
+    for item in items:
+        if type(item) is not dict or not item.keys() <= plain_keys:
+            append(None)
+            continue
+        for value in item.values():
+            if type(value) is not str or len(value) > limit:
+                append(None)
+                break
+        else:
+            event_type = item.get("type")
+            ad_id = item.get("ad_id")
+            event_id = item.get("event_id")
+            if event_type not in BEACON_TYPES or not ad_id or (event_id is not None and not match(event_id)):
+                append(None)
+                continue
+            append(
+                {
+                    "event_id": event_id or f"{prefix}{next(counter):012x}",
+                    "type": event_type,
+                    "source": "beacon",
+                    "event_time": received_iso,
+                    "received_at": received_iso,
+                    "client_ip_hash": ip_hash,
+                    "ad_id": ad_id,
+                    "campaign_id": item.get("campaign_id"),
+                    "placement": item.get("placement"),
+                    "user_id": item.get("user_id"),
+                    "properties": {},
+                }
+            )
+    return records
+
+
+_BOUNDARY = b'},{"event_id":'
+
+
+def encode_lines(records: list[dict[str, Any]]) -> bytes:
+    """Serialise records as JSON lines (each ending in a newline).
+
+    One ``orjson.dumps`` of the whole list costs a tenth of one call per record. Every record built here starts
+    with its ``event_id`` key and a quote cannot appear unescaped inside a JSON string, so the array's
+    ``},{"event_id":`` separators are exactly the record boundaries, unless a nested object happens to hold the
+    same bytes: then the count differs and each record is encoded on its own.
+    """
+    if not records:
+        return b""
+    blob = orjson.dumps(records)
+    leading = all(next(iter(record), None) == "event_id" for record in records)
+    if leading and blob.count(_BOUNDARY) == len(records) - 1:
+        return blob[1:-1].replace(_BOUNDARY, b'}\n{"event_id":') + b"\n"
+    return b"".join(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE) for record in records)

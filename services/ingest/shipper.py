@@ -193,9 +193,10 @@ class Shipper:
             )
             result.bad = len(bad)
         if stream_entries and self.settings.kinesis_enabled:
+            stream = self.settings.stream("events")
             await put_stream_records(
-                await self.aws.get("kinesis"),
-                stream=self.settings.stream("events"),
+                await self.aws.put_records(stream),
+                stream=stream,
                 entries=stream_entries,
                 max_attempts=self.settings.kinesis_max_attempts,
                 concurrency=self.settings.kinesis_put_concurrency,

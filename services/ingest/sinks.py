@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gzip
 import re
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 from typing import Any
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
+from botocore.exceptions import ClientError
 
+from services.ingest.kinesis_put import KinesisPutClient, PutRecordsError, failed_indexes
+from services.ingest.settings import IngestSettings
 from shared.aws import client_kwargs
 from shared.logging import get_logger
-from shared.settings import HeadwaterSettings
 
 log = get_logger(__name__)
 
@@ -64,8 +67,28 @@ def kinesis_chunks(entries: list[tuple[bytes, str]]) -> Iterator[list[tuple[byte
         yield chunk
 
 
+PutRecords = Callable[[list[tuple[bytes, str]]], Awaitable[list[int]]]
+"""One PutRecords call: (data, partition key) entries in, the indexes of the failed records out."""
+
+
+def botocore_put_records(kinesis: Any, stream: str) -> PutRecords:
+    """Return a PutRecords call made through a botocore client (the path before ``KinesisPutClient``)."""
+
+    async def put(entries: list[tuple[bytes, str]]) -> list[int]:
+        try:
+            response = await kinesis.put_records(
+                StreamName=stream, Records=[{"Data": data, "PartitionKey": key} for data, key in entries]
+            )
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            raise PutRecordsError(str(error.get("Code", "ClientError")), str(error.get("Message", ""))) from exc
+        return failed_indexes(response)
+
+    return put
+
+
 async def put_stream_records(
-    kinesis: Any,
+    put: PutRecords,
     *,
     stream: str,
     entries: list[tuple[bytes, str]],
@@ -81,26 +104,29 @@ async def put_stream_records(
 
     async def _gated(chunk: list[tuple[bytes, str]]) -> int:
         async with gate:
-            return await _put_chunk(kinesis, stream=stream, chunk=chunk, max_attempts=max_attempts, backoff_s=backoff_s)
+            return await _put_chunk(put, stream=stream, chunk=chunk, max_attempts=max_attempts, backoff_s=backoff_s)
 
     calls = await asyncio.gather(*(_gated(chunk) for chunk in kinesis_chunks(entries)))
     return sum(calls)
 
 
 async def _put_chunk(
-    kinesis: Any, *, stream: str, chunk: list[tuple[bytes, str]], max_attempts: int, backoff_s: float
+    put: PutRecords, *, stream: str, chunk: list[tuple[bytes, str]], max_attempts: int, backoff_s: float
 ) -> int:
     remaining = chunk
     for attempt in range(max_attempts):
-        response = await kinesis.put_records(
-            StreamName=stream, Records=[{"Data": data, "PartitionKey": key} for data, key in remaining]
-        )
-        if not response.get("FailedRecordCount"):
-            return attempt + 1
-        remaining = [
-            entry for entry, result in zip(remaining, response["Records"], strict=True) if result.get("ErrorCode")
-        ]
-        log.warning("kinesis_partial_failure", stream=stream, failed=len(remaining), attempt=attempt + 1)
+        try:
+            failed = await put(remaining)
+        except PutRecordsError as exc:
+            # The whole call failed (throttled, or the endpoint is down): the same records again, after a pause.
+            if attempt + 1 == max_attempts:
+                raise SinkError(f"PutRecords failed {max_attempts} times: {exc}") from exc
+            log.warning("kinesis_put_failed", stream=stream, error=str(exc)[:200], attempt=attempt + 1)
+        else:
+            if not failed:
+                return attempt + 1
+            remaining = [remaining[index] for index in failed]
+            log.warning("kinesis_partial_failure", stream=stream, failed=len(remaining), attempt=attempt + 1)
         await asyncio.sleep(backoff_s * 2**attempt)
     raise SinkError(f"{len(remaining)} records still failing after {max_attempts} PutRecords attempts")
 
@@ -108,12 +134,13 @@ async def _put_chunk(
 class SinkClients:
     """AWS clients for the shipper: few botocore retries, since the shipper keeps a segment and retries it itself."""
 
-    def __init__(self, settings: HeadwaterSettings) -> None:
+    def __init__(self, settings: IngestSettings) -> None:
         self._settings = settings
         self._session = get_session()
         self._stack = AsyncExitStack()
         self._clients: dict[str, Any] = {}
         self._lock = asyncio.Lock()
+        self._lean_kinesis: KinesisPutClient | None = None
 
     async def get(self, service: str) -> Any:
         """Return the open client for ``service``."""
@@ -134,7 +161,18 @@ class SinkClients:
                 self._clients[service] = client
             return client
 
+    async def put_records(self, stream: str) -> PutRecords:
+        """Return the PutRecords call for ``stream``: the lean client, or botocore's when configured so."""
+        if not self._settings.kinesis_lean_put:
+            return botocore_put_records(await self.get("kinesis"), stream)
+        if self._lean_kinesis is None:
+            self._lean_kinesis = KinesisPutClient(self._settings, self._session)
+        return functools.partial(self._lean_kinesis.put_records, stream)
+
     async def close(self) -> None:
         """Close the clients."""
         await self._stack.aclose()
         self._clients.clear()
+        if self._lean_kinesis is not None:
+            await self._lean_kinesis.close()
+            self._lean_kinesis = None

@@ -133,6 +133,7 @@ class Spool:
         self._seq = 0
         self._bytes = 0
         self._pending: list[bytes] = []
+        self._pending_events = 0
         self._pending_bytes = 0
         self._pending_days: set[Day] = set()
         self._waiters: list[asyncio.Future[None]] = []
@@ -188,15 +189,19 @@ class Spool:
             days |= self._active.days
         return days
 
-    async def append(self, lines: list[bytes], days: set[Day]) -> None:
-        """Append records (each ending in a newline); return once they are on disk, or raise SpoolFullError."""
-        size = sum(len(line) for line in lines)
+    async def append(self, data: bytes, events: int, days: set[Day]) -> None:
+        """Append ``events`` records (``data``: JSON lines, each ending in a newline); return once they are on disk.
+
+        Raises SpoolFullError when the spool is at its bound (or closing).
+        """
+        size = len(data)
         if self._closing:
             raise SpoolFullError("spool is closing")
         if self.bytes_used + size > self.max_bytes:
             raise SpoolFullError(f"spool holds {self.bytes_used} bytes of {self.max_bytes}")
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.extend(lines)
+        self._pending.append(data)
+        self._pending_events += events
         self._pending_bytes += size
         self._pending_days |= days
         self._waiters.append(waiter)
@@ -214,13 +219,15 @@ class Spool:
                 return
 
     async def _commit_group(self) -> None:
-        lines, waiters, days, size = self._pending, self._waiters, self._pending_days, self._pending_bytes
+        chunks, waiters, days, size = self._pending, self._waiters, self._pending_days, self._pending_bytes
+        events = self._pending_events
         self._pending, self._waiters, self._pending_days, self._pending_bytes = [], [], set(), 0
+        self._pending_events = 0
         try:
             async with self._io_lock:
                 segment = await self._writable_segment()
-                await asyncio.to_thread(_write_and_sync, segment.fd, b"".join(lines))
-                segment.events += len(lines)
+                await asyncio.to_thread(_write_and_sync, segment.fd, b"".join(chunks))
+                segment.events += events
                 segment.size += size
                 segment.days |= days
                 self._bytes += size

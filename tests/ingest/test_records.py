@@ -1,19 +1,20 @@
-"""Record building: the plain-event shortcut gives exactly the record the full model gives."""
+"""Record building: the plain-event shortcut gives exactly the record the full model gives; line encoding."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import orjson
 import pytest
 
 from services.ingest.models import AdEventIn
-from services.ingest.records import event_record, iso_z, plain_ad_record, server_event_id
+from services.ingest.records import encode_lines, event_record, iso_z, plain_ad_records, server_event_id
 
 
 def test_plain_shortcut_matches_the_full_model() -> None:
     now = datetime(2026, 11, 25, 12, 0, 1, 123000, tzinfo=UTC)
     item = {"type": "click", "event_id": "c-1", "ad_id": "ad-1", "campaign_id": "c", "placement": "p", "user_id": "u"}
-    fast = plain_ad_record(item, received_iso=iso_z(now), ip_hash="h")
+    [fast] = plain_ad_records([item], received_iso=iso_z(now), ip_hash="h")
     full = event_record(AdEventIn.model_validate(item), received_at=now, received_iso=iso_z(now), ip_hash="h")
     assert fast == full
     assert fast is not None and fast["event_time"] == "2026-11-25T12:00:01.123Z"
@@ -32,10 +33,34 @@ def test_plain_shortcut_matches_the_full_model() -> None:
     ],
 )
 def test_anything_but_a_plain_ad_event_takes_the_full_model(item: dict) -> None:
-    assert plain_ad_record(item, received_iso="2026-11-25T00:00:00.000Z", ip_hash=None) is None
+    plain = {"type": "click", "ad_id": "ad-2"}
+    records = plain_ad_records([plain, item, plain], received_iso="2026-11-25T00:00:00.000Z", ip_hash=None)
+    assert records[1] is None
+    assert records[0] is not None and records[2] is not None and records[0]["event_id"] != records[2]["event_id"]
 
 
 def test_server_ids_are_unique_32_hex_characters() -> None:
     ids = {server_event_id() for _ in range(10_000)}
     assert len(ids) == 10_000
     assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+
+
+def _record(event_id: str, properties: dict) -> dict:
+    return {"event_id": event_id, "type": "custom", "properties": properties}
+
+
+@pytest.mark.parametrize(
+    "records",
+    [
+        [_record("a", {}), _record("b", {"x": '},{"event_id":'}), _record("c", {})],
+        # Nested objects that hold the separator bytes themselves: each record is then encoded alone.
+        [_record("a", {"list": [{"k": 1}, {"event_id": "nested"}]}), _record("b", {})],
+        # A record whose first key is not event_id cannot be found by the separator.
+        [{"type": "x", "event_id": "a", "p": [{"q": 1}, {"event_id": "z"}]}, _record("b", {})],
+        [_record("only", {"n": None})],
+    ],
+)
+def test_encoded_lines_are_one_record_each(records: list[dict]) -> None:
+    data = encode_lines(records)
+    assert data.endswith(b"\n")
+    assert [orjson.loads(line) for line in data.splitlines()] == records

@@ -67,7 +67,7 @@ async def test_a_dead_process_slot_is_adopted_and_shipped(
     dead, alive = _spool(ingest_settings), _spool(ingest_settings)
     await dead.open()
     await alive.open()
-    await dead.append([_line("orphan-1"), _line("orphan-2")], {("beacon", "2026-11-24")})
+    await dead.append(_line("orphan-1") + _line("orphan-2"), 2, {("beacon", "2026-11-24")})
     assert dead.slot is not None
     dead.slot.release()  # the owner dies without shipping: its lock goes with it
     assert dead._committer is not None

@@ -6,11 +6,15 @@ Everything runs here, driven by Debian's ``wrk`` (``apt-get install -y wrk``):
      the local Redis (its own database and resource prefix):
      - single beacons: ``GET /v1/beacons/impression?...&response=204`` (each event fsync'd before the answer);
      - batches: ``POST /v1/events`` with 500 events per request (a wrk Lua script sets body and API key);
-  3. after the load stops, how long the shipper needs to empty the spool, and whether it shipped every event.
+  3. after the load stops, how fast the shipper empties the spool, and how busy the emulator is meanwhile;
+  4. with ingest stopped, the same kind of sink calls made bare (PutObject of a segment's gzip lines, then
+     PutRecords of 500 records, one call at a time) against the same moto: the emulator's own ceiling.
+The servers under test run pinned to one CPU, wrk and moto to the other(s).
 
 Figures: ratio_single_vs_bare = ingest single rps / bare rps; ratio_batch_vs_single = batch events/s /
-single-beacon events/s; p99_ms = p99 latency of single beacons. ``--quick`` runs in under a minute.
-The last line printed is one JSON object.
+single-beacon events/s; p99_ms = p99 latency of single beacons; ratio_shipper_vs_bare_sink = shipper drain
+events/s / bare sink calls events/s; cpu_us_* = CPU the ingest process spent per event (steadier than rates on a
+busy machine). ``--quick`` runs in under a minute. The last line printed is one JSON object.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -58,6 +63,18 @@ INGEST_COMMAND = [sys.executable, "-m", "uvicorn", "--factory", "services.ingest
 BEACON_PATH = "/v1/beacons/impression?ad_id=ad-1&campaign_id=c-1&placement=top&user_id=u-1&response=204"
 BATCH_SIZE = 500
 EVENT_SHARDS = 200
+
+
+# "One ingest process, one core": the servers under test (ingest, and the bare app in its turn) share one CPU;
+# wrk and the emulator get the others, so the client and the AWS endpoint do not eat the server's core.
+_CPUS = sorted(os.sched_getaffinity(0))
+SERVER_CPUS = {_CPUS[0]}
+CLIENT_CPUS = set(_CPUS[1:]) or SERVER_CPUS
+
+
+def pinned(cpus: set[int]) -> Any:
+    """Return a preexec_fn that pins the child process (and its threads) to ``cpus``."""
+    return lambda: os.sched_setaffinity(0, cpus)
 
 
 def free_port() -> int:
@@ -96,7 +113,9 @@ def run_wrk(url: str, seconds: int, connections: int, script: Path | None = None
     command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "30s"]
     if script is not None:
         command += ["-s", str(script)]
-    out = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [*command, url], capture_output=True, text=True, check=True, preexec_fn=pinned(CLIENT_CPUS)
+    ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
@@ -112,6 +131,23 @@ def run_wrk(url: str, seconds: int, connections: int, script: Path | None = None
         "errors": errors,
         "socket_errors": sockets,
         "requests": int(requests.group(1)) if requests else 0,
+    }
+
+
+def sample_record() -> dict[str, Any]:
+    """Return an archived beacon record shaped like the ones the batches produce."""
+    return {
+        "event_id": os.urandom(16).hex(),
+        "type": "impression",
+        "source": "beacon",
+        "event_time": "2026-11-25T12:00:00.000Z",
+        "received_at": "2026-11-25T12:00:00.000Z",
+        "client_ip_hash": os.urandom(16).hex(),
+        "ad_id": "ad-7",
+        "campaign_id": "c-1",
+        "placement": "top",
+        "user_id": "u-123",
+        "properties": {},
     }
 
 
@@ -136,8 +172,8 @@ def batch_script(path: Path, api_key: str) -> Path:
     return path
 
 
-def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log.open("ab"))
+def start(command: list[str], env: dict[str, str], log: Path, cpus: set[int]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log.open("ab"), preexec_fn=pinned(cpus))
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -198,6 +234,29 @@ async def prepare(settings: HeadwaterSettings) -> str:
         await engine.dispose()
 
 
+SEGMENT_EVENTS = 10_000  # about one spool segment (4 MiB) of beacon records
+
+
+async def bare_sink_rate(settings: HeadwaterSettings, line: bytes, seconds: float) -> float:
+    """Events/s of bare sink calls against the same emulator, shaped like the shipper's work for one segment:
+    one PutObject of the gzip JSON lines, then PutRecords calls of 500 records (one at a time, as the shipper)."""
+    import gzip
+
+    from shared.aws import AwsClients
+
+    async with AwsClients(settings) as aws:
+        s3, kinesis = await aws.get("s3"), await aws.get("kinesis")
+        body = gzip.compress(line * SEGMENT_EVENTS, mtime=0)
+        events, started = 0, time.monotonic()
+        while time.monotonic() - started < seconds:
+            await s3.put_object(Bucket=settings.bucket("raw"), Key=f"bench-baseline/{events}.json.gz", Body=body)
+            for _ in range(SEGMENT_EVENTS // BATCH_SIZE):
+                records = [{"Data": line, "PartitionKey": os.urandom(16).hex()} for _ in range(BATCH_SIZE)]
+                await kinesis.put_records(StreamName=settings.stream("events"), Records=records)
+            events += SEGMENT_EVENTS
+        return events / (time.monotonic() - started)
+
+
 async def cleanup_redis() -> None:
     from redis.asyncio import Redis
 
@@ -235,7 +294,8 @@ def main() -> None:
     # Every acknowledged beacon waits for an fsync group, so one connection's rate is bounded by fsync latency
     # (0.5-5 ms on this shared disk); a collector serves many concurrent clients, so both apps get 256.
     connections = int(os.environ.get("BENCH_CONNECTIONS", "256"))
-    batch_connections = int(os.environ.get("BENCH_BATCH_CONNECTIONS", "8"))
+    # The same holds for batches: with few connections the server idles while each batch waits for its fsync.
+    batch_connections = int(os.environ.get("BENCH_BATCH_CONNECTIONS", "32"))
     work = Path(tempfile.mkdtemp(prefix="hw-bench-ingest-"))
     moto_port, bare_port, ingest_port = free_port(), free_port(), free_port()
     endpoint = f"http://127.0.0.1:{moto_port}"
@@ -259,7 +319,10 @@ def main() -> None:
     figures: dict[str, Any] = {}
     try:
         moto = start(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)], env, work / "moto.log"
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)],
+            env,
+            work / "moto.log",
+            CLIENT_CPUS,
         )
         processes.append(moto)
         wait_http(f"{endpoint}/moto-api/")
@@ -268,12 +331,16 @@ def main() -> None:
         api_key = asyncio.run(prepare(settings))
 
         bare = start(
-            [sys.executable, str(Path(__file__).resolve()), "--serve-bare", str(bare_port)], env, work / "bare.log"
+            [sys.executable, str(Path(__file__).resolve()), "--serve-bare", str(bare_port)],
+            env,
+            work / "bare.log",
+            SERVER_CPUS,
         )
         ingest = start(
             [*INGEST_COMMAND, "--port", str(ingest_port)],
             env,
             work / "ingest.log",
+            SERVER_CPUS,
         )
         processes += [bare, ingest]
         bare_url = f"http://127.0.0.1:{bare_port}{BEACON_PATH}"
@@ -296,11 +363,17 @@ def main() -> None:
             batch_runs.append(timed_wrk(ingest.pid, f"{base}/v1/events", seconds, batch_connections, script))
         sent += sum(run["requests"] for run in single_runs) + BATCH_SIZE * sum(run["requests"] for run in batch_runs)
 
-        load_stopped, cpu_at_stop = time.monotonic(), cpu_seconds(ingest.pid)
+        load_stopped, cpu_at_stop, moto_at_stop = time.monotonic(), cpu_seconds(ingest.pid), cpu_seconds(moto.pid)
         shipped_at_stop = metric(httpx.get(f"{base}/metrics", timeout=5).text, "headwater_ingest_shipped_events_total")
         drained_after = spool_drained(base, 5 if args.quick else 240)
         drain_window, drain_cpu = time.monotonic() - load_stopped, cpu_seconds(ingest.pid) - cpu_at_stop
+        moto_share = (cpu_seconds(moto.pid) - moto_at_stop) / drain_window
         shipped = metric(httpx.get(f"{base}/metrics", timeout=5).text, "headwater_ingest_shipped_events_total")
+        # Is the emulator the limit? The same kind of calls, bare, against the same moto with ingest stopped.
+        stop(ingest)
+        line = orjson.dumps(sample_record()) + b"\n"
+        bare_sink = asyncio.run(bare_sink_rate(settings, line, 5 if args.quick else 20))
+        drain_rate = (shipped - shipped_at_stop) / drain_window
 
         bare_rps = statistics.median(run["rps"] for run in bare_runs)
         single_rps = statistics.median(run["rps"] for run in single_runs)
@@ -326,7 +399,10 @@ def main() -> None:
             "sent_events": int(sent),
             "shipped_events": int(shipped),
             "shipper_drain_s": round(drained_after, 2) if drained_after is not None else None,
-            "shipper_drain_events_per_s": round((shipped - shipped_at_stop) / drain_window, 1),
+            "shipper_drain_events_per_s": round(drain_rate, 1),
+            "bare_sink_events_per_s": round(bare_sink, 1),
+            "ratio_shipper_vs_bare_sink": round(drain_rate / bare_sink, 3),
+            "moto_cpu_share_during_drain": round(moto_share, 2),
             "cpu_us_per_shipped_event": round(1e6 * drain_cpu / (shipped - shipped_at_stop), 2)
             if shipped > shipped_at_stop
             else None,

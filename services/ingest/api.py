@@ -20,6 +20,7 @@ from services.ingest.badrows import (
 )
 from services.ingest.intake import RETRY_REASON, BatchOutcome, Intake
 from services.ingest.models import BeaconAck, BeaconIn, BeaconQuery, IngestResponse, RealtimeResponse
+from services.ingest.plainbatch import decode_plain_batch, encode_answer
 from services.ingest.ratelimit import RateLimiter
 from services.ingest.realtime import RealtimeCounters
 from services.ingest.settings import IngestSettings
@@ -84,6 +85,11 @@ def client_ip(request: Request) -> str | None:
 
 async def read_json_body(request: Request, limit: int) -> Any:
     """Read the body up to ``limit`` bytes (413 beyond) and parse it as JSON (422 when it is not)."""
+    return parse_json(await read_body(request, limit))
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """Read the body up to ``limit`` bytes (413 beyond)."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLargeError(f"request body is {declared} bytes; the limit is {limit}")
@@ -94,8 +100,13 @@ async def read_json_body(request: Request, limit: int) -> Any:
         if size > limit:
             raise PayloadTooLargeError(f"request body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json(body: bytes) -> Any:
+    """Parse a request body as JSON (422 when it is not)."""
     try:
-        return orjson.loads(b"".join(chunks))
+        return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise UnprocessableError("body is not valid JSON", details=[{"field": "body", "reason": str(exc)}]) from exc
 
@@ -225,8 +236,15 @@ async def click_json(request: Request, intake: IntakeDep, ip: BeaconClient) -> J
 )
 async def post_events(request: Request, intake: IntakeDep, _: Writer) -> Response:
     settings: IngestSettings = request.app.state.settings
-    body = await read_json_body(request, settings.max_body_bytes)
-    items, batch = as_batch(body, "events", settings.batch_max_events)
+    raw = await read_body(request, settings.max_body_bytes)
+    plain = decode_plain_batch(raw)
+    if plain and len(plain) <= settings.batch_max_events:
+        # The common batch (impressions and clicks only): decoded, validated and answered by msgspec.
+        outcome = await intake.accept_plain(plain, client_ip=client_ip(request))
+        status = 202 if outcome.accepted or outcome.duplicates else 422
+        body = encode_answer(outcome.accepted, outcome.duplicates, outcome.rejected, outcome.results)
+        return Response(body, status_code=status, media_type="application/json")
+    items, batch = as_batch(parse_json(raw), "events", settings.batch_max_events)
     result = await intake.accept_events(items, client_ip=client_ip(request))
     return batch_answer(result, batch)
 

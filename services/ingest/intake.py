@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Discriminator, Tag, TypeAdapter, ValidationError
@@ -17,8 +18,23 @@ from services.ingest.models import (
     CustomEventIn,
     MeterReadIn,
 )
+from services.ingest.plainbatch import (
+    PlainAdEvent,
+    PlainResult,
+    days_and_counts,
+    encode_records,
+    plain_records,
+)
 from services.ingest.realtime import RealtimeCounters
-from services.ingest.records import IpHasher, beacon_record, encode_lines, event_record, iso_z, plain_ad_records
+from services.ingest.records import (
+    IpHasher,
+    beacon_record,
+    encode_lines,
+    event_record,
+    iso_z,
+    plain_ad_records,
+    server_event_ids,
+)
 from services.ingest.registry import SchemaRegistry
 from services.ingest.spool import Day, Spool, SpoolFullError
 from shared.errors import ServiceUnavailableError
@@ -50,7 +66,21 @@ _BATCH: TypeAdapter[list[Any]] = TypeAdapter(
 )
 
 
+# Every record has these keys (records.py builds them all with the same fields).
+_SOURCE_AND_TIME = itemgetter("source", "event_time")
+_TYPE_AND_AD = itemgetter("type", "ad_id")
+
 RETRY_REASON = "retry: an event with this event_id is being accepted by another request"
+
+
+@dataclass
+class PlainOutcome:
+    """Per-event outcome of a plain batch (results are msgspec structs, encoded by ``plainbatch.encode_answer``)."""
+
+    accepted: int
+    duplicates: int
+    rejected: int
+    results: list[PlainResult]
 
 
 @dataclass
@@ -148,7 +178,7 @@ class Intake:
         duplicates: set[int] = set()
         if own:
             own.sort()
-            duplicates, in_flight = await self._find_duplicates([(index, slots[index]) for index in own])
+            duplicates, in_flight = await self._find_duplicates([(index, slots[index]["event_id"]) for index in own])
             for index in in_flight:
                 rejected[index] = RETRY_REASON
                 slots[index] = None
@@ -179,13 +209,12 @@ class Intake:
                 valid.append((index, event))
         return valid, rejected
 
-    async def _find_duplicates(self, records: list[tuple[int, dict[str, Any]]]) -> tuple[set[int], set[int]]:
-        """Of records with client ids, return (indexes of duplicates, indexes whose id is being accepted elsewhere)."""
+    async def _find_duplicates(self, client_ids: list[tuple[int, str]]) -> tuple[set[int], set[int]]:
+        """Of (index, client id) pairs, return (indexes of duplicates, indexes whose id is being accepted elsewhere)."""
         duplicates: set[int] = set()
         seen: set[str] = set()
         to_claim: list[tuple[int, str]] = []
-        for index, record in records:
-            event_id = record["event_id"]
+        for index, event_id in client_ids:
             if event_id in seen:
                 duplicates.add(index)
                 continue
@@ -208,12 +237,49 @@ class Intake:
         await self._store(fresh, claimed=[], count=False)
         return len(fresh)
 
+    async def accept_plain(self, events: list[PlainAdEvent], *, client_ip: str | None) -> PlainOutcome:
+        """Accept a batch of plain impressions and clicks (decoded by msgspec): the outcome accept_events gives."""
+        received_iso = iso_z(datetime.now(UTC))
+        ids = server_event_ids(len(events))
+        records = plain_records(events, ids, received_iso=received_iso, ip_hash=self.hasher(client_ip))
+        own = [(index, event.event_id) for index, event in enumerate(events) if event.event_id is not None]
+        duplicates, in_flight = await self._find_duplicates(own) if own else (set(), set())
+        skip = duplicates | in_flight
+        fresh = [record for index, record in enumerate(records) if index not in skip] if skip else records
+        if fresh:
+            days, counts = days_and_counts(fresh)
+            claimed = [event_id for index, event_id in own if index not in skip]
+            await self._store_encoded(encode_records(fresh), len(fresh), days, claimed=claimed, counts=counts)
+        if not skip:
+            results = [PlainResult(index, record.event_id, "accepted") for index, record in enumerate(records)]
+        else:
+            results = [
+                PlainResult(index, record.event_id, "rejected", RETRY_REASON)
+                if index in in_flight
+                else PlainResult(index, record.event_id, "duplicate" if index in duplicates else "accepted")
+                for index, record in enumerate(records)
+            ]
+        return PlainOutcome(accepted=len(fresh), duplicates=len(duplicates), rejected=len(in_flight), results=results)
+
     async def _store(self, records: list[dict[str, Any]], *, claimed: list[str], count: bool = True) -> None:
         if not records:
             return
-        days: set[Day] = {(record["source"], record["event_time"][:10]) for record in records}
+        days: set[Day] = {(source, moment[:10]) for source, moment in set(map(_SOURCE_AND_TIME, records))}
+        counts = Counter(map(_TYPE_AND_AD, records)) if count else None
+        await self._store_encoded(encode_lines(records), len(records), days, claimed=claimed, counts=counts)
+
+    async def _store_encoded(
+        self,
+        data: bytes,
+        events: int,
+        days: set[Day],
+        *,
+        claimed: list[str],
+        counts: Counter[tuple[str, str | None]] | None,
+    ) -> None:
+        """Make ``events`` records (JSON lines in ``data``) durable, then confirm their ids and count them."""
         try:
-            await self.spool.append(encode_lines(records), len(records), days)
+            await self.spool.append(data, events, days)
         except SpoolFullError as exc:
             await self.dedup.release(claimed)
             raise ServiceUnavailableError(
@@ -229,8 +295,8 @@ class Intake:
         except Exception as exc:
             # The events are durable; a lost confirmation only lets a later retry through as a duplicate.
             log.warning("dedup_confirm_failed", error=type(exc).__name__, ids=len(claimed))
-        if count:
-            self.counters.add_many(Counter((record["type"], record.get("ad_id")) for record in records))
+        if counts:
+            self.counters.add_many(counts)
 
 
 def _results(

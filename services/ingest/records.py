@@ -33,6 +33,12 @@ def server_event_id() -> str:
     return f"{_ID_PREFIX}{next(_ID_COUNTER):012x}"
 
 
+def server_event_ids(count: int) -> list[str]:
+    """Return ``count`` new unique event ids (32 hex characters: 128 random bits each, one system call in all)."""
+    blob = os.urandom(16 * count).hex()
+    return [blob[start : start + 32] for start in range(0, 32 * count, 32)]
+
+
 def iso_z(moment: datetime) -> str:
     """Format a datetime as ISO-8601 UTC with millisecond precision and a trailing Z."""
     if moment.tzinfo is not None:
@@ -128,8 +134,11 @@ def plain_ad_records(items: list[Any], *, received_iso: str, ip_hash: str | None
     """
     records: list[dict[str, Any] | None] = []
     append = records.append
-    plain_keys, limit, match = _PLAIN_KEYS, _SHORTEST_LIMIT, _EVENT_ID.match
-    prefix, counter = _ID_PREFIX, _ID_COUNTER
+    plain_keys, limit, match = _PLAIN_KEYS, _SHORTEST_LIMIT, _EVENT_ID.fullmatch
+    fresh_ids = iter(server_event_ids(len(items)))
+    # Key order matters: event_id first (see encode_lines), then the fields in the order event_record gives them.
+    base = dict.fromkeys(("event_id", "type", "source", "event_time", "received_at", "client_ip_hash", *_AD_KEYS))
+    base.update(source="beacon", event_time=received_iso, received_at=received_iso, client_ip_hash=ip_hash)
     for item in items:
         if type(item) is not dict or not item.keys() <= plain_keys:
             append(None)
@@ -139,27 +148,15 @@ def plain_ad_records(items: list[Any], *, received_iso: str, ip_hash: str | None
                 append(None)
                 break
         else:
-            event_type = item.get("type")
-            ad_id = item.get("ad_id")
             event_id = item.get("event_id")
-            if event_type not in BEACON_TYPES or not ad_id or (event_id is not None and not match(event_id)):
+            if item.get("type") not in BEACON_TYPES or not item.get("ad_id"):
                 append(None)
-                continue
-            append(
-                {
-                    "event_id": event_id or f"{prefix}{next(counter):012x}",
-                    "type": event_type,
-                    "source": "beacon",
-                    "event_time": received_iso,
-                    "received_at": received_iso,
-                    "client_ip_hash": ip_hash,
-                    "ad_id": ad_id,
-                    "campaign_id": item.get("campaign_id"),
-                    "placement": item.get("placement"),
-                    "user_id": item.get("user_id"),
-                    "properties": {},
-                }
-            )
+            elif event_id is None:
+                append({**base, **item, "event_id": next(fresh_ids), "properties": {}})
+            elif match(event_id):
+                append({**base, **item, "properties": {}})
+            else:
+                append(None)
     return records
 
 

@@ -8,6 +8,7 @@ import orjson
 import pytest
 
 from services.ingest.models import AdEventIn
+from services.ingest.plainbatch import decode_plain_batch, encode_records, plain_records
 from services.ingest.records import encode_lines, event_record, iso_z, plain_ad_records, server_event_id
 
 
@@ -64,3 +65,51 @@ def test_encoded_lines_are_one_record_each(records: list[dict]) -> None:
     data = encode_lines(records)
     assert data.endswith(b"\n")
     assert [orjson.loads(line) for line in data.splitlines()] == records
+
+
+PLAIN_BATCH = [
+    {"type": "impression", "ad_id": "ad-1"},
+    {"type": "click", "ad_id": "ad-2", "campaign_id": "c", "placement": "p", "user_id": "u" * 256, "event_id": "e.1"},
+    {"type": "click", "ad_id": "ad-3", "campaign_id": None, "placement": 'p\u00e9\n"q"'},
+]
+
+
+@pytest.mark.parametrize("wrapped", [True, False])
+def test_msgspec_path_builds_the_records_the_general_path_builds(wrapped: bool) -> None:
+    body = orjson.dumps({"events": PLAIN_BATCH} if wrapped else PLAIN_BATCH)
+    events = decode_plain_batch(body)
+    assert events is not None
+    ids = [f"{n:032x}" for n in range(len(events))]
+    lines = encode_records(plain_records(events, ids, received_iso="t", ip_hash="h"))
+    fast = [orjson.loads(line) for line in lines.splitlines()]
+    now = datetime(2026, 11, 25, tzinfo=UTC)
+    full = [
+        event_record(AdEventIn.model_validate(item), received_at=now, received_iso="t", ip_hash="h")
+        for item in PLAIN_BATCH
+    ]
+    for record, expected, item, server_id in zip(fast, full, PLAIN_BATCH, ids, strict=True):
+        assert record == {**expected, "event_id": item.get("event_id", server_id)}
+    assert list(fast[0]) == list(full[0])  # same keys in the same order
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        {"type": "impression", "ad_id": ""},
+        {"type": "impression", "ad_id": "a", "timestamp": "2026-11-25T00:00:00Z"},
+        {"type": "impression", "ad_id": "a", "campaign": "c"},
+        {"type": "impression", "ad_id": "a", "event_id": "has space"},
+        {"type": "impression", "ad_id": "a", "event_id": "trailing-newline\n"},
+        {"type": "impression", "ad_id": "a" * 129},
+        {"type": "impression", "ad_id": 5},
+        {"type": "impression", "ad_id": "a", "user_id": "u" * 257},
+        {"type": "meter_read", "cloud_id": "1", "demand_kw": 1.0},
+    ],
+)
+def test_one_event_that_is_not_plain_sends_the_batch_down_the_general_path(item: dict) -> None:
+    assert decode_plain_batch(orjson.dumps({"events": [PLAIN_BATCH[0], item]})) is None
+
+
+@pytest.mark.parametrize("body", [b"{}", b'{"events": 3}', b"not json", b'{"type": "click", "ad_id": "a"}'])
+def test_bodies_that_are_not_plain_batches_are_left_to_the_general_path(body: bytes) -> None:
+    assert decode_plain_batch(body) is None

@@ -112,6 +112,8 @@ class Shipper:
         self.markers = markers
         self.healthy = True
         self.last_error: str | None = None
+        # Read at scrape time: the shipper can spend minutes inside one drain while the spool grows.
+        SPOOL_BYTES.set_function(lambda: self.spool.bytes_used)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Ship until ``stop`` is set: seal due segments, drain sealed ones in order, write due markers."""
@@ -132,7 +134,6 @@ class Shipper:
                 self.healthy, self.last_error = False, f"{type(exc).__name__}: {exc}"[:300]
                 log.warning("ship_failed", error=self.last_error, retry_in_s=backoff)
                 delay, backoff = backoff, min(backoff * 2, self.settings.shipper_backoff_max_s)
-            SPOOL_BYTES.set(self.spool.bytes_used)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=delay)
 

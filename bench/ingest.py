@@ -358,21 +358,21 @@ def main() -> None:
         for _ in range(rounds):
             bare_runs.append(run_wrk(bare_url, seconds, connections))
             single_runs.append(timed_wrk(ingest.pid, f"{base}{BEACON_PATH}", seconds, connections))
-        spool_drained(base, 15 if args.quick else 120)  # batches start with an idle shipper
+        spool_drained(base, 10 if args.quick else 120)  # batches start with an idle shipper
         for _ in range(rounds):
             batch_runs.append(timed_wrk(ingest.pid, f"{base}/v1/events", seconds, batch_connections, script))
         sent += sum(run["requests"] for run in single_runs) + BATCH_SIZE * sum(run["requests"] for run in batch_runs)
 
         load_stopped, cpu_at_stop, moto_at_stop = time.monotonic(), cpu_seconds(ingest.pid), cpu_seconds(moto.pid)
         shipped_at_stop = metric(httpx.get(f"{base}/metrics", timeout=5).text, "headwater_ingest_shipped_events_total")
-        drained_after = spool_drained(base, 5 if args.quick else 240)
+        drained_after = spool_drained(base, 4 if args.quick else 240)
         drain_window, drain_cpu = time.monotonic() - load_stopped, cpu_seconds(ingest.pid) - cpu_at_stop
         moto_share = (cpu_seconds(moto.pid) - moto_at_stop) / drain_window
         shipped = metric(httpx.get(f"{base}/metrics", timeout=5).text, "headwater_ingest_shipped_events_total")
         # Is the emulator the limit? The same kind of calls, bare, against the same moto with ingest stopped.
         stop(ingest)
         line = orjson.dumps(sample_record()) + b"\n"
-        bare_sink = asyncio.run(bare_sink_rate(settings, line, 5 if args.quick else 20))
+        bare_sink = asyncio.run(bare_sink_rate(settings, line, 3 if args.quick else 20))
         drain_rate = (shipped - shipped_at_stop) / drain_window
 
         bare_rps = statistics.median(run["rps"] for run in bare_runs)

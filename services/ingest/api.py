@@ -160,31 +160,6 @@ async def _pixel(kind: str, query: BeaconQuery, intake: Intake, ip: str | None) 
     return Response(content=PIXEL, media_type="image/gif", headers=NO_CACHE)
 
 
-@router.get(
-    "/v1/beacons/impression",
-    tags=["beacons"],
-    summary="Impression pixel",
-    response_class=Response,
-    responses=openapi.PIXEL_RESPONSES,
-    description="Public, rate-limited per client. Example: `/v1/beacons/impression?ad_id=ad-7&campaign=c-1"
-    "&placement=top&cookie_id=u-9&event_id=imp-1&ts=2026-11-25T12:00:00Z`.",
-)
-async def impression_pixel(ip: BeaconClient, query: Annotated[BeaconQuery, Query()], intake: IntakeDep) -> Response:
-    return await _pixel("impression", query, intake, ip)
-
-
-@router.get(
-    "/v1/beacons/click",
-    tags=["beacons"],
-    summary="Click pixel",
-    response_class=Response,
-    responses=openapi.PIXEL_RESPONSES,
-    description="Public, rate-limited per client. Example: `/v1/beacons/click?ad_id=ad-7&cookie_id=u-9&response=204`.",
-)
-async def click_pixel(ip: BeaconClient, query: Annotated[BeaconQuery, Query()], intake: IntakeDep) -> Response:
-    return await _pixel("click", query, intake, ip)
-
-
 async def _json_beacon(kind: str, request: Request, intake: Intake, ip: str | None) -> JSONResponse:
     settings: IngestSettings = request.app.state.settings
     body = await read_json_body(request, min(settings.max_body_bytes, 64 * 1024))
@@ -197,30 +172,50 @@ async def _json_beacon(kind: str, request: Request, intake: Intake, ip: str | No
     return JSONResponse({"event_id": event_id, "status": status}, status_code=202, headers=NO_CACHE)
 
 
-@router.post(
-    "/v1/beacons/impression",
-    tags=["beacons"],
-    summary="Impression beacon (JSON)",
-    status_code=202,
-    response_model=BeaconAck,
-    responses=ERROR_RESPONSES,
-    openapi_extra=openapi.BEACON_BODY,
-)
-async def impression_json(request: Request, intake: IntakeDep, ip: BeaconClient) -> JSONResponse:
-    return await _json_beacon("impression", request, intake, ip)
+_PIXEL_EXAMPLES = {
+    "impression": "/v1/beacons/impression?ad_id=ad-7&campaign=c-1&placement=top&cookie_id=u-9&event_id=imp-1"
+    "&ts=2026-11-25T12:00:00Z",
+    "click": "/v1/beacons/click?ad_id=ad-7&cookie_id=u-9&response=204",
+}
 
 
-@router.post(
-    "/v1/beacons/click",
-    tags=["beacons"],
-    summary="Click beacon (JSON)",
-    status_code=202,
-    response_model=BeaconAck,
-    responses=ERROR_RESPONSES,
-    openapi_extra=openapi.BEACON_BODY,
-)
-async def click_json(request: Request, intake: IntakeDep, ip: BeaconClient) -> JSONResponse:
-    return await _json_beacon("click", request, intake, ip)
+def _add_beacon_routes(kind: str) -> None:
+    """Register the pixel (GET) and JSON (POST) beacon routes of ``kind``."""
+
+    async def pixel(ip: BeaconClient, query: Annotated[BeaconQuery, Query()], intake: IntakeDep) -> Response:
+        return await _pixel(kind, query, intake, ip)
+
+    async def json_beacon(request: Request, intake: IntakeDep, ip: BeaconClient) -> JSONResponse:
+        return await _json_beacon(kind, request, intake, ip)
+
+    path, title = f"/v1/beacons/{kind}", kind.capitalize()
+    router.add_api_route(
+        path,
+        pixel,
+        methods=["GET"],
+        name=f"{kind}_pixel",
+        tags=["beacons"],
+        summary=f"{title} pixel",
+        response_class=Response,
+        responses=openapi.PIXEL_RESPONSES,
+        description=f"Public, rate-limited per client. Example: `{_PIXEL_EXAMPLES[kind]}`.",
+    )
+    router.add_api_route(
+        path,
+        json_beacon,
+        methods=["POST"],
+        name=f"{kind}_json",
+        tags=["beacons"],
+        summary=f"{title} beacon (JSON)",
+        status_code=202,
+        response_model=BeaconAck,
+        responses=ERROR_RESPONSES,
+        openapi_extra=openapi.BEACON_BODY,
+    )
+
+
+for _kind in ("impression", "click"):
+    _add_beacon_routes(_kind)
 
 
 @router.post(

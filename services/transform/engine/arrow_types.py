@@ -7,6 +7,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from services.transform.pathtrie import PathTrie
 from shared.schemas import Column, TableSchema
 
 
@@ -52,39 +53,8 @@ def source_type(column: Column) -> pa.DataType | None:
     return None
 
 
-class _Node:
-    """A node of the source-path trie: a leaf type, a struct of children, or a list with indexed elements."""
-
-    def __init__(self) -> None:
-        self.leaf: pa.DataType | None = None
-        self.children: dict[str, _Node] = {}
-        self.element: _Node | None = None
-
-    def add(self, steps: list[str | int], leaf: pa.DataType) -> bool:
-        """Add a path; return False when it conflicts with what is there."""
-        if not steps:
-            if self.children or self.element is not None or (self.leaf is not None and self.leaf != leaf):
-                return False
-            self.leaf = leaf
-            return True
-        if self.leaf is not None:
-            return False
-        step = steps[0]
-        if isinstance(step, int):
-            if self.children:
-                return False
-            self.element = self.element or _Node()
-            return self.element.add(steps[1:], leaf)
-        if self.element is not None:
-            return False
-        return self.children.setdefault(step, _Node()).add(steps[1:], leaf)
-
-    def arrow_type(self) -> pa.DataType:
-        if self.leaf is not None:
-            return self.leaf
-        if self.element is not None:
-            return pa.list_(self.element.arrow_type())
-        return pa.struct([pa.field(name, child.arrow_type()) for name, child in self.children.items()])
+def _arrow(trie: PathTrie[pa.DataType]) -> list[tuple[str, pa.DataType]]:
+    return trie.fields(lambda leaf: leaf, pa.list_, lambda fields: pa.struct([pa.field(n, t) for n, t in fields]))
 
 
 def parse_schema(schema: TableSchema) -> pa.Schema | None:
@@ -93,10 +63,10 @@ def parse_schema(schema: TableSchema) -> pa.Schema | None:
     The row path is needed when a column's type has no vectorised conversion (decimal) or when source paths
     conflict (the same path read as two types, or as both a value and a parent).
     """
-    root = _Node()
+    root: PathTrie[pa.DataType] = PathTrie()
     for column in schema.columns:
         leaf = source_type(column)
         steps: list[Any] = column.path
         if leaf is None or not isinstance(steps[0], str) or not root.add(steps, leaf):
             return None
-    return pa.schema([pa.field(name, child.arrow_type()) for name, child in root.children.items()])
+    return pa.schema([pa.field(name, arrow_type) for name, arrow_type in _arrow(root)])

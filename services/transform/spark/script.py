@@ -9,6 +9,7 @@ from typing import Any
 
 from services.transform.engine.values import ISO_TIMESTAMP, default_value
 from services.transform.engine.views import has_advertising_view
+from services.transform.pathtrie import PathTrie
 from shared.schemas import EPOCH_TRANSFORMS, Column, TableSchema
 
 TEMPLATE = Path(__file__).with_name("runtime_template.py")
@@ -57,41 +58,14 @@ def json_path(steps: list[str | int]) -> str:
     return "".join(parts)
 
 
-class _Trie:
-    """Nested parse type built from paths; ``add`` refuses a path that conflicts with what is there."""
+def _ddl_struct(fields: list[tuple[str, str]]) -> str:
+    return "STRUCT<" + ", ".join(f"`{name}`: {ddl}" for name, ddl in fields) + ">"
 
-    def __init__(self) -> None:
-        self.leaf: str | None = None
-        self.children: dict[str, _Trie] = {}
-        self.element: _Trie | None = None
 
-    def add(self, steps: list[str | int], leaf: str) -> bool:
-        if not steps:
-            if self.children or self.element is not None or (self.leaf is not None and self.leaf != leaf):
-                return False
-            self.leaf = leaf
-            return True
-        if self.leaf is not None:
-            return False
-        step = steps[0]
-        if isinstance(step, int):
-            if self.children:
-                return False
-            self.element = self.element or _Trie()
-            return self.element.add(steps[1:], leaf)
-        if self.element is not None:
-            return False
-        return self.children.setdefault(step, _Trie()).add(steps[1:], leaf)
-
-    def ddl(self) -> str:
-        if self.leaf is not None:
-            return self.leaf
-        if self.element is not None:
-            return f"ARRAY<{self.element.ddl()}>"
-        return "STRUCT<" + ", ".join(f"`{name}`: {child.ddl()}" for name, child in self.children.items()) + ">"
-
-    def fields(self) -> str:
-        return ", ".join(f"`{name}` {child.ddl()}" for name, child in self.children.items())
+def _ddl_fields(trie: PathTrie[str]) -> str:
+    """Return the trie's top level as Spark DDL column definitions (`name` TYPE, ...)."""
+    fields = trie.fields(lambda leaf: leaf, lambda element: f"ARRAY<{element}>", _ddl_struct)
+    return ", ".join(f"`{name}` {ddl}" for name, ddl in fields)
 
 
 def _json_default(column: Column) -> Any:
@@ -117,15 +91,15 @@ def _iso_from_micros(micros: int) -> str:
 
 def build_spec(schema: TableSchema) -> dict[str, Any]:
     """Return the column specification the runtime template reads."""
-    parses: list[_Trie] = []
-    objects, arrays = _Trie(), _Trie()
+    parses: list[PathTrie[str]] = []
+    objects, arrays = PathTrie[str](), PathTrie[str]()
     columns = []
     for column in schema.columns:
         steps = column.path
         leaf = leaf_type(column)
         index = next((i for i, trie in enumerate(parses) if trie.add(steps, leaf)), None)
         if index is None:
-            parses.append(_Trie())
+            parses.append(PathTrie())
             parses[-1].add(steps, leaf)
             index = len(parses) - 1
         detect = None
@@ -152,9 +126,9 @@ def build_spec(schema: TableSchema) -> dict[str, Any]:
         "table": schema.name,
         "version": schema.version,
         "columns": columns,
-        "parse": [trie.fields() for trie in parses],
-        "objects": objects.fields() or None,
-        "arrays": arrays.fields() or None,
+        "parse": [_ddl_fields(trie) for trie in parses],
+        "objects": _ddl_fields(objects) or None,
+        "arrays": _ddl_fields(arrays) or None,
         "partition_column": schema.partition_column,
         "advertising_view": has_advertising_view(schema),
         "iso_pattern": ISO_TIMESTAMP.pattern,

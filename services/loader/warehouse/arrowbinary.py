@@ -5,8 +5,8 @@ NULL), and a row is the element-wise concatenation of its fields behind the int1
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+import functools
+from collections.abc import AsyncIterator, Sequence
 from datetime import date
 from pathlib import Path
 
@@ -14,12 +14,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from services.loader.warehouse.threadstream import Emit, stream_from_thread
+
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
 TRAILER = b"\xff\xff"
 _NULL = b"\xff\xff\xff\xff"
 _PG_EPOCH_DAYS = 10_957  # 2000-01-01 in days since 1970-01-01
 _PG_EPOCH_US = _PG_EPOCH_DAYS * 86_400 * 1_000_000
-_DONE = object()
 
 
 def _swap(values: pa.Array, width: int) -> pa.Array:
@@ -113,7 +114,7 @@ def _produce(
     partition: str,
     dt: date,
     batch_rows: int,
-    emit: Callable[[object], None],
+    emit: Emit,
 ) -> None:
     from services.loader.warehouse.arrowcsv import shape_batch
 
@@ -134,33 +135,7 @@ async def binary_chunks(
     batch_rows: int = 65_536,
 ) -> AsyncIterator[bytes]:
     """Yield binary COPY data for the files' rows; encoding runs in a thread, overlapping with the consumer."""
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[object] = asyncio.Queue(maxsize=4)
-
-    def emit(item: object) -> None:
-        asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
-
-    async def _run() -> None:
-        try:
-            await asyncio.to_thread(_produce, files, columns, sql_types, partition, dt, batch_rows, emit)
-        except BaseException as exc:
-            await queue.put(exc)
-        else:
-            await queue.put(_DONE)
-
-    producer = asyncio.create_task(_run())
-    try:
-        while True:
-            item = await queue.get()
-            if item is _DONE:
-                break
-            if isinstance(item, BaseException):
-                raise item
-            yield item  # type: ignore[misc]
-    finally:
-        while not producer.done():
-            try:
-                queue.get_nowait()
-            except asyncio.QueueEmpty:
-                await asyncio.sleep(0.01)
-        await asyncio.gather(producer, return_exceptions=True)
+    async for chunk in stream_from_thread(
+        functools.partial(_produce, files, columns, sql_types, partition, dt, batch_rows)
+    ):
+        yield chunk

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import io
 from collections.abc import AsyncIterator, Sequence
 from datetime import date
@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-_DONE = object()
+from services.loader.warehouse.threadstream import Emit, stream_from_thread
 
 
 def shape_batch(batch: pa.RecordBatch, columns: Sequence[str], partition: str, dt: date) -> pa.Table:
@@ -30,7 +30,7 @@ def shape_batch(batch: pa.RecordBatch, columns: Sequence[str], partition: str, d
 
 
 def _produce(
-    files: Sequence[Path], columns: Sequence[str], partition: str, dt: date, batch_rows: int, emit: object
+    files: Sequence[Path], columns: Sequence[str], partition: str, dt: date, batch_rows: int, emit: Emit
 ) -> None:
     options = pacsv.WriteOptions(include_header=False)
     for path in files:
@@ -38,42 +38,12 @@ def _produce(
         for batch in parquet.iter_batches(batch_size=batch_rows):
             sink = io.BytesIO()
             pacsv.write_csv(shape_batch(batch, columns, partition, dt), sink, write_options=options)
-            emit(sink.getvalue())  # type: ignore[operator]
+            emit(sink.getvalue())
 
 
 async def csv_chunks(
     files: Sequence[Path], columns: Sequence[str], partition: str, dt: date, batch_rows: int = 131_072
 ) -> AsyncIterator[bytes]:
     """Yield CSV chunks of the files' rows; encoding runs in a thread, overlapping with the consumer."""
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[object] = asyncio.Queue(maxsize=4)
-
-    def emit(item: object) -> None:
-        asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
-
-    async def _run() -> None:
-        try:
-            await asyncio.to_thread(_produce, files, columns, partition, dt, batch_rows, emit)
-        except BaseException as exc:  # hand the error to the consumer
-            await queue.put(exc)
-        else:
-            await queue.put(_DONE)
-
-    producer = asyncio.create_task(_run())
-    try:
-        while True:
-            item = await queue.get()
-            if item is _DONE:
-                break
-            if isinstance(item, BaseException):
-                raise item
-            yield item  # type: ignore[misc]
-    finally:
-        if not producer.done():
-            # Drain so the producer thread is not left blocked on a full queue.
-            while not producer.done():
-                try:
-                    queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    await asyncio.sleep(0.01)
-        await asyncio.gather(producer, return_exceptions=True)
+    async for chunk in stream_from_thread(functools.partial(_produce, files, columns, partition, dt, batch_rows)):
+        yield chunk

@@ -13,6 +13,7 @@ from services.loader.runtime import Runtime
 from services.loader.scanner import today_utc
 from services.loader.schema_store import load_schema
 from services.loader.settings import LoaderSettings
+from services.loader.traffic import delete_view_days
 from services.loader.warehouse import open_adapter
 from shared.logging import get_logger
 
@@ -33,20 +34,24 @@ async def _delete_prefix(s3: Any, bucket: str, prefix: str) -> int:
         token = {"ContinuationToken": page["NextContinuationToken"]}
 
 
-async def drop_date(settings: LoaderSettings, aws: Any, job: Job, dt: date, *, expire_curated: bool) -> tuple[int, int]:
-    """Delete a date's rows from the job's warehouse table (and its curated objects); return (rows, objects)."""
+async def drop_date(
+    settings: LoaderSettings, aws: Any, job: Job, dt: date, *, expire_curated: bool
+) -> tuple[int, int, int]:
+    """Delete a date's rows from the job's warehouse table; with ``expire_curated`` also its curated objects and
+    the traffic items its advertising view wrote. Return (rows, objects, traffic items)."""
     s3 = await aws.get("s3")
     schema = await load_schema(s3, settings, job.schema_name, job.schema_version)
     rows = await open_adapter(job.warehouse, settings, aws).delete_date(job.table_name, schema, dt)
-    objects = 0
+    objects = traffic = 0
     if expire_curated:
         curated = settings.bucket("curated")
         day = f"dt={dt.isoformat()}/"
         objects += await _delete_prefix(s3, curated, f"{job.schema_name}/v{job.schema_version}/{day}")
-        objects += await _delete_prefix(
-            s3, curated, f"_views/advertising/{job.schema_name}/v{job.schema_version}/{day}"
-        )
-    return rows, objects
+        view = f"_views/advertising/{job.schema_name}/v{job.schema_version}/{day}"
+        # The view says which ads the day's traffic items belong to: read it before it goes.
+        traffic = await delete_view_days(s3, await aws.get("dynamodb"), settings, curated, view)
+        objects += await _delete_prefix(s3, curated, view)
+    return rows, objects, traffic
 
 
 async def apply_retention(rt: Runtime, job: Job) -> list[date]:
@@ -63,7 +68,7 @@ async def apply_retention(rt: Runtime, job: Job) -> list[date]:
         expired_runs = list(result.all())
     expired: list[date] = []
     for run in expired_runs:
-        rows, objects = await drop_date(rt.settings, rt.aws, job, run.dt, expire_curated=True)
+        rows, objects, traffic = await drop_date(rt.settings, rt.aws, job, run.dt, expire_curated=True)
         async with rt.sessions() as session:
             if await run_service.transition(
                 session, run.id or 0, [RunState.LOADED], RunState.EXPIRED, finished_at=utc_now()
@@ -73,11 +78,12 @@ async def apply_retention(rt: Runtime, job: Job) -> list[date]:
                     job_id=job.id,
                     dt=run.dt,
                     event="expired",
-                    detail=f"retention {job.retention_days} days: deleted {rows} rows and {objects} curated objects",
+                    detail=f"retention {job.retention_days} days: deleted {rows} rows, {objects} curated objects "
+                    f"and {traffic} traffic items",
                 )
                 await session.commit()
         expired.append(run.dt)
-        log.info("date_expired", job_id=job.id, dt=run.dt.isoformat(), rows=rows, objects=objects)
+        log.info("date_expired", job_id=job.id, dt=run.dt.isoformat(), rows=rows, objects=objects, traffic=traffic)
     return expired
 
 

@@ -36,28 +36,45 @@ def _item(row: dict[str, Any], dt: date) -> dict[str, Any]:
     }
 
 
-async def upsert_view(s3: Any, dynamodb: Any, settings: HeadwaterSettings, bucket: str, key: str, dt: date) -> int:
-    """Write the advertising view's rows (one per ad and day) to the traffic table; return items written."""
-    rows = await asyncio.to_thread(_read_view, await read_object(s3, bucket, key))
-    rows = [row for row in rows if row.get("ad_id") is not None]
-    table = settings.table(TRAFFIC_TABLE)
-    for start in range(0, len(rows), _BATCH):
-        requests = [{"PutRequest": {"Item": _item(row, dt)}} for row in rows[start : start + _BATCH]]
-        pending: dict[str, Any] = {table: requests}
+async def _batch_write(dynamodb: Any, table: str, requests: list[dict[str, Any]]) -> None:
+    """Send put/delete requests 25 at a time, retrying what DynamoDB leaves unprocessed."""
+    for start in range(0, len(requests), _BATCH):
+        pending: dict[str, Any] = {table: requests[start : start + _BATCH]}
         for attempt in range(8):
             response = await dynamodb.batch_write_item(RequestItems=pending)
             pending = response.get("UnprocessedItems") or {}
             if not pending:
                 break
             await asyncio.sleep(0.05 * 2**attempt)
+        if pending:
+            raise RuntimeError(f"DynamoDB left {len(pending.get(table, []))} traffic writes unprocessed")
+
+
+async def upsert_view(s3: Any, dynamodb: Any, settings: HeadwaterSettings, bucket: str, key: str, dt: date) -> int:
+    """Write the advertising view's rows (one per ad and day) to the traffic table; return items written."""
+    rows = await asyncio.to_thread(_read_view, await read_object(s3, bucket, key))
+    rows = [row for row in rows if row.get("ad_id") is not None]
+    await _batch_write(
+        dynamodb, settings.table(TRAFFIC_TABLE), [{"PutRequest": {"Item": _item(row, dt)}} for row in rows]
+    )
     return len(rows)
 
 
-async def delete_days(dynamodb: Any, settings: HeadwaterSettings, ad_ids: list[str], dt: date) -> None:
-    """Delete the given ads' items of one day."""
-    table = settings.table(TRAFFIC_TABLE)
-    for ad_id in ad_ids:
-        await dynamodb.delete_item(TableName=table, Key={"ad_id": {"S": ad_id}, "dt": {"S": dt.isoformat()}})
+async def delete_view_days(s3: Any, dynamodb: Any, settings: HeadwaterSettings, bucket: str, prefix: str) -> int:
+    """Delete the traffic items written from the advertising view objects under ``prefix``; return how many."""
+    keys: set[tuple[str, str]] = set()
+    paginator = s3.get_paginator("list_objects_v2")
+    async for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            if obj["Key"].endswith(".parquet"):
+                rows = await asyncio.to_thread(_read_view, await read_object(s3, bucket, obj["Key"]))
+                for row in rows:
+                    day = row.get("dt")
+                    if row.get("ad_id") is not None and day is not None:
+                        keys.add((str(row["ad_id"]), day.isoformat() if isinstance(day, date) else str(day)))
+    requests = [{"DeleteRequest": {"Key": {"ad_id": {"S": ad}, "dt": {"S": day}}}} for ad, day in sorted(keys)]
+    await _batch_write(dynamodb, settings.table(TRAFFIC_TABLE), requests)
+    return len(requests)
 
 
 async def traffic_series(

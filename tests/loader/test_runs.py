@@ -154,6 +154,9 @@ async def test_retention_removes_only_dates_older_than_the_window(
     for day in days:
         await put_day(s3, runtime.settings, day, beacon_events(day, {"ad-9": (2, 1)}))
     await wait_states(client, job_id, {d.isoformat(): "loaded" for d in days})
+    window = {"start": days[0].isoformat(), "end": days[-1].isoformat()}
+    before = (await client.get("/advertising/traffic/ad-9", params=window)).json()
+    assert [d["dt"] for d in before["days"]] == [d.isoformat() for d in days]
 
     assert await apply_retention_all(runtime) == 2
     runs = await runs_by_date(client, job_id)
@@ -166,7 +169,9 @@ async def test_retention_removes_only_dates_older_than_the_window(
     history = (await client.get(f"/v1/jobs/{job_id}/history")).json()
     expired = [e for e in history if e["event"] == "expired"]
     assert sorted(e["dt"] for e in expired) == [days[0].isoformat(), days[1].isoformat()]
-    assert "deleted 3 rows" in expired[0]["detail"]
+    assert "deleted 3 rows" in expired[0]["detail"] and "1 traffic items" in expired[0]["detail"]
+    after = (await client.get("/advertising/traffic/ad-9", params=window)).json()
+    assert [d["dt"] for d in after["days"]] == [d.isoformat() for d in days[2:]]
     assert await apply_retention_all(runtime) == 0
 
 

@@ -42,10 +42,6 @@ class RealtimeCounters:
         self._retention = retention_s
         self._pending: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
 
-    def add(self, event_type: str, ad_id: str | None, *, at: float | None = None) -> None:
-        """Count one accepted impression or click in the minute of ``at`` (now by default)."""
-        self.add_many({(event_type, ad_id): 1}, at=at)
-
     def add_many(self, counts: Mapping[tuple[str, str | None], int], *, at: float | None = None) -> None:
         """Count accepted events, given as {(event type, ad id): how many}, in the minute of ``at`` (now)."""
         minute = int((at if at is not None else time.time()) // 60 * 60)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import itertools
 import os
 import re
 from datetime import UTC, datetime
@@ -17,11 +16,6 @@ from services.ingest.models import EVENT_ID_PATTERN, AdEventIn, BeaconIn, Custom
 BEACON_TYPES = frozenset({"impression", "click"})
 _AD_KEYS = ("ad_id", "campaign_id", "placement", "user_id")
 
-# Server ids: 80 random bits per process plus a counter (32 hex characters, like a uuid4 hex, without a
-# system call per event).
-_ID_PREFIX = os.urandom(10).hex()
-_ID_COUNTER = itertools.count()
-
 # Plain ad events (only these string fields) skip pydantic; anything else takes the full model.
 _PLAIN_KEYS = frozenset({"type", "event_id", "ad_id", "campaign_id", "placement", "user_id"})
 _SHORTEST_LIMIT = 128  # every plain field allows at least this much (user_id 256): longer values take the model
@@ -30,7 +24,7 @@ _EVENT_ID = re.compile(EVENT_ID_PATTERN)
 
 def server_event_id() -> str:
     """Return a new unique event id (32 hex characters)."""
-    return f"{_ID_PREFIX}{next(_ID_COUNTER):012x}"
+    return os.urandom(16).hex()
 
 
 def server_event_ids(count: int) -> list[str]:

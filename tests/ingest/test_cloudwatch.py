@@ -32,10 +32,8 @@ async def test_finished_minute_is_published_once_with_ctr(
 ) -> None:
     counters = RealtimeCounters(redis, prefix="hw", retention_s=600)
     minute = int(time.time() // 60 * 60) - 120
-    for _ in range(8):
-        counters.add("impression", "ad-1", at=minute + 5)
-    for _ in range(2):
-        counters.add("click", "ad-1", at=minute + 30)
+    counters.add_many({("impression", "ad-1"): 8}, at=minute + 5)
+    counters.add_many({("click", "ad-1"): 2}, at=minute + 30)
     await counters.flush()
     cloudwatch = await aws.get("cloudwatch")
     publisher = MetricsPublisher(

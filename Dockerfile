@@ -20,6 +20,7 @@ WORKDIR /src
 COPY pyproject.toml README.md* ./
 COPY shared ./shared
 COPY services ./services
+COPY headwater ./headwater
 RUN pip install --upgrade pip && pip install .
 
 # --- runtime: the virtualenv, a non-root user, nothing else ---

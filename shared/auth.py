@@ -12,14 +12,13 @@ import asyncio
 import hashlib
 import secrets
 import time
-from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -147,26 +146,39 @@ def _matches(key_hash: str, key: str) -> bool:
 def _verifier(request: Request) -> KeyVerifier:
     state = request.app.state
     if getattr(state, "key_verifier", None) is None:
-        state.key_verifier = KeyVerifier(state.sessions)
+        state.key_verifier = KeyVerifier(state.wiring.sessions)
     return state.key_verifier
 
 
-def require_scope(scope: str) -> Callable[..., Awaitable[Principal]]:
-    """Return a dependency that admits only keys holding ``scope`` (401 without a key, 403 without the scope)."""
-
-    async def _dependency(
-        request: Request,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    ) -> Principal:
-        if credentials is None or credentials.scheme.lower() != "bearer":
-            raise UnauthorizedError(
-                "missing API key: send 'Authorization: Bearer <key>'", headers={"WWW-Authenticate": "Bearer"}
-            )
-        principal = await _verifier(request).verify(credentials.credentials)
-        if principal is None:
-            raise UnauthorizedError("invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"})
+async def authorise(
+    security_scopes: SecurityScopes,
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """Admit only keys holding every scope the route declares (401 without a key, 403 without the scope)."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise UnauthorizedError(
+            "missing API key: send 'Authorization: Bearer <key>'", headers={"WWW-Authenticate": "Bearer"}
+        )
+    principal = await _verifier(request).verify(credentials.credentials)
+    if principal is None:
+        raise UnauthorizedError("invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"})
+    for scope in security_scopes.scopes:
         if not principal.allows(scope):
             raise ForbiddenError(f"this key lacks the '{scope}' scope")
-        return principal
+    return principal
 
-    return _dependency
+
+def require_scope(scope: str) -> Any:
+    """Return a ``Security`` dependency admitting keys with ``scope``; the spec shows the scope on the route."""
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}")
+    return Security(authorise, scopes=[scope])
+
+
+# One alias per scope: routes declare ``who: ReadScope`` (or list it in ``dependencies``).
+ReadScope = Annotated[Principal, require_scope("read")]
+IngestWriteScope = Annotated[Principal, require_scope("ingest:write")]
+JobsAdminScope = Annotated[Principal, require_scope("jobs:admin")]
+ReplayRunScope = Annotated[Principal, require_scope("replay:run")]
+DevicesAdminScope = Annotated[Principal, require_scope("devices:admin")]

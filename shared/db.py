@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 from sqlalchemy import event, text
@@ -61,9 +60,3 @@ async def ping(engine: AsyncEngine) -> None:
     """Run a trivial query; raises when the database does not answer."""
     async with engine.connect() as conn:
         await conn.execute(text("SELECT 1"))
-
-
-async def iter_session(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
-    """Yield one session per request."""
-    async with factory() as session:
-        yield session

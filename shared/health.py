@@ -6,29 +6,28 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import FastAPI
-
 from shared.db import ping as ping_database
+from shared.wiring import Clients
 
-ReadinessCheck = Callable[[FastAPI], Awaitable[None]]
+ReadinessCheck = Callable[[Clients], Awaitable[None]]
 
 
-async def check_redis(app: FastAPI) -> None:
+async def check_redis(wiring: Clients) -> None:
     """Ping the service's Redis."""
-    await app.state.redis.ping()
+    await wiring.redis.ping()
 
 
-async def check_database(app: FastAPI) -> None:
+async def check_database(wiring: Clients) -> None:
     """Run SELECT 1 on the metadata database."""
-    await ping_database(app.state.db_engine)
+    await ping_database(wiring.db_engine)
 
 
 def check_bucket(logical_name: str) -> ReadinessCheck:
     """Return a check that the named bucket answers HEAD."""
 
-    async def _check(app: FastAPI) -> None:
-        s3 = await app.state.aws.get("s3")
-        await s3.head_bucket(Bucket=app.state.settings.bucket(logical_name))
+    async def _check(wiring: Clients) -> None:
+        s3 = await wiring.aws.get("s3")
+        await s3.head_bucket(Bucket=wiring.settings.bucket(logical_name))
 
     return _check
 
@@ -36,9 +35,9 @@ def check_bucket(logical_name: str) -> ReadinessCheck:
 def check_queue(logical_name: str) -> ReadinessCheck:
     """Return a check that the named SQS queue exists."""
 
-    async def _check(app: FastAPI) -> None:
-        sqs = await app.state.aws.get("sqs")
-        await sqs.get_queue_url(QueueName=app.state.settings.queue(logical_name))
+    async def _check(wiring: Clients) -> None:
+        sqs = await wiring.aws.get("sqs")
+        await sqs.get_queue_url(QueueName=wiring.settings.queue(logical_name))
 
     return _check
 
@@ -46,19 +45,19 @@ def check_queue(logical_name: str) -> ReadinessCheck:
 def check_stream(logical_name: str) -> ReadinessCheck:
     """Return a check that the named Kinesis stream is describable."""
 
-    async def _check(app: FastAPI) -> None:
-        kinesis = await app.state.aws.get("kinesis")
-        await kinesis.describe_stream_summary(StreamName=app.state.settings.stream(logical_name))
+    async def _check(wiring: Clients) -> None:
+        kinesis = await wiring.aws.get("kinesis")
+        await kinesis.describe_stream_summary(StreamName=wiring.settings.stream(logical_name))
 
     return _check
 
 
-async def run_checks(app: FastAPI, checks: dict[str, ReadinessCheck], timeout: float) -> dict[str, Any]:
+async def run_checks(wiring: Clients, checks: dict[str, ReadinessCheck], timeout: float) -> dict[str, Any]:
     """Run every check concurrently; return {name: "ok" | error string}."""
 
     async def _one(check: ReadinessCheck) -> str:
         try:
-            await asyncio.wait_for(check(app), timeout=timeout)
+            await asyncio.wait_for(check(wiring), timeout=timeout)
         except Exception as exc:
             return f"{type(exc).__name__}: {exc}"[:300] or type(exc).__name__
         return "ok"

@@ -5,20 +5,20 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.aws import AwsClients
-from shared.db import create_engine, session_factory
-from shared.errors import ErrorResponse, install_error_handlers
+from shared.errors import install_error_handlers
 from shared.health import ReadinessCheck, run_checks
 from shared.logging import configure_logging
-from shared.redis import open_redis
+from shared.openapi import headwater_version, install_openapi, operation_id
 from shared.settings import HeadwaterSettings
+from shared.wiring import Clients
 
 REQUESTS = Counter("headwater_http_requests_total", "HTTP requests handled", ["service", "method", "route", "status"])
 LATENCY = Histogram(
@@ -28,34 +28,33 @@ LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 
-# Error shapes documented on every route of every service.
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 422, 429, 503)
-}
-
 
 @asynccontextmanager
-async def open_resources(
-    app: FastAPI, settings: HeadwaterSettings, *, redis: bool = True, database: bool = True, aws: bool = True
-) -> AsyncIterator[None]:
-    """Open the shared clients on ``app.state`` for the app's lifetime and close them after."""
-    app.state.settings = settings
-    if redis:
-        app.state.redis = open_redis(settings)
-    if database:
-        app.state.db_engine = create_engine(settings)
-        app.state.sessions = session_factory(app.state.db_engine)
-    if aws:
-        app.state.aws = AwsClients(settings)
+async def open_resources(app: FastAPI, settings: HeadwaterSettings) -> AsyncIterator[None]:
+    """Transitional: open the common clients as ``app.state.wiring`` (services move to ``wiring_lifespan``)."""
+    wiring = Clients(**Clients.base_kwargs(settings))
+    app.state.wiring = wiring
+    app.state.settings, app.state.redis, app.state.aws = settings, wiring.redis, wiring.aws
+    app.state.db_engine, app.state.sessions = wiring.db_engine, wiring.sessions
     try:
         yield
     finally:
-        if aws:
-            await app.state.aws.close()
-        if database:
-            await app.state.db_engine.dispose()
-        if redis:
-            await app.state.redis.aclose()
+        await wiring.close()
+
+
+class Health(BaseModel):
+    """The process answers."""
+
+    status: Literal["ok"]
+    service: str
+
+
+class Readiness(BaseModel):
+    """Each dependency's check: "ok" or the error."""
+
+    status: Literal["ready", "not_ready"]
+    service: str
+    checks: dict[str, str]
 
 
 class RequestMetricsMiddleware:
@@ -101,11 +100,12 @@ def create_service_app(
     app = FastAPI(
         title=title,
         description=description,
-        version="0.1.0",
+        version=headwater_version(),
         lifespan=lifespan,
         openapi_tags=openapi_tags,
-        responses=ERROR_RESPONSES,
+        generate_unique_id_function=operation_id,
     )
+    install_openapi(app)
     app.state.settings = settings
     install_error_handlers(app)
     service = settings.service_name
@@ -113,18 +113,33 @@ def create_service_app(
     app.add_middleware(RequestMetricsMiddleware, service=service)
 
     @app.get("/healthz", tags=["operations"], summary="Process is up")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok", "service": service}
+    async def get_health() -> Health:
+        """Answer while the process serves requests."""
+        return Health(status="ok", service=service)
 
-    @app.get("/readyz", tags=["operations"], summary="Dependencies answer")
-    async def readyz() -> JSONResponse:
-        results = await run_checks(app, readiness_checks, settings.readiness_timeout_s)
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        summary="Dependencies answer",
+        response_model=Readiness,
+        responses={503: {"model": Readiness, "description": "A dependency does not answer"}},
+    )
+    async def get_readiness() -> JSONResponse:
+        """Check each dependency with a short timeout; 503 when one fails."""
+        results = await run_checks(app.state.wiring, readiness_checks, settings.readiness_timeout_s)
         ready = all(result == "ok" for result in results.values())
-        body = {"status": "ready" if ready else "not_ready", "service": service, "checks": results}
-        return JSONResponse(body, status_code=200 if ready else 503)
+        body = Readiness(status="ready" if ready else "not_ready", service=service, checks=results)
+        return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 
-    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", include_in_schema=True)
-    async def metrics() -> Response:
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Prometheus metrics",
+        response_class=PlainTextResponse,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
+    async def get_metrics() -> Response:
+        """Expose the Prometheus metrics in the text format."""
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app

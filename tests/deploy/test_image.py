@@ -100,7 +100,7 @@ def _ignored(name: str, patterns: list[str]) -> bool:
 
 def test_build_context_keeps_the_sources_and_drops_local_state() -> None:
     patterns = [line.strip() for line in DOCKERIGNORE.read_text().splitlines() if line.strip() and line[0] != "#"]
-    for kept in ("pyproject.toml", "README.md", "shared", "services"):
+    for kept in ("pyproject.toml", "README.md", "headwater", "shared", "services"):
         assert not _ignored(kept, patterns), kept
     for dropped in (".git", ".venv", ".tools", ".headwater", ".env", "tests", "__pycache__", "headwater.egg-info"):
         assert _ignored(dropped, patterns), dropped
@@ -138,8 +138,8 @@ def test_copied_sources_build_a_wheel_with_the_cli_and_every_service(tmp_path: P
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         entry_points = next(archive.read(n).decode() for n in names if n.endswith("entry_points.txt"))
-    assert "headwater = shared.cli.main:app" in entry_points
-    assert "shared/cli/main.py" in names
+    assert "headwater = headwater.main:app" in entry_points
+    assert "headwater/main.py" in names
     # Every module and page a container may run or serve is inside the image.
     for service in SERVICES:
         assert f"services/{service}/__init__.py" in names
@@ -150,7 +150,7 @@ def test_copied_sources_build_a_wheel_with_the_cli_and_every_service(tmp_path: P
     # Pages, schemas, templates: every data file next to the code must be packaged, or the container lacks it.
     data_files = {
         path.relative_to(REPO_ROOT).as_posix()
-        for package in ("shared", "services")
+        for package in ("headwater", "shared", "services")
         for path in (REPO_ROOT / package).rglob("*")
         if path.is_file()
         and path.suffix not in NOT_RUNTIME_SUFFIXES

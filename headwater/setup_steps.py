@@ -6,8 +6,8 @@ import importlib
 import os
 from pathlib import Path
 
+from headwater.config import SERVICES, CliSettings
 from shared.auth import ApiKey, KeyVerifier, create_api_key
-from shared.cli.config import SERVICES, CliSettings
 from shared.db import create_engine, create_tables, session_factory
 
 

@@ -23,7 +23,7 @@ from typing import IO
 import httpx
 import redis as redis_sync
 
-from shared.cli.config import SERVICES, CliSettings
+from headwater.config import SERVICES, CliSettings
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -184,7 +184,7 @@ class Mesh:
         argv = [
             sys.executable,
             "-m",
-            "shared.cli.main",
+            "headwater.main",
             "simulate-devices",
             "--count",
             str(count),

@@ -14,10 +14,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from headwater.config import SERVICES, CliSettings
+from headwater.mesh import Mesh, adopt_running_mesh_environment
+from headwater.setup_steps import ensure_admin_key, ensure_poller_ingest_key, migrate
 from shared.bootstrap import bootstrap as bootstrap_resources
-from shared.cli.config import SERVICES, CliSettings
-from shared.cli.mesh import Mesh, adopt_running_mesh_environment
-from shared.cli.setup_steps import ensure_admin_key, ensure_poller_ingest_key, migrate
 
 # Wide enough for the URL table even when stderr is not a terminal (rich would assume 80 columns).
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
@@ -163,7 +163,7 @@ def demo(
     timeout: Annotated[float, typer.Option(help="seconds each step may take")] = 120.0,
 ) -> None:
     """Send real events through the mesh (starting one if none runs) and show each hop land."""
-    from shared.cli.demo import run_demo
+    from headwater.demo import run_demo
 
     settings = CliSettings()
     if adopt_running_mesh_environment(settings):

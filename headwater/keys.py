@@ -8,10 +8,10 @@ from typing import Annotated
 
 import typer
 
+from headwater.config import CliSettings
+from headwater.mesh import adopt_running_mesh_environment
+from headwater.setup_steps import new_api_key
 from shared.auth import SCOPES, revoke_api_key
-from shared.cli.config import CliSettings
-from shared.cli.mesh import adopt_running_mesh_environment
-from shared.cli.setup_steps import new_api_key
 from shared.db import create_engine, session_factory
 
 app = typer.Typer(help="Manage API keys.", no_args_is_help=True)

@@ -6,7 +6,7 @@ import importlib
 
 import typer
 
-from shared.cli import keys, lifecycle
+from headwater import keys, lifecycle
 
 app = typer.Typer(
     name="headwater",

@@ -27,8 +27,8 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from headwater.config import CliSettings, read_admin_key
 from shared.aws import AwsClients
-from shared.cli.config import CliSettings, read_admin_key
 from shared.kinesis import read_stream
 
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
@@ -83,7 +83,7 @@ async def generate_beacons(settings: CliSettings, plan: DemoPlan, impressions: i
         argv = [
             sys.executable,
             "-m",
-            "shared.cli.main",
+            "headwater.main",
             "loadgen",
             "--url",
             settings.service_url("ingest"),

@@ -1,17 +1,17 @@
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import pytest
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
 from shared.auth import Principal, create_api_key, require_scope, revoke_api_key
 from shared.db import create_tables
 from shared.errors import ConflictError
 from shared.health import check_database, check_redis
-from shared.http import create_service_app, open_resources
+from shared.http import create_service_app
+from shared.wiring import Clients, wiring_lifespan
 
 
 class Thing(BaseModel):
@@ -19,23 +19,23 @@ class Thing(BaseModel):
     count: int = Field(ge=0)
 
 
-def build_app(settings: Any) -> FastAPI:
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_resources(app, settings, aws=False):
-            await create_tables(app.state.db_engine)
-            yield
+async def open_clients(settings: Any) -> Clients:
+    clients = Clients(**Clients.base_kwargs(settings))
+    await create_tables(clients.db_engine)
+    return clients
 
+
+def build_app(settings: Any) -> FastAPI:
     app = create_service_app(
         settings=settings,
         title="t",
         description="d",
-        lifespan=lifespan,
+        lifespan=wiring_lifespan(open_clients, settings),
         readiness_checks={"redis": check_redis, "database": check_database},
     )
 
     @app.post("/things", status_code=201)
-    async def make_thing(thing: Thing, who: Principal = Depends(require_scope("jobs:admin"))) -> dict[str, str]:
+    async def make_thing(thing: Thing, who: Principal = require_scope("jobs:admin")) -> dict[str, str]:
         if thing.name == "taken":
             raise ConflictError("a thing with that name exists", details=[{"field": "name", "reason": "taken"}])
         return {"name": thing.name, "by": who.key_id}
@@ -54,7 +54,7 @@ async def client(make_settings: Callable[..., Any]) -> AsyncIterator[httpx.Async
 
 
 async def _key(client: httpx.AsyncClient, scopes: list[str]) -> str:
-    async with client.app.state.sessions() as session:  # type: ignore[attr-defined]
+    async with client.app.state.wiring.sessions() as session:  # type: ignore[attr-defined]
         return await create_api_key(session=session, scopes=scopes)
 
 
@@ -109,7 +109,7 @@ async def test_keys_are_stored_hashed_and_revocation_works(client: httpx.AsyncCl
 
     key = await _key(client, ["jobs:admin"])
     key_id = key.split("_")[1]
-    async with client.app.state.sessions() as session:  # type: ignore[attr-defined]
+    async with client.app.state.wiring.sessions() as session:  # type: ignore[attr-defined]
         row = await session.get(ApiKey, key_id)
         assert row is not None
         assert key not in row.key_hash and row.key_hash.startswith("$argon2")
@@ -161,3 +161,19 @@ async def test_a_burst_of_requests_with_one_key_verifies_it_once(
     )
     assert [r.status_code for r in responses] == [201] * 20
     assert calls == [key]
+
+
+def test_the_scope_a_route_needs_is_in_the_openapi_document(make_settings: Callable[..., Any]) -> None:
+    document = build_app(make_settings()).openapi()
+    operation = document["paths"]["/things"]["post"]
+    assert operation["operationId"] == "make_thing"
+    assert operation["x-required-scope"] == "jobs:admin"
+    assert operation["security"] == [{"HTTPBearer": ["jobs:admin"]}]
+    # Only the errors this route can return: auth (401/403) and validation (422), in the one error shape.
+    errors = {code for code in operation["responses"] if code.startswith(("4", "5"))}
+    assert errors == {"401", "403", "422"}
+    assert operation["responses"]["403"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ErrorResponse"
+    }
+    metrics = document["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+    assert list(metrics) == ["text/plain"]

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.cli.config import SERVICES
-from shared.cli.setup_steps import import_all_models
+from headwater.config import SERVICES
+from headwater.setup_steps import import_all_models
 from shared.db import create_tables
 
 # Open on purpose: operations endpoints, the pages and their static files, the public beacons, and the
@@ -43,7 +43,7 @@ async def test_private_and_mutating_routes_need_a_key(
     app = _app(service, make_settings)
     import_all_models()
     async with app.router.lifespan_context(app):
-        await create_tables(app.state.db_engine)
+        await create_tables(app.state.wiring.db_engine)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             checked = []

@@ -16,6 +16,7 @@ app = typer.Typer(
 )
 lifecycle.register(app)
 app.add_typer(keys.app, name="keys")
+importlib.import_module("headwater.openapi_cmd").register(app)  # openapi write|check
 
 # Each service contributes its own commands (loadgen, pump, log2schema, ...) from services/<name>/cli.py,
 # a module exposing ``register(app: typer.Typer) -> None``.

@@ -4,7 +4,10 @@
   two routes of one app may not share a handler name (checked when the document is built).
 - Each operation lists only the errors it can return, all with the one JSON error schema: 401/403 where a key is
   required, 422 where it takes parameters or a body, plus what the route declares itself with
-  ``responses=error_responses(404, 409, ...)`` (413/415/429 where they apply).
+  ``responses=error_responses(404, 409, ...)`` (413/415/429 where they apply). Each error carries an example
+  body; a declared error without a model still gets the error schema (every error goes through shared.errors).
+- FastAPI's default validation schemas (HTTPValidationError, ValidationError) are dropped when unused: every
+  422 is an ErrorResponse.
 - The scope a route needs shows twice: in the operation's ``security`` requirement and as ``x-required-scope``.
 - Versions come from the installed package's metadata.
 """
@@ -19,6 +22,8 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
+# The status -> ``code`` table of shared.errors' handlers: the documented examples show what they really send.
+from shared.errors import _STATUS_CODES as ERROR_CODES
 from shared.errors import ErrorResponse
 
 ERROR_DESCRIPTIONS = {
@@ -35,6 +40,9 @@ ERROR_DESCRIPTIONS = {
     429: "Too many requests: retry after the Retry-After header",
     503: "A dependency is unavailable: retry after the Retry-After header",
 }
+
+
+ERROR_REF = "#/components/schemas/ErrorResponse"
 
 
 def headwater_version() -> str:
@@ -55,8 +63,24 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorResponse, "description": ERROR_DESCRIPTIONS.get(code, "Error")} for code in codes}
 
 
-def _error_schema_ref() -> dict[str, Any]:
-    return {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+def error_example(code: int) -> dict[str, Any]:
+    """Return an example error body for ``code`` in the one JSON shape."""
+    details = [{"field": "limit", "reason": "Input should be less than or equal to 1000", "type": "less_than_equal"}]
+    return {
+        "error": {
+            "code": ERROR_CODES.get(code, f"http_{code}"),
+            "message": ERROR_DESCRIPTIONS.get(code, "Error"),
+            "details": details if code == 422 else [],
+        }
+    }
+
+
+def _error_content(code: int) -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": ERROR_REF}, "example": error_example(code)}}
+
+
+def _is_error(status: str) -> bool:
+    return status[:1] in ("4", "5") and status.isdigit()
 
 
 def _complete_operation(operation: dict[str, Any]) -> None:
@@ -69,9 +93,40 @@ def _complete_operation(operation: dict[str, Any]) -> None:
     if "422" in responses or operation.get("parameters") or operation.get("requestBody"):
         derived.append(422)
     for code in derived:
-        responses[str(code)] = {"description": ERROR_DESCRIPTIONS[code], "content": _error_schema_ref()}
+        responses[str(code)] = {"description": ERROR_DESCRIPTIONS[code], "content": _error_content(code)}
+    # Every error the app answers goes through shared.errors' handlers, so a declared error without a body
+    # model (``responses={410: {"description": ...}}``) still has the one JSON error shape: say so.
+    for status, response in responses.items():
+        if not _is_error(status):
+            continue
+        media = (response.get("content") or {}).get("application/json")
+        if media is None or not media.get("schema"):
+            response["content"] = _error_content(int(status))
+        elif media["schema"].get("$ref") == ERROR_REF:
+            media.setdefault("example", error_example(int(status)))
     if scopes:
         operation["x-required-scope"] = scopes[0] if len(scopes) == 1 else scopes
+
+
+def _references(node: Any) -> set[str]:
+    if isinstance(node, dict):
+        found = {node["$ref"]} if isinstance(node.get("$ref"), str) else set()
+        return found.union(*(_references(value) for value in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_references(value) for value in node))
+    return set()
+
+
+def _drop_unused_validation_schemas(document: dict[str, Any]) -> None:
+    # FastAPI adds these for its default 422 body; every 422 here is an ErrorResponse, so unless a route
+    # really returns them they would only give generated clients two dead models.
+    schemas = document.get("components", {}).get("schemas", {})
+    candidates = {"HTTPValidationError", "ValidationError"} & set(schemas)
+    kept = {key: value for key, value in schemas.items() if key not in candidates}
+    used = _references({key: value for key, value in document.items() if key != "components"}) | _references(kept)
+    for name in candidates:
+        if f"#/components/schemas/{name}" not in used:
+            del schemas[name]
 
 
 def build_openapi(app: FastAPI) -> dict[str, Any]:
@@ -108,6 +163,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         for method, operation in path_item.items():
             if method in ("get", "put", "post", "delete", "patch", "head", "options"):
                 _complete_operation(operation)
+    _drop_unused_validation_schemas(document)
     app.openapi_schema = document
     return document
 

@@ -130,6 +130,22 @@ def test_every_request_body_has_an_example(service: str) -> None:
 
 
 @pytest.mark.parametrize("service", SERVICES)
+def test_main_responses_have_examples(service: str) -> None:
+    # The success answer of each /v1 operation is what integrators read first: show one.
+    document = spec(service)
+    missing = [
+        f"{method} {path} {status}"
+        for method, path, operation in operations(service)
+        if path.startswith("/v1/")
+        for status, response in operation.get("responses", {}).items()
+        if status.startswith("2")
+        for media_type, media in (response.get("content") or {}).items()
+        if media_type == "application/json" and not has_example(document, media)
+    ]
+    assert missing == [], f"{service}: success responses without an example: {missing}"
+
+
+@pytest.mark.parametrize("service", SERVICES)
 def test_metrics_is_documented_as_plain_text(service: str) -> None:
     content = spec(service)["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
     assert set(content) == {"text/plain"}

@@ -56,12 +56,21 @@ def resolve(document: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
     return target
 
 
+def schema_has_example(document: dict[str, Any], schema: dict[str, Any]) -> bool:
+    """Return whether a schema (followed through ``$ref``, and into ``items`` for a list) carries an example."""
+    for node in (schema, resolve(document, schema)):
+        if node.get("example") is not None or node.get("examples"):
+            return True
+    items = resolve(document, schema).get("items")
+    # Documentation pages build a list's example from its item's example.
+    return isinstance(items, dict) and schema_has_example(document, items)
+
+
 def has_example(document: dict[str, Any], media: dict[str, Any]) -> bool:
-    """Return whether a media type carries an example itself or through its (referenced) schema."""
+    """Return whether a media type carries an example itself or through its schema."""
     if media.get("example") is not None or media.get("examples"):
         return True
-    schema = media.get("schema") or {}
-    return any(node.get("example") is not None or node.get("examples") for node in (schema, resolve(document, schema)))
+    return schema_has_example(document, media.get("schema") or {})
 
 
 @pytest.mark.parametrize("service", SERVICES)

@@ -27,6 +27,12 @@ OPERATIONS_PATHS = {"/healthz", "/readyz", "/metrics"}
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 SNAKE_CASE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
 ERROR_REF = "#/components/schemas/ErrorResponse"
+# First words that make an operation id read as a method call on a generated client (``client.list_jobs()``).
+VERBS = {
+    "get", "list", "create", "update", "replace", "delete", "post", "put", "upload", "download", "run", "preview",
+    "cancel", "retry", "resubmit", "import", "export", "send", "query", "search", "count", "start", "stop",
+    "pause", "resume", "trigger", "record", "track", "check",
+}  # fmt: skip
 
 
 @functools.cache
@@ -94,6 +100,13 @@ def test_operation_ids_are_snake_case_and_unique(service: str) -> None:
     ids = [operation.get("operationId", "") for _, _, operation in operations(service)]
     assert [i for i in ids if not SNAKE_CASE.match(i)] == []
     assert sorted({i for i in ids if ids.count(i) > 1}) == []
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_operation_ids_read_as_method_names(service: str) -> None:
+    ids = [operation.get("operationId", "") for _, _, operation in operations(service)]
+    nouns = [i for i in ids if i.split("_")[0] not in VERBS]
+    assert nouns == [], f"{service}: operation ids that do not start with a verb: {nouns}"
 
 
 @pytest.mark.parametrize("service", SERVICES)

@@ -124,6 +124,28 @@ def test_client_errors_use_the_error_schema(service: str) -> None:
 
 
 @pytest.mark.parametrize("service", SERVICES)
+def test_operations_addressing_a_resource_document_404(service: str) -> None:
+    # A path parameter names something that may not exist: the client must expect "not found".
+    missing = [
+        f"{method} {path}"
+        for method, path, operation in operations(service)
+        if "{" in path and "404" not in operation.get("responses", {})
+    ]
+    assert missing == [], f"{service}: operations with a path parameter but no 404: {missing}"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_public_operations_document_429(service: str) -> None:
+    # Routes open without a key are rate-limited per client: say so, with the Retry-After contract.
+    missing = [
+        f"{method} {path}"
+        for method, path, operation in operations(service)
+        if path not in OPERATIONS_PATHS and not operation.get("security") and "429" not in operation["responses"]
+    ]
+    assert missing == [], f"{service}: public operations without a 429: {missing}"
+
+
+@pytest.mark.parametrize("service", SERVICES)
 def test_secured_operations_name_their_scope(service: str) -> None:
     missing, mismatched = [], []
     for method, path, operation in operations(service):

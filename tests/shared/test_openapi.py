@@ -16,12 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from openapi_spec_validator import validate
 from typer.testing import CliRunner
 
 from headwater.config import SERVICES
 from headwater.main import app as cli
 from headwater.openapi_cmd import SPEC_DIR, generate_spec, render_spec, spec_path, stale_specs, write_specs
+from shared.auth import ReadScope
+from shared.errors import ErrorResponse
+from shared.openapi import error_responses, install_openapi, operation_id
 
 OPERATIONS_PATHS = {"/healthz", "/readyz", "/metrics"}
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
@@ -253,3 +257,23 @@ def test_openapi_check_exits_1_naming_every_stale_service(tmp_path: Path) -> Non
 
 def test_specs_are_committed_next_to_the_code() -> None:
     assert SPEC_DIR == Path(__file__).resolve().parents[2] / "docs" / "openapi"
+
+
+def test_declared_errors_get_the_error_schema_with_an_example_and_validation_models_go() -> None:
+    app = FastAPI(generate_unique_id_function=operation_id)
+    install_openapi(app)
+
+    @app.get("/v1/things/{thing_id}", responses={410: {"description": "retired"}, **error_responses(404)})
+    async def get_thing(thing_id: int, who: ReadScope) -> dict[str, int]:
+        return {"thing_id": thing_id}
+
+    document = app.openapi()
+    responses = document["paths"]["/v1/things/{thing_id}"]["get"]["responses"]
+    assert sorted(responses) == ["200", "401", "403", "404", "410", "422"]
+    for status in ("401", "403", "404", "410", "422"):
+        media = responses[status]["content"]["application/json"]
+        assert media["schema"] == {"$ref": ERROR_REF}
+        ErrorResponse.model_validate(media["example"])
+    assert responses["422"]["content"]["application/json"]["example"]["error"]["code"] == "validation_error"
+    assert responses["410"]["description"] == "retired"
+    assert {"HTTPValidationError", "ValidationError"} & set(document["components"]["schemas"]) == set()

@@ -20,8 +20,8 @@ from fastapi import FastAPI
 from openapi_spec_validator import validate
 from typer.testing import CliRunner
 
+from headwater import openapi_cmd
 from headwater.config import SERVICES
-from headwater.main import app as cli
 from headwater.openapi_cmd import SPEC_DIR, generate_spec, render_spec, spec_path, stale_specs, write_specs
 from shared.auth import ReadScope
 from shared.errors import ErrorResponse
@@ -250,9 +250,17 @@ def test_write_then_check_reports_only_the_changed_service(tmp_path: Path) -> No
 
 
 def test_openapi_check_exits_1_naming_every_stale_service(tmp_path: Path) -> None:
-    result = CliRunner().invoke(cli, ["openapi", "check", "--dir", str(tmp_path), "--json"])
+    result = CliRunner().invoke(openapi_cmd.app, ["check", "--dir", str(tmp_path), "--json"])
     assert result.exit_code == 1
     assert sorted(json.loads(result.stdout)["stale"]) == sorted(SERVICES)
+
+
+def test_the_headwater_command_has_the_openapi_group() -> None:
+    from headwater.main import app as cli
+
+    result = CliRunner().invoke(cli, ["openapi", "--help"])
+    assert result.exit_code == 0, result.output
+    assert "write" in result.output and "check" in result.output
 
 
 def test_specs_are_committed_next_to_the_code() -> None:

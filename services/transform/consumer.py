@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from pydantic import ValidationError
 
-from services.transform.runs import enqueue_run, run_from_request
+from services.transform.run_store import enqueue_run, run_from_request
+from services.transform.wiring import TransformWiring
 from shared.logging import get_logger
 from shared.messages import TransformRequest, parse_message
 from shared.queues import consume_queue
@@ -15,7 +17,7 @@ from shared.queues import consume_queue
 log = get_logger(__name__)
 
 
-async def handle_request_message(ctx: dict[str, Any], message: dict[str, Any]) -> None:
+async def handle_request_message(wiring: TransformWiring, message: dict[str, Any]) -> None:
     """Handle one SQS message; raising leaves it on the queue for a retry (then the dead-letter queue)."""
     try:
         request = parse_message(message["Body"])
@@ -25,9 +27,9 @@ async def handle_request_message(ctx: dict[str, Any], message: dict[str, Any]) -
     if not isinstance(request, TransformRequest):
         log.warning("transform_request_unexpected_type", type=request.type)
         return
-    async with ctx["sessions"]() as session:
+    async with wiring.sessions() as session:
         run, created = await run_from_request(session=session, request=request)
-    await enqueue_run(ctx["redis"], ctx["settings"], run.id)
+    await enqueue_run(wiring.arq, wiring.settings, run.id)
     log.info(
         "transform_request_accepted",
         transform_id=run.id,
@@ -39,11 +41,26 @@ async def handle_request_message(ctx: dict[str, Any], message: dict[str, Any]) -
     )
 
 
-async def consume_requests(ctx: dict[str, Any], stop: asyncio.Event) -> None:
+async def consume_requests(wiring: TransformWiring, stop: asyncio.Event) -> None:
     """Long-poll the transform-requests queue until ``stop`` is set."""
-    sqs = await ctx["aws"].get("sqs")
+    sqs = await wiring.aws.get("sqs")
 
     async def _handler(message: dict[str, Any]) -> None:
-        await handle_request_message(ctx, message)
+        await handle_request_message(wiring, message)
 
-    await consume_queue(sqs, ctx["settings"].queue("transform-requests"), _handler, stop=stop)
+    await consume_queue(sqs, wiring.settings.queue("transform-requests"), _handler, stop=stop)
+
+
+def start_request_consumer(wiring: TransformWiring) -> asyncio.Task[None]:
+    """Start consuming in the background; the wiring stops the consumer when it closes."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(consume_requests(wiring, stop), name="transform-requests")
+
+    async def _stop() -> None:
+        stop.set()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    wiring.on_close(_stop)
+    return task

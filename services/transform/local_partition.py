@@ -15,7 +15,8 @@ import pyarrow.parquet as pq
 from services.transform.engine.local import EngineOptions, transform_sources
 from services.transform.engine.sink import PartFile
 from services.transform.settings import TransformSettings
-from services.transform.storage import PartitionKeys, StagedPart, publish_partition, raw_source_keys
+from services.transform.storage import StagedPart, publish_partition, raw_source_keys
+from shared.contracts import CuratedPartition
 from shared.logging import get_logger
 from shared.schemas import TableSchema
 
@@ -63,7 +64,7 @@ def run_local_partition(
 ) -> PartitionOutcome:
     """Transform every raw object under the prefix into curated parts, bad rows and the view; publish them."""
     started = time.monotonic()
-    keys = PartitionKeys(schema.name, schema.version, dt, hour)
+    partition = CuratedPartition(schema.name, schema.version, dt, hour)
     curated, bad_bucket = settings.bucket("curated"), settings.bucket("bad-rows")
     workdir = Path(settings.data_dir) / "transform" / "work" / transform_id
     shutil.rmtree(workdir, ignore_errors=True)
@@ -76,7 +77,7 @@ def run_local_partition(
         for item in objects
     ]
     staged: list[StagedPart] = []
-    staging = keys.temporary_prefix(transform_id)
+    staging = partition.temporary_prefix(transform_id)
 
     def _stage(part: PartFile) -> None:
         key = f"{staging}{part.path.name}"
@@ -90,7 +91,7 @@ def run_local_partition(
         result = transform_sources(schema, sources, dt=dt, workdir=workdir, options=options, on_part=_stage)
         bad_rows_key = None
         if result.bad_rows_path is not None:
-            bad_rows_key = keys.bad_rows(transform_id)
+            bad_rows_key = partition.bad_rows(transform_id)
             s3.upload_file(
                 str(result.bad_rows_path),
                 bad_bucket,
@@ -107,7 +108,7 @@ def run_local_partition(
             s3,
             curated_bucket=curated,
             bad_rows_bucket=bad_bucket,
-            keys=keys,
+            partition=partition,
             transform_id=transform_id,
             staged=staged,
             extension=extension,
@@ -125,9 +126,9 @@ def run_local_partition(
         bytes_in=result.bytes_in,
         bytes_out=sum(part.size for part in staged),
         sources=len(objects),
-        manifest_key=keys.manifest,
+        manifest_key=partition.manifest,
         bad_rows_key=bad_rows_key,
-        advertising_view_key=keys.advertising_view if view_body is not None else None,
+        advertising_view_key=partition.advertising_view if view_body is not None else None,
         duration_s=round(time.monotonic() - started, 3),
     )
     log.info(

@@ -1,4 +1,4 @@
-"""Transform's tables (schema registry, transform runs) and its API models."""
+"""Transform's tables (schema registry, transform runs) and its API models (schemas, transforms, chains)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from sqlmodel import SQLModel
 
 from shared.messages import utc_now
 
-RunState = Literal["queued", "running", "succeeded", "failed"]
 Engine = Literal["local", "emr", "glue"]
 
 
@@ -71,16 +70,13 @@ class TransformRun(SQLModel, table=True):
 # -- API models -----------------------------------------------------------------------------------
 
 
-class SchemaUpload(BaseModel):
-    """A schema document to register (YAML text)."""
-
-    yaml: str = Field(description="the schema YAML: name, version, columns, partition_column, sort_key, dist_key")
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [{"yaml": "name: clicks\nversion: 1\ncolumns:\n  - {name: event_id, type: varchar(64)}\n"}]
-        }
-    )
+SCHEMA_SUMMARY_EXAMPLE: dict[str, Any] = {
+    "name": "ad_events",
+    "version": 1,
+    "sha256": "9f2c...",
+    "created_at": "2026-11-25T12:00:00Z",
+    "s3_uri": "s3://hw-curated/_schemas/ad_events/v1.yaml",
+}
 
 
 class SchemaSummary(BaseModel):
@@ -92,19 +88,7 @@ class SchemaSummary(BaseModel):
     created_at: datetime
     s3_uri: str
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "name": "ad_events",
-                    "version": 1,
-                    "sha256": "9f2c...",
-                    "created_at": "2026-11-25T12:00:00Z",
-                    "s3_uri": "s3://hw-curated/_schemas/ad_events/v1.yaml",
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [SCHEMA_SUMMARY_EXAMPLE]})
 
 
 class SchemaRead(SchemaSummary):
@@ -113,11 +97,34 @@ class SchemaRead(SchemaSummary):
     definition: dict[str, Any]
     yaml: str
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "clicks",
+                    "version": 1,
+                    "sha256": "9f2c...",
+                    "created_at": "2026-11-25T12:00:00Z",
+                    "s3_uri": "s3://hw-curated/_schemas/clicks/v1.yaml",
+                    "definition": {
+                        "name": "clicks",
+                        "version": 1,
+                        "columns": [{"name": "event_id", "source": "event_id", "type": "varchar(64)"}],
+                        "partition_column": "dt",
+                    },
+                    "yaml": "name: clicks\nversion: 1\ncolumns:\n  - {name: event_id, type: varchar(64)}\n",
+                }
+            ]
+        }
+    )
+
 
 class SchemaList(BaseModel):
     """Registered schema versions, newest first per name."""
 
     items: list[SchemaSummary]
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"items": [SCHEMA_SUMMARY_EXAMPLE]}]})
 
 
 class TransformCreate(BaseModel):
@@ -135,6 +142,22 @@ class TransformCreate(BaseModel):
     hour: int | None = Field(default=None, ge=0, le=23, description="only this hour of each date")
     engine: Engine = "local"
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"table": "ad_events", "version": 1, "source_path": "s3://hw-raw/beacon/dt={dt}/", "dt": "2026-11-24"},
+                {
+                    "table": "ad_events",
+                    "version": 1,
+                    "source_path": "s3://hw-raw/beacon/dt={dt}/",
+                    "start": "2026-11-20",
+                    "end": "2026-11-24",
+                    "engine": "emr",
+                },
+            ]
+        }
+    )
+
     @model_validator(mode="after")
     def _one_date_or_range(self) -> TransformCreate:
         if (self.dt is None) == (self.start is None or self.end is None):
@@ -151,6 +174,35 @@ class TransformCreate(BaseModel):
             return [self.dt]
         assert self.start is not None and self.end is not None
         return [date.fromordinal(d) for d in range(self.start.toordinal(), self.end.toordinal() + 1)]
+
+
+TRANSFORM_READ_EXAMPLE: dict[str, Any] = {
+    "id": "4f1c2a9e0b7d4e21a3c5d6e7f8091a2b",
+    "table": "ad_events",
+    "version": 1,
+    "dt": "2026-11-24",
+    "hour": None,
+    "engine": "local",
+    "state": "succeeded",
+    "source": "s3://hw-raw/beacon/dt=2026-11-24/",
+    "attempts": 1,
+    "rows_in": 1000,
+    "rows_out": 998,
+    "rows_bad": 2,
+    "bytes_in": 420000,
+    "bytes_out": 61000,
+    "duration_s": 1.2,
+    "engine_run_id": None,
+    "engine_state": None,
+    "engine_states": [],
+    "log_url": None,
+    "manifest_url": "s3://hw-curated/ad_events/v1/dt=2026-11-24/_manifest.json",
+    "bad_rows_url": "s3://hw-bad-rows/ad_events/dt=2026-11-24/4f1c2a9e0b7d4e21a3c5d6e7f8091a2b.jsonl.gz",
+    "error": None,
+    "created_at": "2026-11-25T12:00:00Z",
+    "started_at": "2026-11-25T12:00:01Z",
+    "finished_at": "2026-11-25T12:00:02Z",
+}
 
 
 class TransformRead(BaseModel):
@@ -182,45 +234,15 @@ class TransformRead(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": "4f1c2a9e0b7d4e21a3c5d6e7f8091a2b",
-                    "table": "ad_events",
-                    "version": 1,
-                    "dt": "2026-11-24",
-                    "hour": None,
-                    "engine": "local",
-                    "state": "succeeded",
-                    "source": "s3://hw-raw/beacon/dt=2026-11-24/",
-                    "attempts": 1,
-                    "rows_in": 1000,
-                    "rows_out": 998,
-                    "rows_bad": 2,
-                    "bytes_in": 420000,
-                    "bytes_out": 61000,
-                    "duration_s": 1.2,
-                    "engine_run_id": None,
-                    "engine_state": None,
-                    "engine_states": [],
-                    "log_url": None,
-                    "manifest_url": "s3://hw-curated/ad_events/v1/dt=2026-11-24/_manifest.json",
-                    "bad_rows_url": "s3://hw-bad-rows/ad_events/dt=2026-11-24/4f1c2a9e0b7d4e21a3c5d6e7f8091a2b.jsonl.gz",
-                    "error": None,
-                    "created_at": "2026-11-25T12:00:00Z",
-                    "started_at": "2026-11-25T12:00:01Z",
-                    "finished_at": "2026-11-25T12:00:02Z",
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [TRANSFORM_READ_EXAMPLE]})
 
 
 class TransformList(BaseModel):
     """Transform runs, newest first."""
 
     items: list[TransformRead]
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"items": [TRANSFORM_READ_EXAMPLE]}]})
 
 
 class TransformLogs(BaseModel):
@@ -230,3 +252,102 @@ class TransformLogs(BaseModel):
     engine: str
     log_url: str | None
     text: str = Field(description="last 64 kB of the engine's logs; empty for the local engine or before any exist")
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "4f1c2a9e0b7d4e21a3c5d6e7f8091a2b",
+                    "engine": "emr",
+                    "log_url": "s3://hw-logs/emr/j-2AXXXXXXGAPLF/steps/s-1XXXXXXXXXXA/",
+                    "text": "== stderr.gz\n24/11/25 12:00:03 INFO SparkContext: Running Spark version 3.5.2\n",
+                }
+            ]
+        }
+    )
+
+
+# -- Task chains ----------------------------------------------------------------------------------
+
+
+class ChainIndex(BaseModel):
+    """Every chain type, its chains and their tasks."""
+
+    types: list[dict[str, Any]]
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "types": [
+                        {
+                            "type": "testchains",
+                            "chains": [
+                                {
+                                    "name": "hello",
+                                    "doc": "Hello chain",
+                                    "tasks": [
+                                        {
+                                            "name": "ShoutTask",
+                                            "output": "out.json",
+                                            "url": "/v1/chains/testchains/hello/ShoutTask",
+                                            "params_schema": {},
+                                        }
+                                    ],
+                                }
+                            ],
+                        }
+                    ]
+                }
+            ]
+        }
+    )
+
+
+class ChainSubmitted(BaseModel):
+    """A queued (or already queued or running) task run."""
+
+    target: str
+    job_status: str = Field(description="QUEUED, or RUNNING when a run of this target is under way")
+    status_url: str
+    expires_in: int | None = None
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "target": "chains/testchains/hello/ShoutTask/1f3870be274f6c49b3e31a0c6728957f/",
+                    "job_status": "QUEUED",
+                    "status_url": "/v1/chains/status?chain=chains/testchains/hello/ShoutTask/"
+                    "1f3870be274f6c49b3e31a0c6728957f/",
+                    "expires_in": 600,
+                }
+            ]
+        }
+    )
+
+
+class ChainStatus(BaseModel):
+    """A target's status, its output's presigned URL once done, and the task graph below it."""
+
+    target: str
+    job_status: str = Field(description="PENDING, QUEUED, RUNNING, DONE or FAILED")
+    error: str | None
+    resource_url: str | None
+    expires_in: int | None
+    dag: dict[str, Any] = Field(description="nodes (target, task, params, state) and edges (from requirement to task)")
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "target": "chains/testchains/hello/ShoutTask/1f38.../",
+                    "job_status": "DONE",
+                    "error": None,
+                    "resource_url": "https://...",
+                    "expires_in": 600,
+                    "dag": {"root": "chains/testchains/hello/ShoutTask/1f38.../", "nodes": [], "edges": []},
+                }
+            ]
+        }
+    )

@@ -11,7 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.transform.builtin_schemas import BUILTIN_SCHEMAS
 from services.transform.models import SchemaRead, SchemaSummary, SchemaVersion
-from services.transform.storage import schema_key
+from shared.contracts import schema_key
 from shared.errors import ConflictError, NotFoundError, UnprocessableError
 from shared.logging import get_logger
 from shared.schemas import SchemaError, TableSchema, parse_schema_yaml

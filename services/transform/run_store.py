@@ -1,4 +1,4 @@
-"""Transform runs: create them (from the API or from SQS requests), enqueue them, list and read them."""
+"""The store of transform runs: create them (from the API or from SQS requests), enqueue, list, read and save them."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import uuid
 from datetime import date
 from typing import Any
 
+from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -121,7 +122,7 @@ async def run_from_request(*, session: AsyncSession, request: TransformRequest) 
 
 
 async def get_run(*, session: AsyncSession, run_id: str) -> TransformRun:
-    """Return one run or raise 404."""
+    """Return one run or raise NotFoundError."""
     run = await session.get(TransformRun, run_id)
     if run is None:
         raise NotFoundError(f"transform {run_id} not found")
@@ -141,9 +142,9 @@ async def list_runs(
     return list((await session.exec(query)).all())
 
 
-async def save_run(ctx: dict[str, Any], run: TransformRun, **changes: Any) -> TransformRun:
+async def save_run(sessions: async_sessionmaker[AsyncSession], run: TransformRun, **changes: Any) -> TransformRun:
     """Apply changes to a run in its own session and return the stored row."""
-    async with ctx["sessions"]() as session:
+    async with sessions() as session:
         row = await session.get(TransformRun, run.id)
         if row is None:
             raise NotFoundError(f"transform {run.id} not found")
@@ -164,3 +165,14 @@ async def unfinished_run_ids(*, session: AsyncSession, limit: int = 1000) -> lis
         .limit(limit)
     )
     return list((await session.exec(query)).all())
+
+
+async def requeue_unfinished_runs(
+    *, sessions: async_sessionmaker[AsyncSession], arq: Any, settings: HeadwaterSettings
+) -> int:
+    """Enqueue again the runs whose job was lost (Redis flushed, worker killed); live jobs make this a no-op."""
+    async with sessions() as session:
+        run_ids = await unfinished_run_ids(session=session)
+    for run_id in run_ids:
+        await enqueue_run(arq, settings, run_id)
+    return len(run_ids)

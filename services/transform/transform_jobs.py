@@ -6,51 +6,21 @@ import asyncio
 from typing import Any
 
 from arq import Retry
-from botocore.exceptions import (
-    ClientError,
-    ConnectionClosedError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    ReadTimeoutError,
-)
 
+from services.transform.local_partition import run_local_partition
 from services.transform.models import TransformRun
 from services.transform.registry import load_schema
-from services.transform.runner import run_local_partition
-from services.transform.runs import save_run
+from services.transform.run_store import save_run
 from services.transform.settings import TransformSettings
 from services.transform.spark.backends import run_spark_partition
+from services.transform.wiring import TransformWiring
 from shared.errors import NotFoundError
 from shared.logging import get_logger
 from shared.messages import LoadRequest, TransformFailed, utc_now
 from shared.queues import send_message
+from shared.retry import is_transient
 
 log = get_logger(__name__)
-
-TRANSIENT_CODES = {
-    "SlowDown",
-    "InternalError",
-    "ServiceUnavailable",
-    "RequestTimeout",
-    "RequestTimeTooSkewed",
-    "Throttling",
-    "ThrottlingException",
-    "500",
-    "502",
-    "503",
-    "504",
-}
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Return whether an error is worth retrying (S3 throttling, 5xx, connection trouble)."""
-    if isinstance(exc, EndpointConnectionError | ConnectionClosedError | ReadTimeoutError | ConnectTimeoutError):
-        return True
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        return error.get("Code") in TRANSIENT_CODES or status >= 500
-    return isinstance(exc, ConnectionError | TimeoutError)
 
 
 def backoff_seconds(settings: TransformSettings, attempt: int) -> float:
@@ -58,16 +28,15 @@ def backoff_seconds(settings: TransformSettings, attempt: int) -> float:
     return min(settings.retry_base_s * 2 ** (attempt - 1), 300.0)
 
 
-async def _execute(ctx: dict[str, Any], run: TransformRun) -> TransformRun:
-    settings: TransformSettings = ctx["settings"]
-    async with ctx["sessions"]() as session:
+async def _execute(wiring: TransformWiring, run: TransformRun) -> TransformRun:
+    async with wiring.sessions() as session:
         schema = await load_schema(session=session, name=run.table_name, version=run.schema_version)
     if run.engine != "local":
-        return await run_spark_partition(ctx, run, schema)
+        return await run_spark_partition(wiring, run, schema)
     outcome = await asyncio.to_thread(
         run_local_partition,
-        ctx["s3_sync"],
-        settings,
+        wiring.s3_sync,
+        wiring.settings,
         schema=schema,
         source_bucket=run.source_bucket,
         source_prefix=run.source_prefix,
@@ -76,7 +45,7 @@ async def _execute(ctx: dict[str, Any], run: TransformRun) -> TransformRun:
         transform_id=run.id,
     )
     return await save_run(
-        ctx,
+        wiring.sessions,
         run,
         state="succeeded",
         rows_in=outcome.rows_in,
@@ -110,10 +79,10 @@ async def _release(redis: Any, lock: str, owner: str) -> None:
         await redis.delete(lock)
 
 
-async def send_outcome(ctx: dict[str, Any], run: TransformRun) -> None:
+async def send_outcome(wiring: TransformWiring, run: TransformRun) -> None:
     """Tell the loader: LoadRequest for a finished run, TransformFailed for a failed one."""
-    settings: TransformSettings = ctx["settings"]
-    sqs = await ctx["aws"].get("sqs")
+    settings = wiring.settings
+    sqs = await wiring.aws.get("sqs")
     message: LoadRequest | TransformFailed
     if run.state == "succeeded":
         message = LoadRequest(
@@ -142,38 +111,41 @@ async def send_outcome(ctx: dict[str, Any], run: TransformRun) -> None:
     await send_message(sqs, settings.queue("load-requests"), message)
 
 
-async def _report(ctx: dict[str, Any], run: TransformRun) -> None:
+async def _report(wiring: TransformWiring, run: TransformRun) -> None:
     """Send the run's outcome once; when SQS fails, retry the job (which then only sends)."""
     try:
-        await send_outcome(ctx, run)
+        await send_outcome(wiring, run)
     except Exception as exc:
         log.warning("transform_outcome_not_sent", transform_id=run.id, error=str(exc))
-        raise Retry(defer=ctx["settings"].retry_base_s) from exc
-    await save_run(ctx, run, outcome_sent=True)
+        raise Retry(defer=wiring.settings.retry_base_s) from exc
+    await save_run(wiring.sessions, run, outcome_sent=True)
 
 
 async def run_transform(ctx: dict[str, Any], run_id: str) -> str:
     """Execute one transform run; retry transient errors with backoff, then report the outcome on SQS."""
-    settings: TransformSettings = ctx["settings"]
-    async with ctx["sessions"]() as session:
+    wiring: TransformWiring = ctx["wiring"]
+    settings = wiring.settings
+    async with wiring.sessions() as session:
         run = await session.get(TransformRun, run_id)
     if run is None:
         log.warning("transform_run_missing", transform_id=run_id)
         return "missing"
     if run.state in ("succeeded", "failed"):
         if not run.outcome_sent:  # finished, but sending the outcome failed last time
-            await _report(ctx, run)
+            await _report(wiring, run)
         return run.state  # otherwise a duplicate request for a finished run: nothing to do
     # Attempts are counted on the run, not by arq: waiting for the partition lock is not an attempt.
     attempt = run.attempts + 1
     lock = partition_lock(settings, run)
-    if not await _acquire(ctx["redis"], lock, run.id, settings):
+    if not await _acquire(wiring.redis, lock, run.id, settings):
         log.info("transform_waiting_for_partition", transform_id=run.id, lock=lock)
         raise Retry(defer=settings.lock_retry_s)  # another run of the same partition is publishing
-    run = await save_run(ctx, run, state="running", attempts=attempt, started_at=run.started_at or utc_now())
+    run = await save_run(
+        wiring.sessions, run, state="running", attempts=attempt, started_at=run.started_at or utc_now()
+    )
     log.info("transform_started", transform_id=run.id, table=run.table_name, dt=run.dt.isoformat(), attempt=attempt)
     try:
-        run = await _execute(ctx, run)
+        run = await _execute(wiring, run)
     except asyncio.CancelledError:
         raise
     except Exception as exc:
@@ -182,14 +154,14 @@ async def run_transform(ctx: dict[str, Any], run_id: str) -> str:
         if is_transient(exc) and attempt < settings.max_tries:
             delay = backoff_seconds(settings, attempt)
             log.warning("transform_retrying", transform_id=run.id, attempt=attempt, delay_s=delay, error=str(exc))
-            await save_run(ctx, run, state="queued", error=f"attempt {attempt}: {exc}")
+            await save_run(wiring.sessions, run, state="queued", error=f"attempt {attempt}: {exc}")
             raise Retry(defer=delay) from exc
         reason = str(exc) if isinstance(exc, NotFoundError) else f"{type(exc).__name__}: {exc}"
         log.exception("transform_failed", transform_id=run.id, error=reason)
-        run = await save_run(ctx, run, state="failed", error=reason[:2000], finished_at=utc_now())
+        run = await save_run(wiring.sessions, run, state="failed", error=reason[:2000], finished_at=utc_now())
     finally:
-        await _release(ctx["redis"], lock, run.id)
+        await _release(wiring.redis, lock, run.id)
     if run.state in ("succeeded", "failed"):
-        await _report(ctx, run)
+        await _report(wiring, run)
     log.info("transform_finished", transform_id=run.id, state=run.state, rows_out=run.rows_out)
     return run.state

@@ -178,4 +178,26 @@ async def test_the_dag_page_is_served(app_client: httpx.AsyncClient) -> None:
     response = await app_client.get("/ui/chains.html")
 
     assert response.status_code == 200
-    assert "/api/chainstatus" in response.text and "<svg" in response.text
+    assert "/v1/chains/status" in response.text and "<svg" in response.text
+
+
+async def test_v1_chain_routes_answer_with_v1_urls_and_the_seed_paths_stay_out_of_the_spec(
+    app_client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    burst_worker: Callable[[], Any],
+) -> None:
+    index = (await app_client.get("/v1/chains", headers=admin_headers)).json()
+    [hello] = next(t for t in index["types"] if t["type"] == "testchains")["chains"]
+    submitted = await app_client.post(hello["tasks"][1]["url"], json=PARAMS, headers=admin_headers)
+    await burst_worker()
+    target = f"chains/testchains/hello/ShoutTask/{DIGEST}/"
+    status = await app_client.get("/v1/chains/status", params={"chain": target}, headers=admin_headers)
+    paths = app_client.app.openapi()["paths"]  # type: ignore[attr-defined]
+
+    assert hello["tasks"][1]["url"] == "/v1/chains/testchains/hello/ShoutTask"
+    assert submitted.status_code == 202
+    assert submitted.json()["status_url"] == f"/v1/chains/status?chain={target}"
+    assert status.json()["job_status"] == "DONE"
+    assert {"/v1/chains", "/v1/chains/{type_name}/{chain}/{task}", "/v1/chains/status"} <= set(paths)
+    assert [path for path in paths if path.startswith("/api/")] == []
+    assert "`GET /api/chainstatus`" in paths["/v1/chains/status"]["get"]["description"]

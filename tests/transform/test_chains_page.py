@@ -52,7 +52,7 @@ async def test_dag_page_draws_the_tasks_of_a_finished_chain(
     from playwright.async_api import async_playwright
 
     async with httpx.AsyncClient(base_url=served, headers=admin_headers) as client:
-        submitted = (await client.post("/api/chains/testchains/hello/ShoutTask", json={"name": "page"})).json()
+        submitted = (await client.post("/v1/chains/testchains/hello/ShoutTask", json={"name": "page"})).json()
     await burst_worker()
     key = admin_headers["Authorization"].removeprefix("Bearer ")
 

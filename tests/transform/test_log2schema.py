@@ -11,8 +11,8 @@ from typing import Any
 import orjson
 from typer.testing import CliRunner
 
+from headwater.main import app
 from services.transform.infer import Inference, build_schema, read_records
-from shared.cli.main import app
 from shared.schemas import parse_schema_yaml
 
 TRICKY: list[Any] = [

@@ -8,7 +8,7 @@ from datetime import date
 from typing import Any
 
 from services.transform.builtin_schemas import AD_EVENTS_V1
-from services.transform.runner import run_local_partition
+from services.transform.local_partition import run_local_partition
 from services.transform.settings import TransformSettings
 from services.transform.storage import sync_client
 from shared.schemas import parse_schema_yaml

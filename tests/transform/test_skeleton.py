@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 from arq.worker import Worker
 from botocore.exceptions import EndpointConnectionError
 
-from services.transform import jobs
+from services.transform import transform_jobs
 from services.transform.settings import TransformSettings
 from shared.messages import LoadRequest, TransformFailed, TransformRequest, dump_message, parse_message
 from shared.queues import queue_url, send_message
@@ -207,7 +207,7 @@ async def test_transient_s3_error_is_retried_with_backoff(
 ) -> None:
     await _put_beacon_partition(s3, settings)
     calls: list[int] = []
-    real = jobs.run_local_partition
+    real = transform_jobs.run_local_partition
 
     def _flaky(*args: Any, **kwargs: Any) -> Any:
         calls.append(1)
@@ -215,7 +215,7 @@ async def test_transient_s3_error_is_retried_with_backoff(
             raise EndpointConnectionError(endpoint_url="http://s3")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(jobs, "run_local_partition", _flaky)
+    monkeypatch.setattr(transform_jobs, "run_local_partition", _flaky)
     await send_message(sqs, settings.queue("transform-requests"), _request(settings))
 
     outcome = await _wait_for_outcome(sqs, settings)
@@ -233,7 +233,7 @@ async def test_transient_errors_past_the_retry_budget_send_transform_failed(
         calls.append(1)
         raise EndpointConnectionError(endpoint_url="http://s3")
 
-    monkeypatch.setattr(jobs, "run_local_partition", _down)
+    monkeypatch.setattr(transform_jobs, "run_local_partition", _down)
     await send_message(sqs, settings.queue("transform-requests"), _request(settings))
 
     outcome = await _wait_for_outcome(sqs, settings)
@@ -270,15 +270,15 @@ async def test_an_outcome_that_could_not_be_sent_is_sent_on_the_retry(
 ) -> None:
     await _put_beacon_partition(s3, settings)
     failures: list[int] = []
-    real = jobs.send_outcome
+    real = transform_jobs.send_outcome
 
-    async def _flaky_send(ctx: Any, run: Any) -> None:
+    async def _flaky_send(wiring: Any, run: Any) -> None:
         if not failures:
             failures.append(1)
             raise ConnectionError("SQS unreachable")
-        await real(ctx, run)
+        await real(wiring, run)
 
-    monkeypatch.setattr(jobs, "send_outcome", _flaky_send)
+    monkeypatch.setattr(transform_jobs, "send_outcome", _flaky_send)
     await send_message(sqs, settings.queue("transform-requests"), _request(settings))
 
     outcome = await _wait_for_outcome(sqs, settings)

@@ -1,154 +1,110 @@
-"""HTTP routes of task chains (Datanectar): list chains, run a task, follow a target's status and DAG."""
+"""HTTP routes of task chains (Datanectar): list chains, run a task, follow a target's status and DAG.
+
+The routes live under ``/v1/chains``; the seed's paths (``/api/chains``, ``/api/chainstatus``) answer the same
+way as undocumented aliases, with the URLs in their answers under ``/api`` as the seed clients expect.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Query, Request, status
-from pydantic import BaseModel, Field, ValidationError
+from fastapi import APIRouter, Body, Query, status
 
-from services.transform.chains import service
-from services.transform.chains.runner import ChainError
-from shared.auth import Principal, require_scope
-from shared.deps import AwsDep, RedisDep, SettingsDep
-from shared.errors import NotFoundError, UnprocessableError
-from shared.http import ERROR_RESPONSES
-
-router = APIRouter(tags=["chains"])
-
-ReadScope = Annotated[Principal, Depends(require_scope("read"))]
-AdminScope = Annotated[Principal, Depends(require_scope("jobs:admin"))]
+from services.transform.chains import service as chain_service
+from services.transform.deps import ArqDep, AwsDep, RedisDep, SettingsDep
+from services.transform.models import ChainIndex, ChainStatus, ChainSubmitted
+from shared.auth import JobsAdminScope, ReadScope
+from shared.openapi import error_responses
 
 
-class ChainIndex(BaseModel):
-    """Every chain type, its chains and their tasks."""
+@dataclass(frozen=True)
+class ChainPaths:
+    """Where the chain routes live: the index (also the base of each task's URL) and the status route."""
 
-    types: list[dict[str, Any]]
-
-    model_config = {
-        "json_schema_extra": {
-            "examples": [
-                {
-                    "types": [
-                        {
-                            "type": "testchains",
-                            "chains": [
-                                {
-                                    "name": "hello",
-                                    "doc": "Hello chain",
-                                    "tasks": [
-                                        {
-                                            "name": "ShoutTask",
-                                            "output": "out.json",
-                                            "url": "/api/chains/testchains/hello/ShoutTask",
-                                            "params_schema": {},
-                                        }
-                                    ],
-                                }
-                            ],
-                        }
-                    ]
-                }
-            ]
-        }
-    }
+    chains: str
+    status: str
 
 
-class ChainSubmitted(BaseModel):
-    """A queued (or already queued or running) task run."""
+V1_PATHS = ChainPaths(chains="/v1/chains", status="/v1/chains/status")
+SEED_PATHS = ChainPaths(chains="/api/chains", status="/api/chainstatus")
 
-    target: str = Field(examples=["chains/testchains/hello/ShoutTask/1f3870be274f6c49b3e31a0c6728957f/"])
-    job_status: str = Field(examples=["QUEUED"])
-    status_url: str
-    expires_in: int | None = None
+_TARGET = "a target: chains/<type>/<chain>/<Task>/<md5>/ (out.* optional)"
 
 
-class ChainStatus(BaseModel):
-    """A target's status, its output's presigned URL once done, and the task graph below it."""
-
-    target: str
-    job_status: str = Field(description="PENDING, QUEUED, RUNNING, DONE or FAILED")
-    error: str | None
-    resource_url: str | None
-    expires_in: int | None
-    dag: dict[str, Any] = Field(description="nodes (target, task, params, state) and edges (from requirement to task)")
-
-    model_config = {
-        "json_schema_extra": {
-            "examples": [
-                {
-                    "target": "chains/testchains/hello/ShoutTask/1f38.../",
-                    "job_status": "DONE",
-                    "error": None,
-                    "resource_url": "https://...",
-                    "expires_in": 600,
-                    "dag": {"root": "chains/testchains/hello/ShoutTask/1f38.../", "nodes": [], "edges": []},
-                }
-            ]
-        }
-    }
+def _alias_note(method: str, path: str | None) -> str:
+    if path is None:
+        return ""
+    return f"\n\nSeed-compatible alias: `{method} {path}` (same behaviour; not listed in this document)."
 
 
-def _not_found(exc: ChainError) -> NotFoundError:
-    return NotFoundError(str(exc))
+def chain_routes(paths: ChainPaths, *, aliases: ChainPaths | None = None) -> APIRouter:
+    """Return the chain routes under ``paths``: documented (naming their ``aliases``) or, without, hidden aliases."""
+    router = APIRouter(tags=["chains"], include_in_schema=aliases is not None)
 
-
-@router.get("/api/chains", summary="List task chains", response_model=ChainIndex, responses=ERROR_RESPONSES)
-async def list_chains(_principal: ReadScope) -> ChainIndex:
-    return ChainIndex(types=service.describe_chains())
-
-
-@router.post(
-    "/api/chains/{type_name}/{chain}/{task}",
-    summary="Run a task (and what it requires)",
-    response_model=ChainSubmitted,
-    status_code=status.HTTP_202_ACCEPTED,
-    responses=ERROR_RESPONSES,
-)
-async def run_chain_task(
-    type_name: str,
-    chain: str,
-    task: str,
-    request: Request,
-    settings: SettingsDep,
-    redis: RedisDep,
-    _principal: AdminScope,
-    params: Annotated[dict[str, Any] | None, Body(description="the task's params", examples=[{"name": "ada"}])] = None,
-) -> ChainSubmitted:
-    try:
-        ref, state = await service.submit(
-            settings=settings,
-            redis=redis,
-            arq=request.app.state.arq,
-            type_name=type_name,
-            chain=chain,
-            task=task,
-            params=params or {},
-        )
-    except ChainError as exc:
-        raise _not_found(exc) from exc
-    except ValidationError as exc:
-        details = [{"field": ".".join(str(p) for p in e["loc"]), "reason": e["msg"]} for e in exc.errors()]
-        raise UnprocessableError("invalid task params", details=details) from exc
-    return ChainSubmitted(
-        target=ref.prefix,
-        job_status=state,
-        status_url=f"/api/chainstatus?chain={ref.prefix}",
-        expires_in=service.URL_TTL_S,
+    @router.get(
+        paths.chains,
+        summary="List task chains",
+        description="Every chain type, its chains and their tasks (params schema, output, URL to run it)."
+        + _alias_note("GET", aliases.chains if aliases else None),
+        response_model=ChainIndex,
     )
+    async def list_chains(_principal: ReadScope) -> ChainIndex:
+        """List every chain type, chain and task."""
+        return ChainIndex(types=chain_service.describe_chains(tasks_path=paths.chains))
+
+    @router.post(
+        paths.chains + "/{type_name}/{chain}/{task}",
+        summary="Run a task (and what it requires)",
+        description="Queue a run of the task's target unless one is queued or running; tasks whose output exists "
+        "are never run again."
+        + _alias_note("POST", f"{aliases.chains}/{{type_name}}/{{chain}}/{{task}}" if aliases else None),
+        response_model=ChainSubmitted,
+        status_code=status.HTTP_202_ACCEPTED,
+        responses=error_responses(404),
+    )
+    async def run_chain_task(
+        type_name: str,
+        chain: str,
+        task: str,
+        settings: SettingsDep,
+        redis: RedisDep,
+        arq: ArqDep,
+        _principal: JobsAdminScope,
+        params: Annotated[
+            dict[str, Any] | None, Body(description="the task's params", examples=[{"name": "ada"}])
+        ] = None,
+    ) -> ChainSubmitted:
+        """Queue a task run (its requirements first) and say where to follow it."""
+        ref, state = await chain_service.submit(
+            settings=settings, redis=redis, arq=arq, type_name=type_name, chain=chain, task=task, params=params or {}
+        )
+        status_url = f"{paths.status}?chain={ref.prefix}"
+        return ChainSubmitted(
+            target=ref.prefix, job_status=state, status_url=status_url, expires_in=chain_service.URL_TTL_S
+        )
+
+    @router.get(
+        paths.status,
+        summary="Get a target's status and DAG",
+        description="The target's state, a presigned URL of its output once done, and the task graph below it."
+        + _alias_note("GET", aliases.status if aliases else None),
+        response_model=ChainStatus,
+        responses=error_responses(404),
+    )
+    async def get_chain_status(
+        settings: SettingsDep,
+        redis: RedisDep,
+        aws: AwsDep,
+        _principal: ReadScope,
+        chain: Annotated[str, Query(description=_TARGET)],
+    ) -> ChainStatus:
+        """Return a target's status, its output URL once done, and its DAG."""
+        return ChainStatus(**await chain_service.status(settings=settings, aws=aws, redis=redis, path=chain))
+
+    return router
 
 
-@router.get(
-    "/api/chainstatus", summary="Get a target's status and DAG", response_model=ChainStatus, responses=ERROR_RESPONSES
-)
-async def chain_status(
-    settings: SettingsDep,
-    redis: RedisDep,
-    aws: AwsDep,
-    _principal: ReadScope,
-    chain: Annotated[str, Query(description="a target: chains/<type>/<chain>/<Task>/<md5>/ (out.* optional)")],
-) -> ChainStatus:
-    try:
-        return ChainStatus(**await service.status(settings=settings, aws=aws, redis=redis, path=chain))
-    except ChainError as exc:
-        raise _not_found(exc) from exc
+router = APIRouter()
+router.include_router(chain_routes(V1_PATHS, aliases=SEED_PATHS))
+router.include_router(chain_routes(SEED_PATHS))

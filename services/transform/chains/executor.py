@@ -1,4 +1,4 @@
-"""Run a task and, first, every task it requires that is not complete yet; report statuses and the DAG."""
+"""Execute a task and, first, every task it requires that is not complete yet; report statuses and the DAG."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ import traceback
 from typing import Any
 
 from botocore.exceptions import ClientError
+from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from services.transform.chains.base import Chain, Task, TaskContext, TaskRef, discover_chains, ref_for
 from services.transform.settings import TransformSettings
+from shared.errors import NotFoundError, UnprocessableError
 from shared.logging import get_logger
 from shared.messages import utc_now
 
@@ -17,8 +19,12 @@ log = get_logger(__name__)
 MAX_DEPTH = 50
 
 
-class ChainError(LookupError):
-    """An unknown chain type, chain or task, or invalid params."""
+class ChainNotFoundError(NotFoundError):
+    """An unknown chain type, chain, task or target."""
+
+
+class ChainTooDeepError(RuntimeError):
+    """A chain requires more than MAX_DEPTH tasks in a row (most likely a cycle)."""
 
 
 def status_key(settings: TransformSettings, ref: TaskRef) -> str:
@@ -29,12 +35,16 @@ def status_key(settings: TransformSettings, ref: TaskRef) -> str:
 def resolve(
     chains: dict[str, dict[str, Chain]], type_name: str, chain_name: str, task_name: str, params: dict[str, Any]
 ) -> tuple[type[Task], Any, TaskRef]:
-    """Find a task class and validate its params; raise ChainError or pydantic.ValidationError."""
+    """Find a task class and validate its params; raise ChainNotFoundError or UnprocessableError."""
     chain = chains.get(type_name, {}).get(chain_name)
     if chain is None or task_name not in chain.tasks:
-        raise ChainError(f"no task {type_name}/{chain_name}/{task_name}")
+        raise ChainNotFoundError(f"no task {type_name}/{chain_name}/{task_name}")
     task_cls = chain.tasks[task_name]
-    model = task_cls.Params.model_validate(params)
+    try:
+        model = task_cls.Params.model_validate(params)
+    except ValidationError as exc:
+        details = [{"field": ".".join(str(p) for p in e["loc"]), "reason": e["msg"]} for e in exc.errors()]
+        raise UnprocessableError("invalid task params", details=details) from exc
     return task_cls, model, ref_for(chains, task_cls, model)
 
 
@@ -69,7 +79,7 @@ async def run_task(
     """Make ``ref`` complete: run its missing requirements depth-first, then it; return its output key."""
     chains = chains or discover_chains()
     if depth > MAX_DEPTH:
-        raise ChainError("chain is deeper than 50 tasks (a cycle?)")
+        raise ChainTooDeepError(f"chain is deeper than {MAX_DEPTH} tasks (a cycle?)")
     s3 = await aws.get("s3")
     done = await output_key(s3, settings, ref)
     if done:
@@ -141,10 +151,10 @@ async def dag(*, settings: TransformSettings, aws: Any, redis: Redis, ref: TaskR
 
 
 def parse_target(path: str) -> tuple[str, str, str, str]:
-    """Split ``chains/<type>/<chain>/<Task>/<md5>/[out.*]`` into its parts; raise ChainError when it is not one."""
+    """Split ``chains/<type>/<chain>/<Task>/<md5>/[out.*]`` into its parts; raise ChainNotFoundError if not one."""
     parts = [p for p in path.split("/") if p]
     if len(parts) < 5 or parts[0] != "chains":
-        raise ChainError("expected chains/<type>/<chain>/<Task>/<md5>/")
+        raise ChainNotFoundError("expected chains/<type>/<chain>/<Task>/<md5>/")
     return parts[1], parts[2], parts[3], parts[4]
 
 
@@ -158,10 +168,10 @@ async def ref_from_target(*, settings: TransformSettings, aws: Any, redis: Redis
         try:
             response = await s3.get_object(Bucket=settings.bucket("chains"), Key=f"{prefix}params.json")
         except ClientError as exc:
-            raise ChainError(f"unknown target {prefix}") from exc
+            raise ChainNotFoundError(f"unknown target {prefix}") from exc
         async with response["Body"] as body:
             stored = await body.read()
     ref = TaskRef(type_name, chain, task, stored.decode())
     if ref.digest != digest:
-        raise ChainError(f"params stored for {prefix} do not match its digest")
+        raise ChainNotFoundError(f"params stored for {prefix} do not match its digest")
     return ref

@@ -7,16 +7,17 @@ from typing import Any
 from redis.asyncio import Redis
 
 from services.transform.chains.base import TaskRef, discover_chains
-from services.transform.chains.runner import dag, ref_from_target, resolve, run_task, status_key, task_status
+from services.transform.chains.executor import dag, ref_from_target, resolve, run_task, status_key, task_status
 from services.transform.settings import TransformSettings
+from services.transform.wiring import TransformWiring
 from shared.messages import utc_now
 
 CHAIN_JOB = "run_chain_task"
 URL_TTL_S = 600
 
 
-def describe_chains() -> list[dict[str, Any]]:
-    """Return every chain type, chain and task with its params schema and what it requires."""
+def describe_chains(tasks_path: str) -> list[dict[str, Any]]:
+    """Return every chain type, chain and task with its params schema and its URL under ``tasks_path``."""
     result = []
     for type_name, chains in sorted(discover_chains().items()):
         result.append(
@@ -32,7 +33,7 @@ def describe_chains() -> list[dict[str, Any]]:
                                 "doc": (cls.__doc__ or "").strip(),
                                 "output": f"out.{cls.extension}",
                                 "params_schema": cls.Params.model_json_schema(),
-                                "url": f"/api/chains/{type_name}/{chain.name}/{name}",
+                                "url": f"{tasks_path}/{type_name}/{chain.name}/{name}",
                             }
                             for name, cls in sorted(chain.tasks.items())
                         ],
@@ -78,9 +79,10 @@ async def submit(
 
 async def run_chain_job(ctx: dict[str, Any], type_name: str, chain: str, task: str, params_json: str) -> str:
     """arq job: make a target complete (its requirements first)."""
+    wiring: TransformWiring = ctx["wiring"]
     ref = TaskRef(type_name, chain, task, params_json)
     try:
-        return await run_task(settings=ctx["settings"], aws=ctx["aws"], redis=ctx["redis"], ref=ref)
+        return await run_task(settings=wiring.settings, aws=wiring.aws, redis=wiring.redis, ref=ref)
     except Exception as exc:  # the status says FAILED; arq need not retry a failing task
         return f"failed: {exc}"
 

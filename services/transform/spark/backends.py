@@ -15,11 +15,12 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from services.transform.models import TransformRun
-from services.transform.runs import save_run
+from services.transform.run_store import save_run
 from services.transform.settings import TransformSettings
 from services.transform.spark.publish import publish_spark_output
 from services.transform.spark.script import generate_script
-from services.transform.storage import PartitionKeys
+from services.transform.wiring import TransformWiring
+from shared.contracts import CuratedPartition
 from shared.logging import get_logger
 from shared.messages import utc_now
 from shared.schemas import TableSchema
@@ -213,17 +214,16 @@ async def fetch_logs(aws: Any, settings: TransformSettings, run: TransformRun, *
     return "\n".join(chunks)[-limit_bytes:]
 
 
-async def run_spark_partition(ctx: dict[str, Any], run: TransformRun, schema: TableSchema) -> TransformRun:
+async def run_spark_partition(wiring: TransformWiring, run: TransformRun, schema: TableSchema) -> TransformRun:
     """Upload the script, run it on EMR or Glue, wait for it, and publish its staged output."""
-    settings: TransformSettings = ctx["settings"]
-    aws = ctx["aws"]
+    settings, aws = wiring.settings, wiring.aws
     started = time.monotonic()
     curated = settings.bucket("curated")
-    keys = PartitionKeys(schema.name, schema.version, run.dt, run.hour)
+    partition = CuratedPartition(schema.name, schema.version, run.dt, run.hour)
     key = script_key(schema)
     s3 = await aws.get("s3")
     await s3.put_object(Bucket=curated, Key=key, Body=generate_script(schema).encode(), ContentType="text/x-python")
-    staging_uri = f"s3://{curated}/{keys.temporary_prefix(run.id)}"
+    staging_uri = f"s3://{curated}/{partition.temporary_prefix(run.id)}"
     name = f"{schema.name}-v{schema.version}-{run.dt.isoformat()}-{run.id[:8]}"
     arguments = script_arguments(settings, run, staging_uri)
     if run.engine == "emr":
@@ -235,14 +235,14 @@ async def run_spark_partition(ctx: dict[str, Any], run: TransformRun, schema: Ta
         submission = await submit_glue(
             await aws.get("glue"), settings, job_name=job_name, script_uri=f"s3://{curated}/{key}", arguments=arguments
         )
-    run = await save_run(ctx, run, engine_run_id=submission.engine_run_id, log_url=submission.log_url)
+    run = await save_run(wiring.sessions, run, engine_run_id=submission.engine_run_id, log_url=submission.log_url)
     log.info("spark_run_submitted", transform_id=run.id, engine=run.engine, engine_run_id=submission.engine_run_id)
 
     seen: list[str] = []
 
     async def _on_state(state: str) -> None:
         seen.append(state)
-        await save_run(ctx, run, engine_state=state, engine_states=",".join(seen))
+        await save_run(wiring.sessions, run, engine_state=state, engine_states=",".join(seen))
         log.info("spark_run_state", transform_id=run.id, engine_run_id=submission.engine_run_id, state=state)
 
     await wait_for_run(
@@ -250,15 +250,15 @@ async def run_spark_partition(ctx: dict[str, Any], run: TransformRun, schema: Ta
     )
     published = await asyncio.to_thread(
         publish_spark_output,
-        ctx["s3_sync"],
+        wiring.s3_sync,
         curated_bucket=curated,
         bad_rows_bucket=settings.bucket("bad-rows"),
-        keys=keys,
+        partition=partition,
         transform_id=run.id,
         output_format=settings.output_format,
     )
     return await save_run(
-        ctx,
+        wiring.sessions,
         run,
         state="succeeded",
         rows_in=published["rows_in"],

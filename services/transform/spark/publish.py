@@ -15,7 +15,8 @@ from typing import Any
 import pyarrow.orc as orc
 import pyarrow.parquet as pq
 
-from services.transform.storage import PartitionKeys, StagedPart, list_keys, publish_partition
+from services.transform.storage import StagedPart, list_keys, publish_partition
+from shared.contracts import CuratedPartition
 
 
 class S3RangeFile(io.RawIOBase):
@@ -78,10 +79,16 @@ def _concatenate_gzip(s3: Any, bucket: str, keys: list[str], target_bucket: str,
 
 
 def publish_spark_output(
-    s3: Any, *, curated_bucket: str, bad_rows_bucket: str, keys: PartitionKeys, transform_id: str, output_format: str
+    s3: Any,
+    *,
+    curated_bucket: str,
+    bad_rows_bucket: str,
+    partition: CuratedPartition,
+    transform_id: str,
+    output_format: str,
 ) -> dict[str, Any]:
     """Publish a Spark run's staged output; return its stats plus the keys written."""
-    staging = keys.temporary_prefix(transform_id)
+    staging = partition.temporary_prefix(transform_id)
     stats = json.loads(s3.get_object(Bucket=curated_bucket, Key=f"{staging}_stats.json")["Body"].read())
     extension = "parquet" if output_format == "parquet" else "orc"
     staged = []
@@ -99,10 +106,10 @@ def publish_spark_output(
     ]
     bad_rows_key = None
     if stats.get("rows_bad"):
-        bad_rows_key = keys.bad_rows(transform_id)
+        bad_rows_key = partition.bad_rows(transform_id)
         _concatenate_gzip(s3, curated_bucket, bad_parts, bad_rows_bucket, bad_rows_key)
     view_body = None
-    if keys.hour is None:
+    if partition.hour is None:
         views = [
             item["Key"] for item in list_keys(s3, curated_bucket, f"{staging}view/") if item["Key"].endswith(".parquet")
         ]
@@ -112,7 +119,7 @@ def publish_spark_output(
         s3,
         curated_bucket=curated_bucket,
         bad_rows_bucket=bad_rows_bucket,
-        keys=keys,
+        partition=partition,
         transform_id=transform_id,
         staged=staged,
         extension=extension,
@@ -126,6 +133,6 @@ def publish_spark_output(
         **stats,
         "bytes_out": sum(part.size for part in staged),
         "bad_rows_key": bad_rows_key,
-        "manifest_key": keys.manifest,
-        "advertising_view_key": keys.advertising_view if view_body is not None else None,
+        "manifest_key": partition.manifest,
+        "advertising_view_key": partition.advertising_view if view_body is not None else None,
     }

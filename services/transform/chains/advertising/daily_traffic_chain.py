@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.transform.chains.base import Task, TaskContext
-from services.transform.storage import PartitionKeys
+from shared.contracts import CuratedPartition
 
 
 class DayParams(BaseModel):
@@ -45,13 +45,13 @@ class DailyAdTrafficTask(Task):
     Params = DayParams
 
     async def run(self, context: TaskContext, params: Any, inputs: list[bytes]) -> bytes:
-        keys = PartitionKeys(params.table, params.version, params.dt)
+        partition = CuratedPartition(params.table, params.version, params.dt)
         s3 = await context.aws.get("s3")
-        response = await s3.get_object(Bucket=context.settings.bucket("curated"), Key=keys.advertising_view)
+        response = await s3.get_object(Bucket=context.settings.bucket("curated"), Key=partition.advertising_view)
         async with response["Body"] as body:
             view = pq.read_table(io.BytesIO(await body.read()))
         rows = view.to_pylist()
-        context.log(f"{len(rows)} ads on {params.dt.isoformat()} from {keys.advertising_view}")
+        context.log(f"{len(rows)} ads on {params.dt.isoformat()} from {partition.advertising_view}")
         ads = {row["ad_id"]: {"impressions": row["impressions"], "clicks": row["clicks"]} for row in rows}
         return json.dumps({"dt": params.dt.isoformat(), "ads": ads}, sort_keys=True).encode()
 

@@ -1,4 +1,4 @@
-"""HTTP routes of the transform service: schema registry and transform runs."""
+"""HTTP routes of the schema registry: register, list and read schema versions."""
 
 from __future__ import annotations
 
@@ -7,25 +7,14 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
-from services.transform import registry, runs
-from services.transform.models import (
-    SchemaList,
-    SchemaRead,
-    TransformCreate,
-    TransformList,
-    TransformLogs,
-    TransformRead,
-)
-from services.transform.spark.backends import fetch_logs
-from shared.auth import Principal, require_scope
-from shared.deps import AwsDep, SessionDep, SettingsDep
+from services.transform import registry
+from services.transform.deps import AwsDep, SessionDep, SettingsDep
+from services.transform.models import SchemaList, SchemaRead
+from shared.auth import JobsAdminScope, ReadScope
 from shared.errors import UnprocessableError
-from shared.http import ERROR_RESPONSES
+from shared.openapi import error_responses
 
-router = APIRouter()
-
-ReadScope = Annotated[Principal, Depends(require_scope("read"))]
-AdminScope = Annotated[Principal, Depends(require_scope("jobs:admin"))]
+router = APIRouter(tags=["schemas"])
 
 _EXAMPLE_YAML = """name: clicks
 version: 1
@@ -40,6 +29,7 @@ sort_key: [event_time]
 dist_key: ad_id
 """
 
+# The body is read by ``schema_text`` (YAML or JSON), so FastAPI cannot derive it: describe it here.
 _SCHEMA_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -54,7 +44,8 @@ _SCHEMA_BODY: dict[str, Any] = {
 }
 
 
-async def _schema_text(request: Request) -> str:
+async def schema_text(request: Request) -> str:
+    """Return the schema document of the body: the YAML itself, or the ``yaml`` field of a JSON object."""
     body = await request.body()
     if request.headers.get("content-type", "").split(";")[0].strip() == "application/json":
         try:
@@ -72,6 +63,9 @@ async def _schema_text(request: Request) -> str:
         raise UnprocessableError("schema must be UTF-8", details=[{"field": "body", "reason": str(exc)}]) from exc
 
 
+SchemaText = Annotated[str, Depends(schema_text)]
+
+
 @router.post(
     "/v1/schemas",
     summary="Register a schema version",
@@ -80,38 +74,35 @@ async def _schema_text(request: Request) -> str:
     "answers 422 with the line and the reason.",
     response_model=SchemaRead,
     status_code=status.HTTP_201_CREATED,
-    tags=["schemas"],
-    responses={200: {"model": SchemaRead, "description": "identical version already registered"}, **ERROR_RESPONSES},
+    responses={
+        200: {"model": SchemaRead, "description": "identical version already registered"},
+        **error_responses(409),
+    },
     openapi_extra=_SCHEMA_BODY,
 )
-async def upload_schema(
-    request: Request,
+async def create_schema(
+    _principal: JobsAdminScope,  # first: a request without a key gets 401 before its body is read
+    text: SchemaText,
     response: Response,
     session: SessionDep,
     aws: AwsDep,
     settings: SettingsDep,
-    _principal: AdminScope,
 ) -> SchemaRead:
-    text = await _schema_text(request)
+    """Register a schema version (201), or confirm an identical one (200)."""
     row, created = await registry.register_schema(session=session, s3=await aws.get("s3"), settings=settings, text=text)
     if not created:
         response.status_code = status.HTTP_200_OK
     return registry.read_model(row, settings)
 
 
-@router.get(
-    "/v1/schemas",
-    summary="List schema versions",
-    response_model=SchemaList,
-    tags=["schemas"],
-    responses=ERROR_RESPONSES,
-)
+@router.get("/v1/schemas", summary="List schema versions", response_model=SchemaList)
 async def list_schemas(
     session: SessionDep,
     settings: SettingsDep,
     _principal: ReadScope,
     name: Annotated[str | None, Query(description="only this table")] = None,
 ) -> SchemaList:
+    """List registered schema versions, newest first per name."""
     rows = await registry.list_schemas(session=session, name=name)
     return SchemaList(items=[registry.summary(row, settings) for row in rows])
 
@@ -120,73 +111,11 @@ async def list_schemas(
     "/v1/schemas/{name}/{version}",
     summary="Get one schema version",
     response_model=SchemaRead,
-    tags=["schemas"],
-    responses=ERROR_RESPONSES,
+    responses=error_responses(404),
 )
 async def get_schema(
     name: str, version: int, session: SessionDep, settings: SettingsDep, _principal: ReadScope
 ) -> SchemaRead:
+    """Return one schema version with its definition and YAML."""
     row = await registry.get_schema_row(session=session, name=name, version=version)
     return registry.read_model(row, settings)
-
-
-@router.post(
-    "/v1/transforms",
-    summary="Start transform runs",
-    response_model=TransformList,
-    status_code=status.HTTP_202_ACCEPTED,
-    tags=["transforms"],
-    responses=ERROR_RESPONSES,
-)
-async def create_transforms(
-    body: TransformCreate, request: Request, session: SessionDep, settings: SettingsDep, _principal: AdminScope
-) -> TransformList:
-    created = await runs.create_runs(session=session, arq=request.app.state.arq, settings=settings, request=body)
-    return TransformList(items=[runs.to_read(run, settings) for run in created])
-
-
-@router.get(
-    "/v1/transforms",
-    summary="List transform runs",
-    response_model=TransformList,
-    tags=["transforms"],
-    responses=ERROR_RESPONSES,
-)
-async def list_transforms(
-    session: SessionDep,
-    settings: SettingsDep,
-    _principal: ReadScope,
-    table: Annotated[str | None, Query(description="only this table")] = None,
-    state: Annotated[str | None, Query(description="queued, running, succeeded or failed")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> TransformList:
-    rows = await runs.list_runs(session=session, table=table, state=state, limit=limit)
-    return TransformList(items=[runs.to_read(run, settings) for run in rows])
-
-
-@router.get(
-    "/v1/transforms/{transform_id}",
-    summary="Get a transform run",
-    response_model=TransformRead,
-    tags=["transforms"],
-    responses=ERROR_RESPONSES,
-)
-async def get_transform(
-    transform_id: str, session: SessionDep, settings: SettingsDep, _principal: ReadScope
-) -> TransformRead:
-    return runs.to_read(await runs.get_run(session=session, run_id=transform_id), settings)
-
-
-@router.get(
-    "/v1/transforms/{transform_id}/logs",
-    summary="Get a transform run's engine logs",
-    response_model=TransformLogs,
-    tags=["transforms"],
-    responses=ERROR_RESPONSES,
-)
-async def get_transform_logs(
-    transform_id: str, session: SessionDep, settings: SettingsDep, aws: AwsDep, _principal: ReadScope
-) -> TransformLogs:
-    run = await runs.get_run(session=session, run_id=transform_id)
-    text = await fetch_logs(aws, settings, run) if run.engine != "local" else ""
-    return TransformLogs(id=run.id, engine=run.engine, log_url=run.log_url, text=text)

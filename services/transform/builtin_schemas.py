@@ -39,5 +39,3 @@ dist_key: cloud_id
 """
 
 BUILTIN_SCHEMAS: dict[str, str] = {"ad_events": AD_EVENTS_V1, "meter_reads": METER_READS_V1}
-# Which raw source feeds each built-in table.
-BUILTIN_SOURCES: dict[str, str] = {"ad_events": "beacon", "meter_reads": "meter_read"}

@@ -358,6 +358,3 @@ def _to_arrow(column: Column, values: list[Any]) -> pa.Array:
     if column.kind == "date":
         return pa.array(values, pa.int32()).cast(pa.date32())
     return pa.array(values, output_type(column))
-
-
-DAY_MICROS = _DAY_MICROS

@@ -11,6 +11,7 @@ from services.transform.builtin_schemas import AD_EVENTS_V1
 from services.transform.local_partition import run_local_partition
 from services.transform.settings import TransformSettings
 from services.transform.storage import sync_client
+from shared.contracts import CuratedPartition, Manifest
 from shared.schemas import parse_schema_yaml
 from tests.transform.sample import BAD_LINES, DT, good_beacons, jsonl, put_raw
 
@@ -91,3 +92,29 @@ async def test_an_empty_partition_publishes_an_empty_manifest(settings: Transfor
     )
     assert manifest["entries"] == [] and manifest["headwater"]["rows"] == 0
     assert (outcome.rows_in, outcome.sources) == (0, 0)
+
+
+async def test_the_published_manifest_is_the_shared_contract(settings: TransformSettings, s3: Any) -> None:
+    await put_raw(s3, settings.bucket("raw"), f"{PREFIX}hour=10/a.json.gz", jsonl(good_beacons()))
+    partition = CuratedPartition("ad_events", 1, date(2026, 11, 24))
+
+    outcome = await _run(settings, "contract")
+
+    body = await (await s3.get_object(Bucket=settings.bucket("curated"), Key=partition.manifest))["Body"].read()
+    manifest = Manifest.decode(body)
+    assert outcome.manifest_key == partition.manifest
+    assert manifest.part_keys() == [partition.part(0)]
+    assert (manifest.headwater.transform_id, manifest.headwater.rows) == ("contract", outcome.rows_out)
+    assert manifest.headwater.advertising_view_key == partition.advertising_view
+
+
+async def test_a_rerun_replaces_a_manifest_that_is_not_one(settings: TransformSettings, s3: Any) -> None:
+    curated = settings.bucket("curated")
+    partition = CuratedPartition("ad_events", 1, date(2026, 11, 24))
+    await put_raw(s3, settings.bucket("raw"), f"{PREFIX}hour=10/a.json.gz", jsonl(good_beacons()))
+    await s3.put_object(Bucket=curated, Key=partition.manifest, Body=b'{"entries": "truncated')
+
+    outcome = await _run(settings, "repair")
+
+    body = await (await s3.get_object(Bucket=curated, Key=partition.manifest))["Body"].read()
+    assert Manifest.decode(body).headwater.transform_id == "repair" == outcome.transform_id

@@ -12,13 +12,16 @@ from __future__ import annotations
 import asyncio
 import gzip
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from pydantic import BaseModel, Field
 
 from shared.errors import NotFoundError, UnprocessableError
 from shared.logging import get_logger
+
+if TYPE_CHECKING:
+    from services.ingest.intake import Intake
 
 log = get_logger(__name__)
 
@@ -58,6 +61,14 @@ class ResubmitRequest(BaseModel):
     key: str = Field(pattern=r"^ingest/dt=\d{4}-\d\d-\d\d/[A-Za-z0-9-]+\.jsonl\.gz$")
     reset_event_time: bool = Field(default=False, description="set event_time to the new received_at")
 
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {"key": "ingest/dt=2026-11-25/1795609425766c2c968-00000003-n2.jsonl.gz", "reset_event_time": True}
+            ]
+        }
+    }
+
 
 class ResubmitResult(BaseModel):
     """Outcome of a re-submission."""
@@ -65,6 +76,18 @@ class ResubmitResult(BaseModel):
     key: str
     resubmitted: int
     moved_to: str
+
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "key": "ingest/dt=2026-11-25/1795609425766c2c968-00000003-n2.jsonl.gz",
+                    "resubmitted": 2,
+                    "moved_to": "resubmitted/ingest/dt=2026-11-25/1795609425766c2c968-00000003-n2.jsonl.gz",
+                }
+            ]
+        }
+    }
 
 
 def bad_rows_key(dt: str, segment_name: str, rows: int) -> str:
@@ -116,3 +139,11 @@ async def move_to_resubmitted(s3: Any, *, bucket: str, key: str) -> str:
     await s3.copy_object(Bucket=bucket, Key=target, CopySource={"Bucket": bucket, "Key": key})
     await s3.delete_object(Bucket=bucket, Key=key)
     return target
+
+
+async def resubmit(*, s3: Any, bucket: str, request: ResubmitRequest, intake: Intake) -> ResubmitResult:
+    """Feed one bad-rows object's records back through the spool, then move the object out of the way."""
+    records = originals(await read_bad_rows(s3, bucket=bucket, key=request.key))
+    count = await intake.resubmit(records, reset_event_time=request.reset_event_time)
+    moved_to = await move_to_resubmitted(s3, bucket=bucket, key=request.key)
+    return ResubmitResult(key=request.key, resubmitted=count, moved_to=moved_to)

@@ -3,28 +3,33 @@
 Pixels are by far the most frequent request, and FastAPI's per-request machinery (routing, dependency solving,
 query-model binding, the middleware stack) costs more than making the event durable. This handler does the same
 work as the documented routes in ``api.py`` (same ``BeaconQuery`` validation, rate limit, intake, headers, error
-shape and request metrics) with none of that overhead. ``beacon_fast_path=false`` turns it off, and the routes
-then answer the same requests.
+shape and request metrics) with none of that overhead, through the same ``beacons.client_ip``, ``beacons.admit``
+and ``Intake.accept``. ``beacon_fast_path=false`` turns it off, and the routes then answer the same requests.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qsl
 
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from services.ingest.api import NO_CACHE, PIXEL
+from services.ingest.beacons import NO_CACHE, PIXEL, admit, client_ip
+from services.ingest.intake import Beacon
 from services.ingest.models import BeaconQuery
+from services.ingest.wiring import IngestWiring
 from shared.errors import ApiError, error_response, validation_details
 from shared.http import LATENCY, REQUESTS
 from shared.logging import get_logger
 
 log = get_logger(__name__)
 
-PATHS = {"/v1/beacons/impression": "impression", "/v1/beacons/click": "click"}
+PATHS: dict[str, Literal["impression", "click"]] = {
+    "/v1/beacons/impression": "impression",
+    "/v1/beacons/click": "click",
+}
 _NO_CACHE_HEADERS = [(name.lower().encode(), value.encode()) for name, value in NO_CACHE.items()]
 _GIF_HEADERS = [
     (b"content-type", b"image/gif"),
@@ -34,12 +39,17 @@ _GIF_HEADERS = [
 
 
 class BeaconFastPath:
-    """Answer GET beacons directly; pass every other request on."""
+    """Answer GET beacons directly; pass every other request on.
+
+    ``state`` is the app's state: the wiring appears there when the lifespan has opened it, and is read from it
+    at the first beacon (the middleware is built before the lifespan runs).
+    """
 
     def __init__(self, app: ASGIApp, state: Any, service: str) -> None:
         self.app = app
         self.state = state
         self.service = service
+        self._wiring: IngestWiring | None = None
         self._metrics: dict[tuple[str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -54,21 +64,13 @@ class BeaconFastPath:
         finally:
             self._observe(scope["path"], status, time.perf_counter() - started)
 
-    async def _beacon(self, kind: str, scope: Scope, receive: Receive, send: Send) -> int:
-        state = self.state
-        ip = _client_ip(scope, state.settings.trust_forwarded_for)
-        limiter = state.beacon_limiter
+    async def _beacon(self, kind: Literal["impression", "click"], scope: Scope, receive: Receive, send: Send) -> int:
+        wiring = self._wiring
+        if wiring is None:
+            wiring = self._wiring = self.state.wiring
+        ip = client_ip(scope, trust_forwarded_for=wiring.settings.trust_forwarded_for)
         try:
-            if not limiter.allow(ip or "-"):
-                return await _error(
-                    scope,
-                    receive,
-                    send,
-                    429,
-                    "rate_limited",
-                    "too many beacons from this client",
-                    headers={"Retry-After": str(limiter.retry_after_s())},
-                )
+            admit(wiring.limiter, ip)
             params = dict(parse_qsl(scope["query_string"].decode("latin-1")))
             try:
                 query = BeaconQuery.model_validate(params)
@@ -78,7 +80,7 @@ class BeaconFastPath:
                 return await _error(
                     scope, receive, send, 422, "validation_error", f"invalid request: {fields}", details=details
                 )
-            await state.intake.accept_beacon(kind, query, client_ip=ip)
+            await wiring.intake.accept(Beacon(kind, query), client_ip=ip)
         except ApiError as exc:
             return await _error(scope, receive, send, exc.status_code, exc.code, exc.message, exc.details, exc.headers)
         except Exception as exc:
@@ -102,15 +104,6 @@ class BeaconFastPath:
             self._metrics[(path, status)] = children
         children[0].inc()
         children[1].observe(seconds)
-
-
-def _client_ip(scope: Scope, trust_forwarded_for: bool) -> str | None:
-    if trust_forwarded_for:
-        for name, value in scope.get("headers", ()):
-            if name == b"x-forwarded-for":
-                return value.decode("latin-1").split(",", 1)[0].strip()
-    client = scope.get("client")
-    return client[0] if client else None
 
 
 async def _error(

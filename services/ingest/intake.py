@@ -1,4 +1,9 @@
-"""Accepting events: validate, give them identity, dedup, make them durable in the spool, count them."""
+"""Accepting events: validate, give them identity, dedup, make them durable in the spool, count them.
+
+``Intake.accept`` is the one way in, for a beacon (pixel or JSON) and for a POSTed body of events or meter
+reads. Behind it, a body of plain impressions and clicks takes the msgspec path (``plainbatch.py``), anything
+else the general path that validates event by event; both build the same records.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,16 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from operator import itemgetter
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, overload
 
+import orjson
 from pydantic import BaseModel, Discriminator, Tag, TypeAdapter, ValidationError
 
 from services.ingest.dedup import Deduplicator
 from services.ingest.models import (
     BUILTIN_TYPES,
     AdEventIn,
+    BeaconAck,
     BeaconIn,
     CustomEventIn,
     MeterReadIn,
@@ -22,6 +29,8 @@ from services.ingest.plainbatch import (
     PlainAdEvent,
     PlainResult,
     days_and_counts,
+    decode_plain_batch,
+    encode_answer,
     encode_records,
     plain_records,
 )
@@ -37,7 +46,7 @@ from services.ingest.records import (
 )
 from services.ingest.registry import SchemaRegistry
 from services.ingest.spool import Day, Spool, SpoolFullError
-from shared.errors import ServiceUnavailableError
+from shared.errors import ApiError, ServiceUnavailableError, UnprocessableError
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -73,24 +82,50 @@ _TYPE_AND_AD = itemgetter("type", "ad_id")
 RETRY_REASON = "retry: an event with this event_id is being accepted by another request"
 
 
-@dataclass
-class PlainOutcome:
-    """Per-event outcome of a plain batch (results are msgspec structs, encoded by ``plainbatch.encode_answer``)."""
+class PayloadTooLargeError(ApiError):
+    """The body, or the number of events in it, is over the limit."""
 
-    accepted: int
-    duplicates: int
-    rejected: int
-    results: list[PlainResult]
+    status_code = 413
+    code = "payload_too_large"
+
+
+@dataclass(frozen=True, slots=True)
+class Beacon:
+    """One impression or click beacon (from a pixel's query or a JSON body)."""
+
+    kind: Literal["impression", "click"]
+    fields: BeaconIn
+
+
+@dataclass(frozen=True, slots=True)
+class EventBatch:
+    """A POSTed body: one event, a list, or ``{"events": [...]}`` (``{"reads": [...]}`` for meter reads)."""
+
+    body: bytes
+    meter_reads: bool = False
 
 
 @dataclass
 class BatchOutcome:
-    """Per-event outcome of a batch (results are plain dicts: cheap to serialise for 500 events)."""
+    """Per-event outcome of a body (results as msgspec structs or plain dicts: cheap to encode for 500 events)."""
 
     accepted: int
     duplicates: int
     rejected: int
-    results: list[dict[str, Any]]
+    results: list[PlainResult] | list[dict[str, Any]]
+    single: bool = False  # the body was one event object, not a list
+
+    def encode(self) -> bytes:
+        """Return the answer's JSON (the shape of ``models.IngestResponse``)."""
+        return encode_answer(self.accepted, self.duplicates, self.rejected, self.results)
+
+    def lone_rejection(self) -> str | None:
+        """Return why the body's one event (not a list) was rejected, or None."""
+        if not self.single or not self.rejected:
+            return None
+        first = self.results[0]
+        reason = first["reason"] if isinstance(first, dict) else first.reason
+        return reason or "invalid event"
 
 
 def describe_validation_error(exc: ValidationError) -> str:
@@ -114,6 +149,7 @@ class Intake:
         hasher: IpHasher,
         registry: SchemaRegistry,
         retry_after_s: int,
+        batch_max_events: int,
     ) -> None:
         self.spool = spool
         self.dedup = dedup
@@ -121,18 +157,36 @@ class Intake:
         self.hasher = hasher
         self.registry = registry
         self.retry_after_s = retry_after_s
+        self.batch_max_events = batch_max_events
 
-    async def accept_beacon(self, event_type: str, beacon: BeaconIn, *, client_ip: str | None) -> tuple[str, str]:
-        """Accept one beacon; return (event_id, "accepted" | "duplicate")."""
+    @overload
+    async def accept(self, submission: Beacon, *, client_ip: str | None) -> BeaconAck: ...
+    @overload
+    async def accept(self, submission: EventBatch, *, client_ip: str | None) -> BatchOutcome: ...
+
+    async def accept(self, submission: Beacon | EventBatch, *, client_ip: str | None) -> BeaconAck | BatchOutcome:
+        """Accept a beacon or a body of events; accepted events are durable (fsync'd) when this returns."""
+        if isinstance(submission, Beacon):
+            return await self._accept_beacon(submission.kind, submission.fields, client_ip=client_ip)
+        if not submission.meter_reads:
+            plain = decode_plain_batch(submission.body)
+            if plain and len(plain) <= self.batch_max_events:
+                return await self._accept_plain(plain, client_ip=client_ip)
+        key = "reads" if submission.meter_reads else "events"
+        items, single = as_batch(parse_json(submission.body), key, self.batch_max_events)
+        default_type = "meter_read" if submission.meter_reads else None
+        outcome = await self._accept_events(items, client_ip=client_ip, default_type=default_type)
+        outcome.single = single
+        return outcome
+
+    async def _accept_beacon(self, event_type: str, beacon: BeaconIn, *, client_ip: str | None) -> BeaconAck:
         now = datetime.now(UTC)
-        record = beacon_record(
-            event_type, beacon, received_at=now, received_iso=iso_z(now), ip_hash=self.hasher(client_ip)
-        )
+        record = beacon_record(event_type, beacon, received_iso=iso_z(now), ip_hash=self.hasher(client_ip))
         event_id = record["event_id"]
         if beacon.event_id is not None:
             [claim] = await self.dedup.claim([event_id])
             if claim == "duplicate":
-                return event_id, "duplicate"
+                return BeaconAck.model_construct(event_id=event_id, status="duplicate")
             if claim == "pending":
                 raise ServiceUnavailableError(
                     "an event with this id is being accepted by another request; retry shortly",
@@ -140,9 +194,9 @@ class Intake:
                     headers={"Retry-After": "1"},
                 )
         await self._store([record], claimed=[event_id] if beacon.event_id is not None else [])
-        return event_id, "accepted"
+        return BeaconAck.model_construct(event_id=event_id, status="accepted")
 
-    async def accept_events(
+    async def _accept_events(
         self, items: list[Any], *, client_ip: str | None, default_type: str | None = None
     ) -> BatchOutcome:
         """Accept a batch of raw JSON events; a bad event rejects only itself."""
@@ -172,7 +226,7 @@ class Intake:
                     rejected.update({index: reason for index, event in valid if event.type == name})
             for index, event in valid:
                 if index not in rejected:
-                    slots[index] = event_record(event, received_at=now, received_iso=received_iso, ip_hash=ip_hash)
+                    slots[index] = event_record(event, received_iso=received_iso, ip_hash=ip_hash)
                     if event.event_id is not None:
                         own.append(index)
         duplicates: set[int] = set()
@@ -237,8 +291,8 @@ class Intake:
         await self._store(fresh, claimed=[], count=False)
         return len(fresh)
 
-    async def accept_plain(self, events: list[PlainAdEvent], *, client_ip: str | None) -> PlainOutcome:
-        """Accept a batch of plain impressions and clicks (decoded by msgspec): the outcome accept_events gives."""
+    async def _accept_plain(self, events: list[PlainAdEvent], *, client_ip: str | None) -> BatchOutcome:
+        """Accept a batch of plain impressions and clicks (decoded by msgspec): the outcome _accept_events gives."""
         received_iso = iso_z(datetime.now(UTC))
         ids = server_event_ids(len(events))
         records = plain_records(events, ids, received_iso=received_iso, ip_hash=self.hasher(client_ip))
@@ -259,7 +313,7 @@ class Intake:
                 else PlainResult(index, record.event_id, "duplicate" if index in duplicates else "accepted")
                 for index, record in enumerate(records)
             ]
-        return PlainOutcome(accepted=len(fresh), duplicates=len(duplicates), rejected=len(in_flight), results=results)
+        return BatchOutcome(accepted=len(fresh), duplicates=len(duplicates), rejected=len(in_flight), results=results)
 
     async def _store(self, records: list[dict[str, Any]], *, claimed: list[str], count: bool = True) -> None:
         if not records:
@@ -338,3 +392,39 @@ def _validate_one(item: Any, default_type: str | None) -> tuple[Any, str | None]
         return _MODELS.get(event_type, CustomEventIn).model_validate(item), None
     except ValidationError as exc:
         return None, describe_validation_error(exc)
+
+
+def parse_json(body: bytes) -> Any:
+    """Parse a request body as JSON (422 when it is not)."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise UnprocessableError("body is not valid JSON", details=[{"field": "body", "reason": str(exc)}]) from exc
+
+
+def parse_beacon(body: bytes) -> BeaconIn:
+    """Parse a JSON beacon body (422 when it is not one)."""
+    try:
+        return BeaconIn.model_validate(parse_json(body))
+    except ValidationError as exc:
+        raise UnprocessableError("invalid beacon", details=[{"field": "body", "reason": str(exc)}]) from None
+
+
+def as_batch(body: Any, key: str, limit: int) -> tuple[list[Any], bool]:
+    """Return (events, single) from a single object, ``{key: [...]}`` or a bare list; enforce the batch limit."""
+    if isinstance(body, list):
+        items, single = body, False
+    elif isinstance(body, dict) and isinstance(body.get(key), list):
+        items, single = body[key], False
+    elif isinstance(body, dict):
+        items, single = [body], True
+    else:
+        raise UnprocessableError(f"body must be an event object, a list, or {{'{key}': [...]}}")
+    if len(items) > limit:
+        raise PayloadTooLargeError(
+            f"batch holds {len(items)} events; the limit is {limit}",
+            details=[{"field": key, "reason": f"at most {limit} events per request"}],
+        )
+    if not items:
+        raise UnprocessableError("batch is empty", details=[{"field": key, "reason": "at least one event"}])
+    return items, single

@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 
 from services.ingest.sinks import events_in_key
 from services.ingest.spool import Day
+from shared.contracts import day_marker_key, raw_day_prefix
 from shared.logging import get_logger
 from shared.messages import utc_now
 
@@ -32,11 +33,6 @@ if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
 end
 return 0
 """
-
-
-def marker_key(source: str, dt: str) -> str:
-    """Return the key of a day's completion marker."""
-    return f"{source}/dt={dt}/_COMPLETE"
 
 
 class DayMarkers:
@@ -121,7 +117,7 @@ class DayMarkers:
         """Count the day's archived objects and events and write its marker; return the marker key."""
         objects = events = 0
         paginator = s3.get_paginator("list_objects_v2")
-        async for page in paginator.paginate(Bucket=self._bucket, Prefix=f"{source}/dt={dt}/hour="):
+        async for page in paginator.paginate(Bucket=self._bucket, Prefix=f"{raw_day_prefix(source, dt)}hour="):
             for item in page.get("Contents", []):
                 objects += 1
                 events += events_in_key(item["Key"])
@@ -132,7 +128,7 @@ class DayMarkers:
             "objects": objects,
             "written_at": utc_now().isoformat().replace("+00:00", "Z"),
         }
-        key = marker_key(source, dt)
+        key = day_marker_key(source, dt)
         payload = json.dumps(body).encode()
         await s3.put_object(Bucket=self._bucket, Key=key, Body=payload, ContentType="application/json")
         log.info("day_marker_written", source=source, dt=dt, events=events, objects=objects)

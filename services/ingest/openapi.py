@@ -1,11 +1,10 @@
-"""OpenAPI documentation of the ingest routes: request bodies and examples (kept out of the route module)."""
+"""OpenAPI documentation of the ingest routes: request bodies, pixel responses and examples (kept out of api.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from services.ingest.models import BeaconIn
-from shared.http import ERROR_RESPONSES
 
 EVENTS_EXAMPLES = {
     "single": {
@@ -81,7 +80,11 @@ METER_BODY = {
 PIXEL_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {"image/gif": {}}, "description": "1x1 transparent GIF (no-cache)"},
     204: {"description": "No Content (with response=204)"},
-    **ERROR_RESPONSES,
+}
+PIXEL_EXAMPLES = {
+    "impression": "/v1/beacons/impression?ad_id=ad-7&campaign=c-1&placement=top&cookie_id=u-9&event_id=imp-1"
+    "&ts=2026-11-25T12:00:00Z",
+    "click": "/v1/beacons/click?ad_id=ad-7&cookie_id=u-9&response=204",
 }
 
 

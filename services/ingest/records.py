@@ -1,4 +1,8 @@
-"""Turn validated incoming events into archived raw records (contract 1 of the mesh)."""
+"""Turn validated incoming events into archived raw records (``shared.contracts.RawRecord``).
+
+Every builder here writes the fields in ``RAW_BASE_FIELDS`` order (event_id first: ``encode_lines`` relies on
+it), then the meter fields for meter reads; tests/ingest/test_records.py holds each builder to that order.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +16,8 @@ from typing import Any
 import orjson
 
 from services.ingest.models import EVENT_ID_PATTERN, AdEventIn, BeaconIn, CustomEventIn, EventIn, MeterReadIn
+from shared.contracts import BEACON_TYPES, METER_FIELDS, RAW_BASE_FIELDS, source_of
 
-BEACON_TYPES = frozenset({"impression", "click"})
 _AD_KEYS = ("ad_id", "campaign_id", "placement", "user_id")
 
 # Plain ad events (only these string fields) skip pydantic; anything else takes the full model.
@@ -40,11 +44,6 @@ def iso_z(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds") + "Z"
 
 
-def source_of(event_type: str) -> str:
-    """Return the raw-archive source of an event type."""
-    return "beacon" if event_type in BEACON_TYPES else event_type
-
-
 class IpHasher:
     """Keyed hash of client IPs (HMAC-SHA256), so raw IPs are never stored; small cache for hot clients."""
 
@@ -65,9 +64,7 @@ class IpHasher:
         return hashed
 
 
-def _base(
-    event_type: str, event: EventIn | BeaconIn, received_at: datetime, received_iso: str, ip_hash: str | None
-) -> dict[str, Any]:
+def _base(event_type: str, event: EventIn | BeaconIn, received_iso: str, ip_hash: str | None) -> dict[str, Any]:
     event_time = event.event_time
     if event_time is not None and event_time.tzinfo is None:
         event_time = event_time.replace(tzinfo=UTC)
@@ -86,11 +83,9 @@ def _base(
     }
 
 
-def beacon_record(
-    event_type: str, beacon: BeaconIn, *, received_at: datetime, received_iso: str, ip_hash: str | None
-) -> dict[str, Any]:
+def beacon_record(event_type: str, beacon: BeaconIn, *, received_iso: str, ip_hash: str | None) -> dict[str, Any]:
     """Build the raw record of a beacon (impression or click)."""
-    record = _base(event_type, beacon, received_at, received_iso, ip_hash)
+    record = _base(event_type, beacon, received_iso, ip_hash)
     record["ad_id"] = beacon.ad_id
     record["campaign_id"] = beacon.campaign_id
     record["placement"] = beacon.placement
@@ -99,10 +94,10 @@ def beacon_record(
 
 
 def event_record(
-    event: AdEventIn | MeterReadIn | CustomEventIn, *, received_at: datetime, received_iso: str, ip_hash: str | None
+    event: AdEventIn | MeterReadIn | CustomEventIn, *, received_iso: str, ip_hash: str | None
 ) -> dict[str, Any]:
     """Build the raw record of a typed event; unknown fields land in ``properties``."""
-    record = _base(event.type, event, received_at, received_iso, ip_hash)
+    record = _base(event.type, event, received_iso, ip_hash)
     properties = dict(event.properties)
     if event.model_extra:
         properties.update(event.model_extra)
@@ -111,11 +106,8 @@ def event_record(
         for key in _AD_KEYS:
             record[key] = getattr(event, key)
     if isinstance(event, MeterReadIn):
-        record["cloud_id"] = event.cloud_id
-        record["demand_kw"] = event.demand_kw
-        record["summation_delivered_kwh"] = event.summation_delivered_kwh
-        record["summation_received_kwh"] = event.summation_received_kwh
-        record["raw"] = event.raw
+        for key in METER_FIELDS:
+            record[key] = getattr(event, key)
     return record
 
 
@@ -131,7 +123,7 @@ def plain_ad_records(items: list[Any], *, received_iso: str, ip_hash: str | None
     plain_keys, limit, match = _PLAIN_KEYS, _SHORTEST_LIMIT, _EVENT_ID.fullmatch
     fresh_ids = iter(server_event_ids(len(items)))
     # Key order matters: event_id first (see encode_lines), then the fields in the order event_record gives them.
-    base = dict.fromkeys(("event_id", "type", "source", "event_time", "received_at", "client_ip_hash", *_AD_KEYS))
+    base = dict.fromkeys(RAW_BASE_FIELDS[:-1])  # properties last, added per record
     base.update(source="beacon", event_time=received_iso, received_at=received_iso, client_ip_hash=ip_hash)
     for item in items:
         if type(item) is not dict or not item.keys() <= plain_keys:

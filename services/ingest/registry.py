@@ -1,6 +1,6 @@
 """Which custom event types exist: a type is accepted when transform's registry holds a schema of that name.
 
-The registry stores every schema YAML in the curated bucket at ``_schemas/<name>/v<version>.yaml``; answers are
+The registry stores every schema YAML in the curated bucket at ``shared.contracts.schema_key``; answers are
 cached briefly so a batch of custom events costs at most one listing per type.
 """
 
@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from shared.aws import AwsClients
+from shared.contracts import schema_versions_prefix
 
 POSITIVE_TTL_S = 60.0
 NEGATIVE_TTL_S = 5.0
@@ -30,7 +31,7 @@ class SchemaRegistry:
         if cached and cached[0] > now:
             return cached[1]
         s3: Any = await self._aws.get("s3")
-        listing = await s3.list_objects_v2(Bucket=self._bucket, Prefix=f"_schemas/{name}/", MaxKeys=1)
+        listing = await s3.list_objects_v2(Bucket=self._bucket, Prefix=schema_versions_prefix(name), MaxKeys=1)
         found = bool(listing.get("KeyCount") or listing.get("Contents"))
         self._cache[name] = (now + (POSITIVE_TTL_S if found else NEGATIVE_TTL_S), found)
         return found

@@ -31,7 +31,10 @@ class IngestSettings(HeadwaterSettings):
     # PutRecords through the lean signed client (orjson body) instead of botocore's generic serializer and parser,
     # which cost ~20 us of CPU per record on the core that answers requests.
     kinesis_lean_put: bool = True
-    # Cyclic-GC generation-0 threshold for the ingest process (CPython's default is 700; see app.py for why).
+    # Tune the process-wide cyclic GC at start-up (freeze, then the generation-0 threshold below; see
+    # wiring.tune_gc for why). Only server entry points turn it on (compose, helm, `headwater up`): never tests.
+    gc_tuning: bool = False
+    # Cyclic-GC generation-0 threshold when gc_tuning is on (CPython's default is 700).
     gc_gen0_threshold: int = Field(default=50_000, ge=700)
     shutdown_drain_s: float = 5.0
 

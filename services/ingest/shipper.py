@@ -21,8 +21,9 @@ from prometheus_client import Counter, Gauge
 from services.ingest.badrows import write_bad_rows
 from services.ingest.markers import DayMarkers
 from services.ingest.settings import IngestSettings
-from services.ingest.sinks import SinkClients, archive_key, put_archive_object, put_stream_records
+from services.ingest.sinks import SinkClients, put_archive_object, put_stream_records
 from services.ingest.spool import Day, Segment, Slot, Spool, read_segment_lines
+from shared.contracts import raw_object_key
 from shared.logging import get_logger
 from shared.messages import utc_now
 
@@ -178,7 +179,7 @@ class Shipper:
         raw_bucket = self.settings.bucket("raw")
         puts = []
         for (source, dt, hour), part in sorted(partitions.items()):
-            key = archive_key(source, dt, hour, segment.name, len(part))
+            key = raw_object_key(source, dt, hour, segment.name, len(part))
             puts.append(put_archive_object(s3, bucket=raw_bucket, key=key, lines=part))
             result.objects.append(key)
             result.days.add((source, dt))

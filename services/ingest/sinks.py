@@ -6,20 +6,24 @@ import asyncio
 import functools
 import gzip
 import re
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from typing import Any
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
-from botocore.exceptions import ClientError
 
-from services.ingest.kinesis_put import KinesisPutClient, PutRecordsError, failed_indexes
 from services.ingest.settings import IngestSettings
 from shared.aws import client_kwargs
-from shared.logging import get_logger
-
-log = get_logger(__name__)
+from shared.kinesis_put import (
+    Entry,
+    KinesisPutClient,
+    PutRecords,
+    PutRecordsError,
+    botocore_put_records,
+    exponential_backoff,
+    put_with_retry,
+)
 
 KINESIS_MAX_RECORDS = 500
 KINESIS_MAX_BYTES = 1024 * 1024
@@ -30,13 +34,8 @@ class SinkError(Exception):
     """A sink refused or could not be reached; the segment stays in the spool and is retried."""
 
 
-def archive_key(source: str, dt: str, hour: str, segment_name: str, count: int) -> str:
-    """Return the deterministic archive key of one partition of one segment (count is part of the name)."""
-    return f"{source}/dt={dt}/hour={hour}/{segment_name}-n{count}.json.gz"
-
-
 def events_in_key(key: str) -> int:
-    """Return the event count encoded in an archive key (0 when the key is not one of ours)."""
+    """Return the event count a ``shared.contracts.raw_object_key`` carries (0 when the key is not one)."""
     match = _COUNT_IN_KEY.search(key)
     return int(match.group(1)) if match else 0
 
@@ -52,9 +51,9 @@ async def put_archive_object(s3: Any, *, bucket: str, key: str, lines: list[byte
     await s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/x-ndjson")
 
 
-def kinesis_chunks(entries: list[tuple[bytes, str]]) -> Iterator[list[tuple[bytes, str]]]:
+def kinesis_chunks(entries: list[Entry]) -> Iterator[list[Entry]]:
     """Split (data, partition key) entries into PutRecords calls of at most 500 records and 1 MiB."""
-    chunk: list[tuple[bytes, str]] = []
+    chunk: list[Entry] = []
     size = 0
     for data, key in entries:
         entry_size = len(data) + len(key.encode())
@@ -67,68 +66,34 @@ def kinesis_chunks(entries: list[tuple[bytes, str]]) -> Iterator[list[tuple[byte
         yield chunk
 
 
-PutRecords = Callable[[list[tuple[bytes, str]]], Awaitable[list[int]]]
-"""One PutRecords call: (data, partition key) entries in, the indexes of the failed records out."""
-
-
-def botocore_put_records(kinesis: Any, stream: str) -> PutRecords:
-    """Return a PutRecords call made through a botocore client (the path before ``KinesisPutClient``)."""
-
-    async def put(entries: list[tuple[bytes, str]]) -> list[int]:
-        try:
-            response = await kinesis.put_records(
-                StreamName=stream, Records=[{"Data": data, "PartitionKey": key} for data, key in entries]
-            )
-        except ClientError as exc:
-            error = exc.response.get("Error", {})
-            raise PutRecordsError(str(error.get("Code", "ClientError")), str(error.get("Message", ""))) from exc
-        return failed_indexes(response)
-
-    return put
-
-
 async def put_stream_records(
     put: PutRecords,
     *,
     stream: str,
-    entries: list[tuple[bytes, str]],
+    entries: list[Entry],
     max_attempts: int,
     backoff_s: float = 0.2,
     concurrency: int = 1,
 ) -> int:
     """Put every entry on the stream (``concurrency`` calls at once), retrying only failed records.
 
-    Return the number of PutRecords calls made.
+    Return the number of PutRecords calls made; raise :class:`SinkError` when records still fail.
     """
     gate = asyncio.Semaphore(concurrency)
+    backoff = exponential_backoff(backoff_s)
 
-    async def _gated(chunk: list[tuple[bytes, str]]) -> int:
+    async def _gated(chunk: list[Entry]) -> int:
         async with gate:
-            return await _put_chunk(put, stream=stream, chunk=chunk, max_attempts=max_attempts, backoff_s=backoff_s)
+            try:
+                result = await put_with_retry(put, chunk, stream=stream, max_attempts=max_attempts, backoff=backoff)
+            except PutRecordsError as exc:
+                raise SinkError(f"PutRecords failed {exc.attempts} times: {exc}") from exc
+        if result.given_up:
+            raise SinkError(f"{len(result.given_up)} records still failing after {max_attempts} PutRecords attempts")
+        return result.calls
 
     calls = await asyncio.gather(*(_gated(chunk) for chunk in kinesis_chunks(entries)))
     return sum(calls)
-
-
-async def _put_chunk(
-    put: PutRecords, *, stream: str, chunk: list[tuple[bytes, str]], max_attempts: int, backoff_s: float
-) -> int:
-    remaining = chunk
-    for attempt in range(max_attempts):
-        try:
-            failed = await put(remaining)
-        except PutRecordsError as exc:
-            # The whole call failed (throttled, or the endpoint is down): the same records again, after a pause.
-            if attempt + 1 == max_attempts:
-                raise SinkError(f"PutRecords failed {max_attempts} times: {exc}") from exc
-            log.warning("kinesis_put_failed", stream=stream, error=str(exc)[:200], attempt=attempt + 1)
-        else:
-            if not failed:
-                return attempt + 1
-            remaining = [remaining[index] for index in failed]
-            log.warning("kinesis_partial_failure", stream=stream, failed=len(remaining), attempt=attempt + 1)
-        await asyncio.sleep(backoff_s * 2**attempt)
-    raise SinkError(f"{len(remaining)} records still failing after {max_attempts} PutRecords attempts")
 
 
 class SinkClients:

@@ -1,4 +1,8 @@
-"""Kinesis PutRecords: batches within 500 records / 5 MiB, retry only failed records, slow down when throttled."""
+"""Replay's PutRecords: batches within 500 records / 5 MiB, paced, slowing down when throttled.
+
+The put client and its retry of failed records are the shared ones (``shared.kinesis_put``); replay adds its
+batching (one record per partition key per batch, so per-key order holds), pacing and accounting.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +13,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from botocore.exceptions import ClientError
-
+from shared.kinesis_put import THROTTLED, Entry, botocore_put_records, put_with_retry
 from shared.logging import get_logger
 
 log = get_logger(__name__)
 
 MAX_RECORD_BYTES = 1024 * 1024
-THROTTLED = "ProvisionedThroughputExceededException"
 # Pause between batches per unit of slowdown after throttling (decays as batches succeed again).
 THROTTLE_PAUSE_S = 0.05
 
@@ -104,46 +106,41 @@ async def put_batch(
     backoff_base_s: float = 0.05,
     backoff_max_s: float = 2.0,
 ) -> PutOutcome:
-    """Put one batch, retrying only the records that failed, with jittered exponential backoff."""
+    """Put one batch through the shared put client, retrying only the records that failed, with jittered backoff."""
     outcome = PutOutcome()
-    pending = []
+    entries: list[Entry] = []
     for key, data in batch:
         if len(data) + len(key.encode()) > MAX_RECORD_BYTES:
             outcome.failed += 1
             outcome.errors["RecordTooLarge"] = outcome.errors.get("RecordTooLarge", 0) + 1
         else:
-            pending.append({"Data": data, "PartitionKey": _partition_key(key)})
-    attempt = 0
-    while pending:
-        attempt += 1
-        try:
-            response = await kinesis.put_records(StreamName=stream, Records=pending)
-            results = response["Records"]
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != THROTTLED or attempt >= max_attempts:
-                raise
-            results = [{"ErrorCode": THROTTLED}] * len(pending)
-        retry = []
-        for entry, result in zip(pending, results, strict=True):
-            code = result.get("ErrorCode")
-            if not code:
-                outcome.emitted += 1
-                continue
-            if code == THROTTLED:
-                outcome.throttled += 1
-            retry.append((entry, code))
-        if not retry:
+            entries.append((data, _partition_key(key)))
+    if not entries:
+        return outcome
+
+    def observe(failures: dict[int, str]) -> None:
+        if not failures:
             pacer.succeeded()
-            break
-        if any(code == THROTTLED for _, code in retry):
+        elif THROTTLED in failures.values():
             pacer.throttled()
-        if attempt >= max_attempts:
-            for _, code in retry:
-                outcome.failed += 1
-                outcome.errors[code] = outcome.errors.get(code, 0) + 1
-            log.warning("replay_records_given_up", stream=stream, count=len(retry))
-            break
-        pending = [entry for entry, _ in retry]
+
+    def backoff(attempt: int) -> float:
+        # Read at each pause: a stream that keeps throttling us waits longer.
         delay = min(backoff_max_s, backoff_base_s * (2 ** (attempt - 1)) * pacer.slowdown)
-        await asyncio.sleep(delay * (0.5 + random.random() / 2))
+        return delay * (0.5 + random.random() / 2)
+
+    result = await put_with_retry(
+        botocore_put_records(kinesis, stream),
+        entries,
+        stream=stream,
+        max_attempts=max_attempts,
+        backoff=backoff,
+        on_attempt=observe,
+    )
+    outcome.emitted, outcome.throttled = result.emitted, result.throttled
+    for _, code in result.given_up:
+        outcome.failed += 1
+        outcome.errors[code] = outcome.errors.get(code, 0) + 1
+    if result.given_up:
+        log.warning("replay_records_given_up", stream=stream, count=len(result.given_up))
     return outcome

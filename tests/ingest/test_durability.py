@@ -88,11 +88,11 @@ async def _has_all(aws: AwsClients, settings: IngestSettings, expected: list[str
 
 
 async def _shipper_failing(app: Any) -> bool:
-    return app.state.shipper.healthy is False
+    return app.state.wiring.shipper.healthy is False
 
 
 async def _spool_empty(app: Any) -> bool:
-    return app.state.spool.bytes_used == 0
+    return app.state.wiring.spool.bytes_used == 0
 
 
 def _start_ingest(env: dict[str, str], port: int, log_path: Path) -> subprocess.Popen[bytes]:

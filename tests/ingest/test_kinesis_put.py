@@ -8,10 +8,10 @@ import orjson
 import pytest
 from aiobotocore.session import get_session
 
-from services.ingest.kinesis_put import KinesisPutClient, PutRecordsError, encode_put_records, failed_indexes
 from services.ingest.settings import IngestSettings
 from services.ingest.sinks import SinkClients, SinkError, put_stream_records
 from shared.aws import AwsClients
+from shared.kinesis_put import KinesisPutClient, PutRecordsError, encode_put_records, failed_records
 from tests.ingest.conftest import stream_records
 
 ENTRIES = [(f'{{"event_id":"e-{i}","n":{i}}}'.encode(), f"e-{i}") for i in range(1203)]
@@ -73,23 +73,23 @@ def test_the_body_is_the_documented_json() -> None:
         "Records": [{"Data": base64.b64encode(b"\x00\xffdata").decode(), "PartitionKey": "k"}],
     }
     answer = {"FailedRecordCount": 1, "Records": [{"SequenceNumber": "1"}, {"ErrorCode": "Throttled"}]}
-    assert failed_indexes(answer) == [1]
-    assert failed_indexes({"FailedRecordCount": 0, "Records": [{"SequenceNumber": "1"}]}) == []
+    assert failed_records(answer) == {1: "Throttled"}
+    assert failed_records({"FailedRecordCount": 0, "Records": [{"SequenceNumber": "1"}]}) == {}
 
 
 async def test_only_failed_records_are_retried_and_a_dead_endpoint_raises() -> None:
     # moto never fails single records, so this one drives put_stream_records with a scripted PutRecords.
     seen: list[list[str]] = []
 
-    async def flaky(entries: list[tuple[bytes, str]]) -> list[int]:
+    async def flaky(entries: list[tuple[bytes, str]]) -> dict[int, str]:
         seen.append([key for _, key in entries])
-        return [1] if len(seen) == 1 else []
+        return {1: "ProvisionedThroughputExceededException"} if len(seen) == 1 else {}
 
     entries = [(b"a", "a"), (b"b", "b"), (b"c", "c")]
     assert await put_stream_records(flaky, stream="s", entries=entries, max_attempts=3, backoff_s=0) == 2
     assert seen == [["a", "b", "c"], ["b"]]
 
-    async def down(entries: list[tuple[bytes, str]]) -> list[int]:
+    async def down(entries: list[tuple[bytes, str]]) -> dict[int, str]:
         raise PutRecordsError("ConnectError", "refused")
 
     with pytest.raises(SinkError, match="failed 2 times"):

@@ -27,7 +27,7 @@ async def test_loadgen_cli_sends_beacons_and_reports_rate_errors_and_latency(ing
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "shared.cli.main",
+        "headwater.main",
         "loadgen",
         "--url",
         ingest.url,

@@ -7,16 +7,24 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from services.ingest.models import AdEventIn
-from services.ingest.plainbatch import decode_plain_batch, encode_records, plain_records
-from services.ingest.records import encode_lines, event_record, iso_z, plain_ad_records, server_event_id
+from services.ingest.models import AdEventIn, BeaconIn, MeterReadIn
+from services.ingest.plainbatch import PlainRecord, decode_plain_batch, encode_records, plain_records
+from services.ingest.records import (
+    beacon_record,
+    encode_lines,
+    event_record,
+    iso_z,
+    plain_ad_records,
+    server_event_id,
+)
+from shared.contracts import METER_FIELDS, RAW_BASE_FIELDS, RawRecord
 
 
 def test_plain_shortcut_matches_the_full_model() -> None:
     now = datetime(2026, 11, 25, 12, 0, 1, 123000, tzinfo=UTC)
     item = {"type": "click", "event_id": "c-1", "ad_id": "ad-1", "campaign_id": "c", "placement": "p", "user_id": "u"}
     [fast] = plain_ad_records([item], received_iso=iso_z(now), ip_hash="h")
-    full = event_record(AdEventIn.model_validate(item), received_at=now, received_iso=iso_z(now), ip_hash="h")
+    full = event_record(AdEventIn.model_validate(item), received_iso=iso_z(now), ip_hash="h")
     assert fast == full
     assert fast is not None and fast["event_time"] == "2026-11-25T12:00:01.123Z"
 
@@ -84,11 +92,7 @@ def test_msgspec_path_builds_the_records_the_general_path_builds(wrapped: bool) 
     ids = [f"{n:032x}" for n in range(len(events))]
     lines = encode_records(plain_records(events, ids, received_iso="t", ip_hash="h"))
     fast = [orjson.loads(line) for line in lines.splitlines()]
-    now = datetime(2026, 11, 25, tzinfo=UTC)
-    full = [
-        event_record(AdEventIn.model_validate(item), received_at=now, received_iso="t", ip_hash="h")
-        for item in PLAIN_BATCH
-    ]
+    full = [event_record(AdEventIn.model_validate(item), received_iso="t", ip_hash="h") for item in PLAIN_BATCH]
     for record, expected, item, server_id in zip(fast, full, PLAIN_BATCH, ids, strict=True):
         assert record == {**expected, "event_id": item.get("event_id", server_id)}
     assert list(fast[0]) == list(full[0])  # same keys in the same order
@@ -102,3 +106,17 @@ def test_one_event_that_is_not_plain_sends_the_batch_down_the_general_path(item:
 @pytest.mark.parametrize("body", [b"{}", b'{"events": 3}', b"not json", b'{"type": "click", "ad_id": "a"}'])
 def test_bodies_that_are_not_plain_batches_are_left_to_the_general_path(body: bytes) -> None:
     assert decode_plain_batch(body) is None
+
+
+def test_every_record_builder_writes_the_raw_record_contract_in_its_field_order() -> None:
+    # shared.contracts defines the raw record; a change there must show up here, not in the archive.
+    ad = event_record(AdEventIn.model_validate({"type": "click", "ad_id": "a"}), received_iso="t", ip_hash=None)
+    beacon = beacon_record("impression", BeaconIn(ad_id="a"), received_iso="t", ip_hash=None)
+    [plain] = plain_ad_records([{"type": "click", "ad_id": "a"}], received_iso="t", ip_hash=None)
+    meter = event_record(MeterReadIn(cloud_id="00a1", demand_kw=1.5), received_iso="t", ip_hash=None)
+    for record in (ad, beacon, plain):
+        assert record is not None and tuple(record) == RAW_BASE_FIELDS
+        RawRecord.model_validate(record)
+    assert PlainRecord.__struct_fields__ == RAW_BASE_FIELDS
+    assert tuple(meter) == (*RAW_BASE_FIELDS, *METER_FIELDS)
+    assert RawRecord.model_validate(meter).cloud_id == "00a1"

@@ -163,8 +163,8 @@ async def test_today_gets_no_marker_within_the_grace_period(ingest: Ingest, aws:
 
 
 async def _shipper_idle(ingest: Ingest) -> bool:
-    spool = ingest.app.state.spool
-    return spool.bytes_used == 0 and ingest.app.state.shipper.healthy
+    wiring = ingest.app.state.wiring
+    return wiring.spool.bytes_used == 0 and wiring.shipper.healthy
 
 
 async def test_readyz_checks_redis_database_bucket_and_stream(ingest: Ingest, aws: AwsClients) -> None:

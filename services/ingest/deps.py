@@ -1,0 +1,61 @@
+"""Typed dependency aliases of the ingest routes (all read the wiring the lifespan opened)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, cast
+
+from fastapi import Depends, Request
+
+from services.ingest.beacons import admit, client_ip
+from services.ingest.intake import Intake
+from services.ingest.realtime import RealtimeCounters
+from services.ingest.settings import IngestSettings
+from services.ingest.wiring import IngestWiring
+from shared.deps import ClientsDep
+
+
+def get_wiring(clients: ClientsDep) -> IngestWiring:
+    """Return the app's ingest wiring."""
+    return cast(IngestWiring, clients)
+
+
+WiringDep = Annotated[IngestWiring, Depends(get_wiring)]
+
+
+def get_settings(wiring: WiringDep) -> IngestSettings:
+    """Return the ingest settings the app was built with."""
+    return wiring.settings
+
+
+def get_intake(wiring: WiringDep) -> Intake:
+    """Return the intake (the one way events are accepted)."""
+    return wiring.intake
+
+
+def get_counters(wiring: WiringDep) -> RealtimeCounters:
+    """Return the real-time counters."""
+    return wiring.counters
+
+
+async def get_s3(wiring: WiringDep) -> Any:
+    """Return the app's S3 client."""
+    return await wiring.aws.get("s3")
+
+
+def get_client_ip(request: Request, wiring: WiringDep) -> str | None:
+    """Return the caller's IP (see ``beacons.client_ip``)."""
+    return client_ip(request.scope, trust_forwarded_for=wiring.settings.trust_forwarded_for)
+
+
+def get_beacon_client(ip: Annotated[str | None, Depends(get_client_ip)], wiring: WiringDep) -> str | None:
+    """Admit a beacon under its client's rate limit (429 beyond it); return the client IP."""
+    admit(wiring.limiter, ip)
+    return ip
+
+
+SettingsDep = Annotated[IngestSettings, Depends(get_settings)]
+IntakeDep = Annotated[Intake, Depends(get_intake)]
+CountersDep = Annotated[RealtimeCounters, Depends(get_counters)]
+S3Dep = Annotated[Any, Depends(get_s3)]
+ClientIp = Annotated[str | None, Depends(get_client_ip)]
+BeaconClientIp = Annotated[str | None, Depends(get_beacon_client)]

@@ -1,7 +1,7 @@
 """Poller benchmark: how many devices one process keeps on schedule, and what a read costs.
 
 The simulator runs in one process, each poller replica in its own process (``python -m
-services.poller.cli``), all on a private Redis database. For each fleet size the devices are
+headwater.main poller``), all on a private Redis database. For each fleet size the devices are
 registered, the replica(s) start, one tick warms up, and then every tick of the window is read
 back from the poller's own per-tick counters in Redis:
 
@@ -109,7 +109,7 @@ async def run_case(
         await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "services.poller.cli",
+            "headwater.main",
             "poller",
             "--replica-id",
             f"r{i}",
@@ -181,7 +181,7 @@ async def main() -> None:
     sim = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "services.poller.cli",
+        "headwater.main",
         *sim_args,
         cwd=ROOT,
         stderr=subprocess.DEVNULL,

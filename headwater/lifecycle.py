@@ -14,9 +14,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from headwater import ui
 from headwater.config import SERVICES, CliSettings
 from headwater.mesh import Mesh, adopt_running_mesh_environment
 from headwater.setup_steps import ensure_admin_key, ensure_poller_ingest_key, migrate
+from shared.bootstrap import BOOTSTRAP_STEPS
 from shared.bootstrap import bootstrap as bootstrap_resources
 
 # Wide enough for the URL table even when stderr is not a terminal (rich would assume 80 columns).
@@ -31,9 +33,8 @@ def start_mesh(settings: CliSettings) -> tuple[Mesh, CliSettings, float]:
         with console.status("starting the emulator and Redis"):
             mesh.prepare_environment()
         effective = CliSettings()  # re-read: prepare_environment exported the mesh's environment
-        with console.status("creating buckets, queues, streams and tables"):
-            asyncio.run(bootstrap_resources(effective))
-            asyncio.run(migrate(effective))
+        run_bootstrap(effective)
+        with console.status("creating the local API keys"):
             key_path, created = asyncio.run(ensure_admin_key(effective))
             # The poller posts meter reads to ingest with its own ingest:write key, handed over in its environment.
             poller_key = asyncio.run(ensure_poller_ingest_key(effective))
@@ -44,8 +45,12 @@ def start_mesh(settings: CliSettings) -> tuple[Mesh, CliSettings, float]:
             console.print(f"local admin API key: [bold]{key_path}[/]")
         mesh.start_device_simulator()
         mesh.start_services()
-        with console.status("waiting for every service and worker to be ready"):
-            mesh.wait_ready(effective.startup_timeout_s)
+        waited_for = mesh.waited_for()
+        with ui.progress("starting", "services and workers ready") as bar:
+            task = bar.add_task("ready", total=len(waited_for), note="")
+            mesh.wait_ready(
+                effective.startup_timeout_s, on_ready=lambda name: bar.update(task, advance=1, note=f"{name} ready")
+            )
     except BaseException:
         mesh.stop()
         raise
@@ -131,11 +136,22 @@ def up() -> None:
         console.print("stopped; no process left behind")
 
 
+def run_bootstrap(settings: CliSettings) -> None:
+    """Create every AWS resource and database table, with a progress bar of the steps."""
+    with ui.progress("bootstrap", "steps") as bar:
+        task = bar.add_task("bootstrap", total=len(BOOTSTRAP_STEPS) + 1, note="")
+
+        def _done(step: str) -> None:
+            bar.update(task, advance=1, note=step)
+
+        asyncio.run(bootstrap_resources(settings, on_step=_done))
+        asyncio.run(migrate(settings))
+        _done("database tables")
+
+
 def bootstrap() -> None:
     """Create every bucket, queue, stream, table and database table (idempotent)."""
-    settings = CliSettings()
-    asyncio.run(bootstrap_resources(settings))
-    asyncio.run(migrate(settings))
+    run_bootstrap(CliSettings())
     console.print("[green]bootstrap complete[/]")
 
 
@@ -145,14 +161,14 @@ def migrate_command() -> None:
     console.print("[green]metadata tables are up to date[/]")
 
 
-def status(as_json: Annotated[bool, typer.Option("--json", help="print JSON for scripts")] = False) -> None:
+def status(as_json: ui.JsonOption = False) -> None:
     """Show each service's base URL and readiness."""
     settings = CliSettings()
     rows = collect_status(settings)
     if as_json:
         sys.stdout.write(json.dumps([{k: r[k] for k in ("name", "url", "ready")} for r in rows]) + "\n")
     else:
-        Console().print(service_table(settings))
+        ui.show(service_table(settings))
     if not all(r["ready"] for r in rows):
         raise typer.Exit(1)
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import importlib
+from importlib.metadata import version
+from typing import Annotated
 
 import typer
 
 from headwater import keys, lifecycle
+from headwater.commands import ingest, loader, poller, replay, transform
 
 app = typer.Typer(
     name="headwater",
@@ -14,20 +17,30 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
-lifecycle.register(app)
-app.add_typer(keys.app, name="keys")
-importlib.import_module("headwater.openapi_cmd").register(app)  # openapi write|check
 
-# Each service contributes its own commands (loadgen, pump, log2schema, ...) from services/<name>/cli.py,
-# a module exposing ``register(app: typer.Typer) -> None``.
-for _service in ("ingest", "transform", "loader", "replay", "poller"):
-    try:
-        _module = importlib.import_module(f"services.{_service}.cli")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"services.{_service}.cli":
-            raise
-        continue
-    _module.register(app)
+
+def _print_version(requested: bool) -> None:
+    if requested:
+        typer.echo(version("headwater"))
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    _version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_print_version, help="print the package version and exit"),
+    ] = False,
+) -> None:
+    """Headwater: an async, event-driven data pipeline mesh."""
+
+
+lifecycle.register(app)
+keys.register(app)
+importlib.import_module("headwater.openapi_cmd").register(app)  # openapi write|check
+# Each service's commands live here, above the services: they call its API or use its domain code.
+for _commands in (ingest, transform, loader, replay, poller):
+    _commands.register(app)
 
 
 if __name__ == "__main__":

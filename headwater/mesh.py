@@ -6,7 +6,6 @@ and a normal stop sends SIGTERM, waits, then SIGKILLs whatever is still running.
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import importlib.util
 import json
@@ -16,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -24,9 +24,6 @@ import httpx
 import redis as redis_sync
 
 from headwater.config import SERVICES, CliSettings
-from shared.logging import get_logger
-
-log = get_logger(__name__)
 
 _PR_SET_PDEATHSIG = 1
 
@@ -209,7 +206,7 @@ class Mesh:
 
     def start_services(self) -> None:
         """Start each service's API and, where it has one, its arq worker."""
-        root = Path(__file__).resolve().parents[2]
+        root = Path(__file__).resolve().parents[1]
         for service in SERVICES:
             url = self.settings.service_url(service)
             argv = [
@@ -264,8 +261,15 @@ class Mesh:
             return self._worker_ready(child)
         return True
 
-    def wait_ready(self, timeout: float) -> dict[str, float]:
-        """Wait until every child is ready; return seconds each took. Raise if one dies or times out."""
+    def waited_for(self) -> list[str]:
+        """Return the names of the children ``wait_ready`` waits for (services and workers)."""
+        return [c.name for c in self.children if c.kind != "infra"]
+
+    def wait_ready(self, timeout: float, on_ready: Callable[[str], None] | None = None) -> dict[str, float]:
+        """Wait until every child is ready, calling ``on_ready(name)`` for each; return seconds each took.
+
+        Raise if one dies or times out.
+        """
         started = time.monotonic()
         pending = {c.name: c for c in self.children if c.kind != "infra"}
         took: dict[str, float] = {}
@@ -276,6 +280,8 @@ class Mesh:
                 if self.child_ready(child):
                     took[name] = time.monotonic() - started
                     del pending[name]
+                    if on_ready is not None:
+                        on_ready(name)
             if time.monotonic() - started > timeout:
                 raise RuntimeError(f"not ready after {timeout:.0f}s: {', '.join(pending)} (logs in {self.logs_dir})")
             time.sleep(0.2)
@@ -329,8 +335,3 @@ def adopt_running_mesh_environment(settings: CliSettings) -> bool:
     for key, value in env.items():
         os.environ.setdefault(key, value)
     return True
-
-
-def run_async(coro: object) -> object:
-    """Run a coroutine from synchronous CLI code."""
-    return asyncio.run(coro)  # type: ignore[arg-type]

@@ -5,6 +5,9 @@ from __future__ import annotations
 import importlib
 import os
 from pathlib import Path
+from typing import Any
+
+from sqlmodel import col, select
 
 from headwater.config import SERVICES, CliSettings
 from shared.auth import ApiKey, KeyVerifier, create_api_key
@@ -81,3 +84,25 @@ async def ensure_poller_ingest_key(settings: CliSettings) -> str:
         settings, settings.home / "poller-ingest.key", ["ingest:write"], "poller -> ingest (headwater up)"
     )
     return key
+
+
+async def list_api_keys(settings: CliSettings) -> list[dict[str, Any]]:
+    """Return every API key's id, name, scopes, creation time and revocation, oldest first (never the hash)."""
+    columns = (ApiKey.key_id, ApiKey.name, ApiKey.scopes, ApiKey.created_at, ApiKey.revoked)
+    engine = create_engine(settings)
+    try:
+        await create_tables(engine)
+        async with session_factory(engine)() as session:
+            rows = (await session.exec(select(*columns).order_by(col(ApiKey.created_at)))).all()
+    finally:
+        await engine.dispose()
+    return [
+        {
+            "key_id": key_id,
+            "name": name,
+            "scopes": scopes.split(),
+            "created_at": created.isoformat(),
+            "revoked": revoked,
+        }
+        for key_id, name, scopes, created, revoked in rows
+    ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -105,15 +106,28 @@ async def ensure_sender_verified(ses: Any) -> None:
     await ses.verify_email_identity(EmailAddress=NOTIFICATION_SENDER)
 
 
-async def bootstrap(settings: HeadwaterSettings, *, with_ses: bool = True) -> None:
-    """Create every AWS resource the mesh uses (idempotent)."""
+# The steps of ``bootstrap``, in order, for callers that show progress.
+BOOTSTRAP_STEPS = ("buckets", "queues", "bucket notifications", "streams", "traffic table", "mail sender")
+
+
+async def bootstrap(
+    settings: HeadwaterSettings, *, with_ses: bool = True, on_step: Callable[[str], None] | None = None
+) -> None:
+    """Create every AWS resource the mesh uses (idempotent); call ``on_step(name)`` after each step."""
+    done = on_step or (lambda _step: None)
     async with AwsClients(settings) as aws:
         s3, sqs = await aws.get("s3"), await aws.get("sqs")
         await ensure_buckets(s3, settings)
+        done("buckets")
         urls = await ensure_queues(sqs, settings)
+        done("queues")
         await ensure_marker_notifications(s3, sqs, settings, urls["s3-events"])
+        done("bucket notifications")
         await ensure_streams(await aws.get("kinesis"), settings)
+        done("streams")
         await ensure_traffic_table(await aws.get("dynamodb"), settings)
+        done("traffic table")
         if with_ses and settings.aws_endpoint_url:
             await ensure_sender_verified(await aws.get("ses"))
+        done("mail sender")
     log.info("bootstrap_complete", prefix=settings.resource_prefix)

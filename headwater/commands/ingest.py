@@ -89,6 +89,6 @@ def loadgen(
         raise typer.Exit(1)
 
 
-def register(app: typer.Typer) -> None:
+def register(root: typer.Typer) -> None:
     """Add ingest's commands to the ``headwater`` CLI."""
-    app.command(name="loadgen")(loadgen)
+    root.command(name="loadgen")(loadgen)

@@ -45,7 +45,7 @@ def spark_script(
     sys.stdout.write(generate_script(schema))
 
 
-def register(app: typer.Typer) -> None:
+def register(root: typer.Typer) -> None:
     """Add transform's commands to the ``headwater`` CLI."""
-    app.command("log2schema")(log2schema)
-    app.command("spark-script")(spark_script)
+    root.command("log2schema")(log2schema)
+    root.command("spark-script")(spark_script)

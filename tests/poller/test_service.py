@@ -13,7 +13,7 @@ import orjson
 import typer
 from typer.testing import CliRunner
 
-from services.poller import cli as poller_cli
+from headwater.commands import poller as poller_cli
 from services.poller.app import create_app
 from services.poller.logwriter import log_path
 from services.poller.registry import Registry
@@ -92,7 +92,7 @@ async def test_cli_imports_devices_from_json_lines(
         file.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
         cli = typer.Typer()
         poller_cli.register(cli)
-        args = ["devices", "import", str(file), "--url", f"http://127.0.0.1:{port}", "--api-key", key]
+        args = ["devices", "import", str(file), "--url", f"http://127.0.0.1:{port}", "--api-key", key, "--json"]
         result = await asyncio.to_thread(CliRunner().invoke, cli, args)
         assert result.exit_code == 2, result.output
         assert '"created":1' in result.output and "line 2: invalid" in result.output

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.cli import mesh as mesh_module
-from shared.cli.config import SERVICES, CliSettings
-from shared.cli.mesh import Mesh, redis_answers
+from headwater import mesh as mesh_module
+from headwater.config import SERVICES, CliSettings
+from headwater.mesh import Mesh, redis_answers
 from tests.helpers import free_port
 
 
@@ -45,7 +45,7 @@ def test_the_configured_redis_is_used_when_it_answers(tmp_path: Path, redis_url:
 def _cli(*args: str, env_extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEADWATER_")} | env_extra
     return subprocess.run(
-        [sys.executable, "-m", "shared.cli.main", *args], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "headwater.main", *args], env=env, capture_output=True, text=True, timeout=60
     )
 
 

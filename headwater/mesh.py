@@ -207,6 +207,8 @@ class Mesh:
     def start_services(self) -> None:
         """Start each service's API and, where it has one, its arq worker."""
         root = Path(__file__).resolve().parents[1]
+        # A server process: ingest may tune the process-wide GC (never on import or in tests).
+        self.secret_env.setdefault("ingest", {})["HEADWATER_GC_TUNING"] = "true"
         for service in SERVICES:
             url = self.settings.service_url(service)
             argv = [

@@ -68,3 +68,47 @@ async def test_pump_cli_reports_refused_sql_and_bad_keys(service_url, api_key) -
     assert code == 1 and "query_refused" in out
     code, out = await _pump(service_url, "hw_bad_key", "get-all-jobs")
     assert code == 1 and "401" in out
+
+
+async def _headwater(url: str, key: str, *args: str) -> tuple[int, str, str]:
+    env = {**os.environ, "HEADWATER_REPLAY_URL": url, "HEADWATER_API_KEY": key, "COLUMNS": "200"}
+    proc = await asyncio.create_subprocess_exec(
+        HEADWATER, "pump", *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def test_pump_verbs_list_show_create_preview_cancel_with_tables_or_json(
+    service_url, api_key, aws, settings
+) -> None:
+    events = [make_event(f"v{n}", f"2026-11-24T10:00:0{n}Z", ad_id=f"ad-{n % 2}") for n in range(4)]
+    await put_archive(await aws.get("s3"), settings.bucket("raw"), events)
+    query = "SELECT * FROM raw_events"
+
+    code, out, _ = await _headwater(service_url, api_key, "preview", "-q", query, "-n", "2", "--json")
+    assert code == 0 and [json.loads(line)["data"]["event_id"] for line in out.splitlines()] == ["v0", "v1"]
+    code, out, _ = await _headwater(service_url, api_key, "preview", "-q", query, "-n", "1")
+    assert code == 0 and "partition key" in out and "v0" in out
+
+    target = settings.stream("events")
+    code, out, err = await _headwater(service_url, api_key, "create", "-q", query, "-s", target, "-p", "--json")
+    assert code == 0, err
+    job = json.loads(out)
+    assert (job["state"], job["progress"]["emitted"]) == ("succeeded", 4)
+    assert f"{job['id']} succeeded" in err  # the progress bar, on stderr only
+
+    code, out, _ = await _headwater(service_url, api_key, "list", "--json")
+    assert code == 0 and [j["id"] for j in json.loads(out)] == [job["id"]]
+    code, out, _ = await _headwater(service_url, api_key, "list")
+    assert code == 0 and job["id"] in out and "succeeded" in out and "emitted" in out
+    code, out, _ = await _headwater(service_url, api_key, "show", job["id"], "--json")
+    assert code == 0 and json.loads(out)["id"] == job["id"]
+    code, out, _ = await _headwater(service_url, api_key, "show", job["id"])
+    assert code == 0 and job["id"] in out and "succeeded" in out
+
+    code, _, err = await _headwater(service_url, api_key, "cancel", job["id"])
+    assert code == 1 and "409" in err and "already succeeded" in err
+
+    code, out, _ = await _headwater(service_url, api_key, "--help")
+    assert "create-job" not in out and "get-all-jobs" not in out  # the old verbs work but are hidden

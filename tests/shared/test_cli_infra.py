@@ -67,3 +67,62 @@ def test_keys_create_rejects_unknown_scopes_and_prints_a_key_otherwise(tmp_path:
     good = _cli("keys", "create", "--scope", "read", "--scope", "jobs:admin", env_extra=env)
     assert good.returncode == 0, good.stderr
     assert good.stdout.count("\n") == 1 and good.stdout.startswith("hw_")
+
+
+def test_version_prints_the_package_version() -> None:
+    from importlib.metadata import version
+
+    result = _cli("--version", env_extra={})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == version("headwater")
+
+
+def test_keys_list_shows_ids_names_scopes_and_revocation_but_never_a_key_or_hash(tmp_path: Path) -> None:
+    env = {"HEADWATER_DATA_DIR": str(tmp_path), "HEADWATER_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/m.db"}
+    created = json.loads(_cli("keys", "create", "--scope", "read", "--name", "dash", "--json", env_extra=env).stdout)
+    assert created["key"].startswith(f"hw_{created['key_id']}_") and created["scopes"] == ["read"]
+    other = _cli("keys", "create", "--scope", "admin", env_extra=env).stdout.strip()
+    other_id = other.split("_")[1]
+    assert _cli("keys", "revoke", other_id, env_extra=env).returncode == 0
+
+    listed = _cli("keys", "list", "--json", env_extra=env)
+    assert listed.returncode == 0, listed.stderr
+    keys = {k["key_id"]: k for k in json.loads(listed.stdout)}
+    assert set(keys) == {created["key_id"], other_id}
+    assert (keys[created["key_id"]]["name"], keys[created["key_id"]]["scopes"]) == ("dash", ["read"])
+    assert keys[other_id]["revoked"] is True and keys[created["key_id"]]["revoked"] is False
+    assert set(keys[other_id]) == {"key_id", "name", "scopes", "created_at", "revoked"}
+
+    table = _cli("keys", "list", env_extra=env).stdout
+    assert created["key_id"] in table and "dash" in table and "yes" in table
+    for secret in (created["key"], other, "argon2"):
+        assert secret not in table and secret not in listed.stdout
+
+
+def test_status_prints_a_table_without_json(tmp_path: Path) -> None:
+    ports = {f"HEADWATER_{s.upper()}_PORT": str(free_port()) for s in SERVICES}
+    result = _cli("status", env_extra={"HEADWATER_DATA_DIR": str(tmp_path), **ports})
+    assert result.returncode == 1
+    assert all(service in result.stdout for service in SERVICES) and "ready" in result.stdout
+
+
+def test_service_commands_without_a_key_say_how_to_get_one(tmp_path: Path) -> None:
+    env = {"HEADWATER_DATA_DIR": str(tmp_path)}
+    for args in (("jobs", "list"), ("pump", "list"), ("devices", "list")):
+        result = _cli(*args, env_extra=env)
+        assert result.returncode == 2 and "no API key" in result.stderr, (args, result.stderr)
+
+
+def test_bootstrap_shows_its_steps_on_stderr(tmp_path: Path, moto_server: str) -> None:
+    env = {
+        "HEADWATER_DATA_DIR": str(tmp_path),
+        "HEADWATER_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/m.db",
+        "HEADWATER_AWS_ENDPOINT_URL": moto_server,
+        "AWS_ENDPOINT_URL": moto_server,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "HEADWATER_RESOURCE_PREFIX": f"cli{free_port()}",
+    }
+    result = _cli("bootstrap", env_extra=env)
+    assert result.returncode == 0, result.stderr
+    assert "bootstrap" in result.stderr and "7/7" in result.stderr and "bootstrap complete" in result.stderr

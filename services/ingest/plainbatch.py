@@ -17,6 +17,7 @@ import msgspec
 from msgspec import Meta, Struct
 
 from services.ingest.spool import Day
+from shared.contracts import source_of
 
 # Python's ``$`` also matches before a final newline; ``\Z`` does not (as pydantic's pattern for AdEventIn).
 _EVENT_ID = r"^[A-Za-z0-9._:\-]{1,128}\Z"
@@ -62,6 +63,7 @@ class PlainResult(Struct):
     reason: str | None = None
 
 
+_SOURCE = source_of("impression")  # impressions and clicks share one raw source
 _DECODER = msgspec.json.Decoder(_Wrapped | list[PlainAdEvent])
 _ENCODER = msgspec.json.Encoder()
 
@@ -83,7 +85,7 @@ def plain_records(
         PlainRecord(
             event.event_id or server_id,
             event.type,
-            "beacon",
+            _SOURCE,
             received_iso,
             received_iso,
             ip_hash,
@@ -104,7 +106,7 @@ def encode_records(records: list[PlainRecord]) -> bytes:
 
 def days_and_counts(records: list[PlainRecord]) -> tuple[set[Day], Counter[tuple[str, str | None]]]:
     """Return the (source, day) pairs and the {(type, ad id): n} counts of the records."""
-    days = {("beacon", moment[:10]) for moment in {record.event_time for record in records}}
+    days = {(_SOURCE, moment[:10]) for moment in {record.event_time for record in records}}
     return days, Counter((record.type, record.ad_id) for record in records)
 
 

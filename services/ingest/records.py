@@ -124,7 +124,9 @@ def plain_ad_records(items: list[Any], *, received_iso: str, ip_hash: str | None
     fresh_ids = iter(server_event_ids(len(items)))
     # Key order matters: event_id first (see encode_lines), then the fields in the order event_record gives them.
     base = dict.fromkeys(RAW_BASE_FIELDS[:-1])  # properties last, added per record
-    base.update(source="beacon", event_time=received_iso, received_at=received_iso, client_ip_hash=ip_hash)
+    base.update(
+        source=source_of("impression"), event_time=received_iso, received_at=received_iso, client_ip_hash=ip_hash
+    )
     for item in items:
         if type(item) is not dict or not item.keys() <= plain_keys:
             append(None)

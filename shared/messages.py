@@ -2,14 +2,16 @@
 
 Each message is a versioned pydantic model with a ``type`` and an ``id``. Consumers are idempotent
 on ``id`` (and on the deterministic keys they write), so at-least-once delivery never duplicates rows.
-Change these like an API: add optional fields, never repurpose one.
+Change these like an API: add optional fields, never repurpose one. Only messages some service sends belong
+here, each parsed by its consumer through :func:`parse_message` (day completion travels as S3 event notifications
+of the ``_COMPLETE`` markers; mail is the loader's own business, queued in Redis).
 """
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, date, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -32,16 +34,6 @@ class Envelope(BaseModel):
     id: str = Field(default_factory=new_id)
     version: int = 1
     created_at: datetime = Field(default_factory=utc_now)
-
-
-class DayCompleted(Envelope):
-    """A raw partition day is complete: its ``_COMPLETE`` marker object exists."""
-
-    type: Literal["day-completed"] = "day-completed"
-    bucket: str
-    source: str = Field(description="raw source name, e.g. 'beacon' or 'meter_read'")
-    dt: date
-    marker_key: str
 
 
 class TransformRequest(Envelope):
@@ -91,18 +83,8 @@ class TransformFailed(Envelope):
     error: str
 
 
-class Notification(Envelope):
-    """Something a person should hear about (the loader turns these into email)."""
-
-    type: Literal["notification"] = "notification"
-    subject: str
-    body: str
-    recipients: list[str] = Field(default_factory=list)
-    details: dict[str, Any] = Field(default_factory=dict)
-
-
 Message = Annotated[
-    DayCompleted | TransformRequest | LoadRequest | TransformFailed | Notification,
+    TransformRequest | LoadRequest | TransformFailed,
     Field(discriminator="type"),
 ]
 _message_adapter: TypeAdapter[Message] = TypeAdapter(Message)

@@ -16,7 +16,7 @@ PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "local-dev-only"}
 
 # Well-known resource names; bucket names get the deployment prefix.
 BUCKETS = ("raw", "curated", "bad-rows", "logs", "chains", "replay")
-QUEUES = ("s3-events", "transform-requests", "load-requests", "notifications")
+QUEUES = ("s3-events", "transform-requests", "load-requests")
 STREAMS = ("events", "replay")
 TRAFFIC_TABLE = "traffic"
 

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
-from arq import create_pool
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from services.loader.api import router
-from services.loader.runtime import Runtime
 from services.loader.settings import LoaderSettings
+from services.loader.wiring import open_loader
 from shared.health import check_bucket, check_database, check_queue, check_redis
-from shared.http import create_service_app, open_resources
-from shared.redis import arq_redis_settings
+from shared.http import create_service_app
+from shared.wiring import wiring_lifespan
 
 UI_DIR = Path(__file__).parent / "ui"
 
@@ -23,29 +20,14 @@ UI_DIR = Path(__file__).parent / "ui"
 def create_app(settings: LoaderSettings | None = None) -> FastAPI:
     """Build the loader app."""
     settings = settings or LoaderSettings()
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_resources(app, settings):
-            arq_pool = await create_pool(arq_redis_settings(settings), default_queue_name=settings.arq_queue)
-            app.state.runtime = Runtime(
-                settings=settings,
-                engine=app.state.db_engine,
-                sessions=app.state.sessions,
-                aws=app.state.aws,
-                arq=arq_pool,
-            )
-            try:
-                yield
-            finally:
-                await arq_pool.aclose()
-
     app = create_service_app(
         settings=settings,
         title="Headwater loader",
         description="Load jobs: watch S3 for complete days, transform and load them into the warehouse; "
-        "per-date runs, retries, retention, notifications and the advertising traffic API.",
-        lifespan=lifespan,
+        "per-date runs, retries, retention, notifications and the advertising traffic API.\n\n"
+        "The traffic API is served at `/v1/advertising/traffic/{ad_id}`; the seed path "
+        "`/advertising/traffic/{ad_id}` is kept as an undocumented alias for existing clients.",
+        lifespan=wiring_lifespan(open_loader, settings),
         readiness_checks={
             "redis": check_redis,
             "database": check_database,

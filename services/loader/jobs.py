@@ -10,7 +10,17 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.loader import runs as run_service
-from services.loader.models import Job, JobCreate, JobRun, JobState, JobUpdate, RunEvent, RunState, utc_now
+from services.loader.models import (
+    Job,
+    JobCreate,
+    JobRead,
+    JobRun,
+    JobState,
+    JobUpdate,
+    RunEvent,
+    RunState,
+    utc_now,
+)
 from services.loader.retention import drop_date
 from services.loader.schema_store import SchemaNotFound, load_schema
 from services.loader.settings import LoaderSettings
@@ -99,6 +109,12 @@ async def get_job(*, session: AsyncSession, job_id: int) -> Job:
     if job is None:
         raise NotFoundError(f"job {job_id} not found")
     return job
+
+
+async def read_job(*, session: AsyncSession, job_id: int) -> JobRead:
+    """Return a job as the API shows it, with its per-state date counts; raise NotFoundError."""
+    job = await get_job(session=session, job_id=job_id)
+    return JobRead.of(job, await run_service.state_counts(session, job_id))
 
 
 async def apply_action(*, session: AsyncSession, job_id: int, action: str) -> Job:

@@ -7,7 +7,6 @@ files (replacing the date exactly once), fills the traffic table, notifies, and 
 
 from __future__ import annotations
 
-import json
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -17,11 +16,12 @@ from pydantic import ValidationError
 from services.loader import notify, scanner
 from services.loader import runs as run_service
 from services.loader.models import IN_FLIGHT, Job, JobRun, JobState, RunState, utc_now
-from services.loader.runtime import Runtime
 from services.loader.s3io import download, read_object, split_s3_url
 from services.loader.schema_store import load_schema
 from services.loader.traffic import upsert_view
 from services.loader.warehouse import LoadInput, open_adapter
+from services.loader.wiring import LoaderWiring
+from shared.contracts import Manifest
 from shared.logging import get_logger
 from shared.messages import LoadRequest, TransformFailed, parse_message
 
@@ -32,8 +32,10 @@ class LoadError(RuntimeError):
     """A load that cannot succeed as is (row count mismatch, bad manifest)."""
 
 
-async def _run_and_job(rt: Runtime, job_id: int | None, run_id: int | None, dt: date) -> tuple[JobRun, Job] | None:
-    async with rt.sessions() as session:
+async def _run_and_job(
+    wiring: LoaderWiring, job_id: int | None, run_id: int | None, dt: date
+) -> tuple[JobRun, Job] | None:
+    async with wiring.sessions() as session:
         run = await run_service.get_run(session, run_id) if run_id is not None else None
         if run is None and job_id is not None:
             run = await run_service.find_run(session, job_id, dt)
@@ -43,15 +45,15 @@ async def _run_and_job(rt: Runtime, job_id: int | None, run_id: int | None, dt: 
         return (run, job) if job is not None else None
 
 
-async def _cancel_run(rt: Runtime, run: JobRun) -> None:
+async def _cancel_run(wiring: LoaderWiring, run: JobRun) -> None:
     """A cancelled job stops after the step in flight: the date ends cancelled, not loaded."""
-    async with rt.sessions() as session:
+    async with wiring.sessions() as session:
         if await run_service.transition(session, run.id or 0, IN_FLIGHT, RunState.CANCELLED, finished_at=utc_now()):
             await run_service.log_event(session, job_id=run.job_id, dt=run.dt, event="cancelled")
             await session.commit()
 
 
-async def handle_load_queue_message(rt: Runtime, message: dict[str, Any]) -> None:
+async def handle_load_queue_message(wiring: LoaderWiring, message: dict[str, Any]) -> None:
     """Handle one message of the load-requests queue (LoadRequest or TransformFailed)."""
     try:
         envelope = parse_message(message["Body"])
@@ -59,25 +61,25 @@ async def handle_load_queue_message(rt: Runtime, message: dict[str, Any]) -> Non
         log.warning("load_queue_bad_message", error=str(exc)[:500])
         return
     if isinstance(envelope, LoadRequest):
-        await accept_load_request(rt, envelope)
+        await accept_load_request(wiring, envelope)
     elif isinstance(envelope, TransformFailed):
-        await handle_transform_failed(rt, envelope)
+        await handle_transform_failed(wiring, envelope)
     else:
         log.warning("load_queue_unexpected_message", type=envelope.type)
 
 
-async def accept_load_request(rt: Runtime, request: LoadRequest) -> bool:
+async def accept_load_request(wiring: LoaderWiring, request: LoadRequest) -> bool:
     """Move the date to loading and enqueue its load job; return whether a load was enqueued."""
-    found = await _run_and_job(rt, request.job_id, request.run_id, request.dt)
+    found = await _run_and_job(wiring, request.job_id, request.run_id, request.dt)
     if found is None:
         log.warning("load_request_unknown_run", job_id=request.job_id, run_id=request.run_id)
         return False
     run, job = found
     assert run.id is not None
     if job.state == JobState.CANCELLED:
-        await _cancel_run(rt, run)
+        await _cancel_run(wiring, run)
         return False
-    async with rt.sessions() as session:
+    async with wiring.sessions() as session:
         moved = await run_service.transition(
             session,
             run.id,
@@ -98,30 +100,30 @@ async def accept_load_request(rt: Runtime, request: LoadRequest) -> bool:
                 session, job_id=run.job_id, dt=run.dt, event="transformed", detail=f"{request.rows_out} rows"
             )
             await session.commit()
-    await rt.arq.enqueue_job(
+    await wiring.jobs.enqueue_job(
         "load_run", run.id, request.model_dump_json(), _job_id=f"load:{run.id}:{request.transform_id}"
     )
     return True
 
 
-async def handle_transform_failed(rt: Runtime, failure: TransformFailed) -> None:
+async def handle_transform_failed(wiring: LoaderWiring, failure: TransformFailed) -> None:
     """Count the failed transform as an attempt: retry after a backoff or mark the date failed."""
-    found = await _run_and_job(rt, failure.job_id, failure.run_id, failure.dt)
+    found = await _run_and_job(wiring, failure.job_id, failure.run_id, failure.dt)
     if found is None:
         return
     run, job = found
     if run.state != RunState.TRANSFORMING:
         return
     if job.state == JobState.CANCELLED:
-        await _cancel_run(rt, run)
+        await _cancel_run(wiring, run)
         return
-    await record_failure(rt, run, job, f"transform failed: {failure.error}")
+    await record_failure(wiring, run, job, f"transform failed: {failure.error}")
 
 
-async def record_failure(rt: Runtime, run: JobRun, job: Job, error: str) -> None:
+async def record_failure(wiring: LoaderWiring, run: JobRun, job: Job, error: str) -> None:
     """Record a failed attempt; notify when the date is failed for good; dispatch what is next."""
-    settings = rt.settings
-    async with rt.sessions() as session:
+    settings = wiring.settings
+    async with wiring.sessions() as session:
         fresh = await run_service.get_run(session, run.id or 0)
         if fresh is None:
             return
@@ -136,7 +138,7 @@ async def record_failure(rt: Runtime, run: JobRun, job: Job, error: str) -> None
     log.warning("run_attempt_failed", job_id=job.id, run_id=run.id, dt=run.dt.isoformat(), error=error[:300])
     if exhausted:
         await notify.queue_notification(
-            rt.arq,
+            wiring.redis,
             settings,
             job_id=job.id,
             job_name=job.name,
@@ -145,18 +147,15 @@ async def record_failure(rt: Runtime, run: JobRun, job: Job, error: str) -> None
             detail=error[:500],
             recipients=job.recipients,
         )
-    await scanner.dispatch_job(rt, job.id or 0)
+    await scanner.dispatch_job(wiring, job.id or 0)
 
 
 async def _load_input(s3: Any, request: LoadRequest) -> LoadInput:
-    manifest = json.loads(await read_object(s3, request.bucket, request.manifest_key))
-    entries = manifest.get("entries")
-    if not isinstance(entries, list):
-        raise LoadError(f"manifest {request.manifest_key} has no entries")
-    urls = [entry["url"] for entry in entries]
-    rows = manifest.get("headwater", {}).get("rows")
-    if rows is None and entries and all("record_count" in e.get("meta", {}) for e in entries):
-        rows = sum(int(e["meta"]["record_count"]) for e in entries)
+    try:
+        manifest = Manifest.decode(await read_object(s3, request.bucket, request.manifest_key))
+    except ValidationError as exc:
+        raise LoadError(f"manifest {request.manifest_key} is not a manifest: {exc}") from exc
+    urls = [entry.url for entry in manifest.entries]
 
     async def _download(folder: Path) -> list[Path]:
         paths = []
@@ -167,42 +166,46 @@ async def _load_input(s3: Any, request: LoadRequest) -> LoadInput:
 
     return LoadInput(
         manifest_url=f"s3://{request.bucket}/{request.manifest_key}",
-        parquet_urls=urls,
-        expected_rows=int(rows) if rows is not None else None,
+        expected_rows=manifest.headwater.rows,
         download=_download,
     )
 
 
-async def perform_load(rt: Runtime, job: Job, request: LoadRequest) -> int:
+async def perform_load(wiring: LoaderWiring, job: Job, request: LoadRequest) -> int:
     """Load one date into the job's warehouse and fill the traffic table; return rows loaded."""
-    s3 = await rt.aws.get("s3")
+    s3 = await wiring.aws.get("s3")
     data = await _load_input(s3, request)
-    schema = await load_schema(s3, rt.settings, job.schema_name, request.schema_version)
-    adapter = open_adapter(job.warehouse, rt.settings, rt.aws)
+    schema = await load_schema(s3, wiring.settings, job.schema_name, request.schema_version)
+    adapter = open_adapter(job.warehouse, wiring.settings, wiring.aws)
     rows = await adapter.load_date(job.table_name, schema, request.dt, data)
     if data.expected_rows is not None and rows != data.expected_rows:
         raise LoadError(f"loaded {rows} rows but the manifest lists {data.expected_rows}")
     if request.advertising_view_key:
         await upsert_view(
-            s3, await rt.aws.get("dynamodb"), rt.settings, request.bucket, request.advertising_view_key, request.dt
+            s3,
+            await wiring.aws.get("dynamodb"),
+            wiring.settings,
+            request.bucket,
+            request.advertising_view_key,
+            request.dt,
         )
     return rows
 
 
-async def maybe_maintain(rt: Runtime, job: Job, run: JobRun) -> bool:
+async def maybe_maintain(wiring: LoaderWiring, job: Job, run: JobRun) -> bool:
     """Every ``maintenance_every_loads`` loads of a table, run its VACUUM/ANALYZE; log it in the history."""
-    every = rt.settings.maintenance_every_loads
+    every = wiring.settings.maintenance_every_loads
     if every <= 0:
         return False
-    key = f"loader:{rt.settings.resource_prefix}:loads:{job.warehouse}:{job.table_name}"
-    if int(await rt.arq.incr(key)) % every != 0:
+    key = f"loader:{wiring.settings.resource_prefix}:loads:{job.warehouse}:{job.table_name}"
+    if int(await wiring.redis.incr(key)) % every != 0:
         return False
     try:
-        await open_adapter(job.warehouse, rt.settings, rt.aws).maintain(job.table_name)
+        await open_adapter(job.warehouse, wiring.settings, wiring.aws).maintain(job.table_name)
     except Exception as exc:  # maintenance must never undo a load
         log.warning("warehouse_maintenance_failed", table=job.table_name, error=str(exc))
         return False
-    async with rt.sessions() as session:
+    async with wiring.sessions() as session:
         await run_service.log_event(
             session, job_id=run.job_id, dt=run.dt, event="maintained", detail=f"{job.warehouse} {job.table_name}"
         )
@@ -211,9 +214,9 @@ async def maybe_maintain(rt: Runtime, job: Job, run: JobRun) -> bool:
     return True
 
 
-async def mark_loaded(rt: Runtime, run: JobRun, job: Job, rows: int) -> None:
+async def mark_loaded(wiring: LoaderWiring, run: JobRun, job: Job, rows: int) -> None:
     """Record the load, notify, and dispatch the job's next date."""
-    async with rt.sessions() as session:
+    async with wiring.sessions() as session:
         done = await run_service.transition(
             session,
             run.id or 0,
@@ -230,8 +233,8 @@ async def mark_loaded(rt: Runtime, run: JobRun, job: Job, rows: int) -> None:
     if done:
         log.info("date_loaded", job_id=job.id, run_id=run.id, dt=run.dt.isoformat(), rows=rows)
         await notify.queue_notification(
-            rt.arq,
-            rt.settings,
+            wiring.redis,
+            wiring.settings,
             job_id=job.id,
             job_name=job.name,
             kind="loaded",
@@ -239,22 +242,22 @@ async def mark_loaded(rt: Runtime, run: JobRun, job: Job, rows: int) -> None:
             detail=f"{rows} rows into {job.warehouse} table {job.table_name}",
             recipients=job.recipients,
         )
-    await scanner.dispatch_job(rt, job.id or 0)
+    await scanner.dispatch_job(wiring, job.id or 0)
     if done:
-        await maybe_maintain(rt, job, run)
+        await maybe_maintain(wiring, job, run)
 
 
-async def current(rt: Runtime, run_id: int) -> tuple[JobRun, Job] | None:
+async def current(wiring: LoaderWiring, run_id: int) -> tuple[JobRun, Job] | None:
     """Return the run and its job as stored now."""
-    async with rt.sessions() as session:
+    async with wiring.sessions() as session:
         run = await run_service.get_run(session, run_id)
         job = await session.get(Job, run.job_id) if run else None
     return (run, job) if run and job else None
 
 
-async def note_transient(rt: Runtime, run: JobRun, error: str, attempt: int) -> None:
+async def note_transient(wiring: LoaderWiring, run: JobRun, error: str, attempt: int) -> None:
     """Record a transient load error that will be retried."""
-    async with rt.sessions() as session:
+    async with wiring.sessions() as session:
         await run_service.log_event(
             session, job_id=run.job_id, dt=run.dt, event="load_retry", detail=f"try {attempt}: {error}"
         )

@@ -198,33 +198,30 @@ class JobUpdate(BaseModel):
         return value
 
 
+JOB_EXAMPLE: dict[str, object] = {
+    "id": 1,
+    "name": "ad events",
+    "schema_name": "ad_events",
+    "schema_version": 1,
+    "source": "s3://hw-raw/beacon/dt=YYYY-MM-DD/",
+    "start_date": "2026-11-01",
+    "end_date": None,
+    "warehouse": "duckdb",
+    "engine": "local",
+    "table": "ad_events",
+    "emails": ["data@example.com"],
+    "retention_days": 90,
+    "state": "active",
+    "created_at": "2026-11-25T12:00:00Z",
+    "updated_at": "2026-11-25T12:00:00Z",
+    "runs": {"loaded": 23, "transforming": 1},
+}
+
+
 class JobRead(BaseModel):
     """A job as the API shows it."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": 1,
-                    "name": "ad events",
-                    "schema_name": "ad_events",
-                    "schema_version": 1,
-                    "source": "s3://hw-raw/beacon/dt=YYYY-MM-DD/",
-                    "start_date": "2026-11-01",
-                    "end_date": None,
-                    "warehouse": "duckdb",
-                    "engine": "local",
-                    "table": "ad_events",
-                    "emails": ["data@example.com"],
-                    "retention_days": 90,
-                    "state": "active",
-                    "created_at": "2026-11-25T12:00:00Z",
-                    "updated_at": "2026-11-25T12:00:00Z",
-                    "runs": {"loaded": 23, "transforming": 1},
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [JOB_EXAMPLE]})
 
     id: int
     name: str
@@ -347,6 +344,10 @@ class RunEventRead(BaseModel):
 
 class JobAction(BaseModel):
     """Result of a job action."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"job": JOB_EXAMPLE | {"state": "paused"}, "action": "pause"}]}
+    )
 
     job: JobRead
     action: str

@@ -9,12 +9,13 @@ from sqlmodel import col, select
 
 from services.loader import runs as run_service
 from services.loader.models import Job, JobRun, RunState, utc_now
-from services.loader.runtime import Runtime
 from services.loader.scanner import today_utc
 from services.loader.schema_store import load_schema
 from services.loader.settings import LoaderSettings
 from services.loader.traffic import delete_view_days
 from services.loader.warehouse import open_adapter
+from services.loader.wiring import LoaderWiring
+from shared.contracts import CuratedPartition, advertising_view_day_prefix
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -45,21 +46,21 @@ async def drop_date(
     objects = traffic = 0
     if expire_curated:
         curated = settings.bucket("curated")
-        day = f"dt={dt.isoformat()}/"
-        objects += await _delete_prefix(s3, curated, f"{job.schema_name}/v{job.schema_version}/{day}")
-        view = f"_views/advertising/{job.schema_name}/v{job.schema_version}/{day}"
+        partition = CuratedPartition(job.schema_name, job.schema_version, dt)
+        objects += await _delete_prefix(s3, curated, partition.day_prefix)
+        view = advertising_view_day_prefix(job.schema_name, job.schema_version, dt)
         # The view says which ads the day's traffic items belong to: read it before it goes.
         traffic = await delete_view_days(s3, await aws.get("dynamodb"), settings, curated, view)
         objects += await _delete_prefix(s3, curated, view)
     return rows, objects, traffic
 
 
-async def apply_retention(rt: Runtime, job: Job) -> list[date]:
+async def apply_retention(wiring: LoaderWiring, job: Job) -> list[date]:
     """Delete the job's dates older than its retention; log each deletion in the runs history."""
     if not job.retention_days or job.id is None:
         return []
     cutoff = today_utc() - timedelta(days=job.retention_days)
-    async with rt.sessions() as session:
+    async with wiring.sessions() as session:
         result = await session.exec(
             select(JobRun)
             .where(JobRun.job_id == job.id, col(JobRun.dt) < cutoff, JobRun.state == RunState.LOADED)
@@ -68,8 +69,8 @@ async def apply_retention(rt: Runtime, job: Job) -> list[date]:
         expired_runs = list(result.all())
     expired: list[date] = []
     for run in expired_runs:
-        rows, objects, traffic = await drop_date(rt.settings, rt.aws, job, run.dt, expire_curated=True)
-        async with rt.sessions() as session:
+        rows, objects, traffic = await drop_date(wiring.settings, wiring.aws, job, run.dt, expire_curated=True)
+        async with wiring.sessions() as session:
             if await run_service.transition(
                 session, run.id or 0, [RunState.LOADED], RunState.EXPIRED, finished_at=utc_now()
             ):
@@ -87,15 +88,15 @@ async def apply_retention(rt: Runtime, job: Job) -> list[date]:
     return expired
 
 
-async def apply_retention_all(rt: Runtime) -> int:
+async def apply_retention_all(wiring: LoaderWiring) -> int:
     """Apply retention to every job that has one; return dates expired."""
-    async with rt.sessions() as session:
+    async with wiring.sessions() as session:
         result = await session.exec(select(Job).where(col(Job.retention_days).is_not(None)))
         jobs = list(result.all())
     total = 0
     for job in jobs:
         try:
-            total += len(await apply_retention(rt, job))
+            total += len(await apply_retention(wiring, job))
         except Exception as exc:
             log.exception("retention_failed", job_id=job.id, error=str(exc))
     return total

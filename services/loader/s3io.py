@@ -1,39 +1,13 @@
-"""Small S3 helpers for the loader: read objects, download files, and tell transient errors apart."""
+"""Small S3 helpers for the loader: split s3:// URLs, read objects, download files.
+
+Which failures are worth retrying is decided by ``shared.retry.is_transient``.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
 from typing import Any
-
-from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError, ReadTimeoutError
-
-# S3 eventual consistency (an object listed in a manifest not readable yet) counts as transient, as do 5xx.
-TRANSIENT_CODES = {
-    "NoSuchKey",
-    "404",
-    "InternalError",
-    "ServiceUnavailable",
-    "SlowDown",
-    "RequestTimeout",
-    "Throttling",
-    "ThrottlingException",
-    "500",
-    "503",
-}
-
-
-class TransientError(RuntimeError):
-    """A failure worth retrying soon (S3 not answering, an object not there yet)."""
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Return whether ``exc`` is a transient AWS/network error."""
-    if isinstance(exc, TransientError | EndpointConnectionError | ConnectionClosedError | ReadTimeoutError):
-        return True
-    if isinstance(exc, ClientError):
-        return exc.response.get("Error", {}).get("Code") in TRANSIENT_CODES
-    return isinstance(exc, ConnectionError | TimeoutError)
 
 
 def split_s3_url(url: str) -> tuple[str, str]:

@@ -17,9 +17,9 @@ from botocore.exceptions import ClientError
 from sqlmodel import col, select
 
 from services.loader import runs as run_service
-from services.loader.models import IN_FLIGHT, Job, JobRun, JobState, RunState, utc_now
-from services.loader.runtime import Runtime
+from services.loader.models import Job, JobRun, JobState, RunState, utc_now
 from services.loader.templates import SourceTemplate
+from services.loader.wiring import LoaderWiring
 from shared.logging import get_logger
 from shared.messages import TransformRequest
 from shared.queues import send_message
@@ -59,23 +59,22 @@ def candidate_dates(job: Job, known: set[date], limit: int, after: date | None =
     return ([day for day in missing if day > after] + [day for day in missing if day <= after])[:limit]
 
 
-def _cursor_key(rt: Runtime, job_id: int) -> str:
-    return f"loader:{rt.settings.resource_prefix}:scan-cursor:{job_id}"
+def _cursor_key(wiring: LoaderWiring, job_id: int) -> str:
+    return f"loader:{wiring.settings.resource_prefix}:scan-cursor:{job_id}"
 
 
-async def discover_days(rt: Runtime, job: Job) -> int:
+async def discover_days(wiring: LoaderWiring, job: Job) -> int:
     """HEAD the markers of the job's dates without runs; create waiting runs for complete ones."""
     assert job.id is not None
-    async with rt.sessions() as session:
+    async with wiring.sessions() as session:
         known = await run_service.run_dates(session, job.id)
-    raw_cursor = await rt.arq.get(_cursor_key(rt, job.id)) if rt.arq is not None else None
+    raw_cursor = await wiring.redis.get(_cursor_key(wiring, job.id))
     cursor = date.fromisoformat(raw_cursor.decode()) if raw_cursor else None
-    candidates = candidate_dates(job, known, rt.settings.scan_max_dates, cursor)
+    candidates = candidate_dates(job, known, wiring.settings.scan_max_dates, cursor)
     if not candidates:
         return 0
-    if rt.arq is not None:
-        await rt.arq.set(_cursor_key(rt, job.id), candidates[-1].isoformat(), ex=7 * 86400)
-    s3 = await rt.aws.get("s3")
+    await wiring.redis.set(_cursor_key(wiring, job.id), candidates[-1].isoformat(), ex=7 * 86400)
+    s3 = await wiring.aws.get("s3")
     template = job.template
     semaphore = asyncio.Semaphore(_HEAD_CONCURRENCY)
 
@@ -86,16 +85,16 @@ async def discover_days(rt: Runtime, job: Job) -> int:
     found = [day for day in await asyncio.gather(*(_check(day) for day in candidates)) if day]
     if not found:
         return 0
-    async with rt.sessions() as session:
+    async with wiring.sessions() as session:
         return await run_service.ensure_runs(session, job.id, found)
 
 
-async def _expire_stuck_runs(rt: Runtime, job: Job) -> None:
+async def _expire_stuck_runs(wiring: LoaderWiring, job: Job) -> None:
     """Count a transform with no answer, or a load never finished, past its timeout as a failed attempt."""
     now = utc_now()
-    transform_cutoff = now - timedelta(seconds=rt.settings.transform_timeout_s)
-    load_cutoff = now - timedelta(seconds=rt.settings.load_timeout_s * 1.5)
-    async with rt.sessions() as session:
+    transform_cutoff = now - timedelta(seconds=wiring.settings.transform_timeout_s)
+    load_cutoff = now - timedelta(seconds=wiring.settings.load_timeout_s * 1.5)
+    async with wiring.sessions() as session:
         result = await session.exec(
             select(JobRun).where(
                 JobRun.job_id == job.id,
@@ -109,23 +108,23 @@ async def _expire_stuck_runs(rt: Runtime, job: Job) -> None:
                 session,
                 run,
                 reason,
-                max_attempts=rt.settings.max_attempts,
-                base_s=rt.settings.retry_backoff_s,
-                max_s=rt.settings.retry_backoff_max_s,
+                max_attempts=wiring.settings.max_attempts,
+                base_s=wiring.settings.retry_backoff_s,
+                max_s=wiring.settings.retry_backoff_max_s,
             )
 
 
-async def dispatch_job(rt: Runtime, job_id: int) -> int:
+async def dispatch_job(wiring: LoaderWiring, job_id: int) -> int:
     """Send TransformRequests for the job's earliest due waiting dates, up to the in-flight limit."""
-    async with rt.dispatch_lock:
-        async with rt.sessions() as session:
+    async with wiring.dispatch_lock:
+        async with wiring.sessions() as session:
             job = await session.get(Job, job_id)
             if job is None or job.state != JobState.ACTIVE:
                 return 0
-            free = rt.settings.max_in_flight_per_job - await run_service.in_flight_count(session, job_id)
+            free = wiring.settings.max_in_flight_per_job - await run_service.in_flight_count(session, job_id)
             due = await run_service.due_waiting_runs(session, job_id, free, utc_now())
             sent = 0
-            sqs = await rt.aws.get("sqs")
+            sqs = await wiring.aws.get("sqs")
             template = job.template
             for run in due:
                 assert run.id is not None
@@ -150,7 +149,7 @@ async def dispatch_job(rt: Runtime, job_id: int) -> int:
                     dt=run.dt,
                     engine=job.engine,  # type: ignore[arg-type]
                 )
-                await send_message(sqs, rt.settings.queue("transform-requests"), request)
+                await send_message(sqs, wiring.settings.queue("transform-requests"), request)
                 await run_service.log_event(
                     session, job_id=job_id, dt=run.dt, event="transform_requested", detail=f"attempt {run.attempts + 1}"
                 )
@@ -160,49 +159,46 @@ async def dispatch_job(rt: Runtime, job_id: int) -> int:
             return sent
 
 
-async def active_jobs(rt: Runtime, *, with_paused: bool = False) -> list[Job]:
+async def request_scan(wiring: LoaderWiring, job_id: int) -> None:
+    """Ask the worker to scan the job now rather than at the next cron tick."""
+    await wiring.jobs.enqueue_job("scan_one", job_id)
+
+
+async def active_jobs(wiring: LoaderWiring, *, with_paused: bool = False) -> list[Job]:
     """Return every active job (and paused ones when asked)."""
     states = [JobState.ACTIVE, JobState.PAUSED] if with_paused else [JobState.ACTIVE]
-    async with rt.sessions() as session:
+    async with wiring.sessions() as session:
         result = await session.exec(select(Job).where(col(Job.state).in_(states)).order_by(col(Job.id)))
         return list(result.all())
 
 
-async def scan_job(rt: Runtime, job: Job) -> int:
+async def scan_job(wiring: LoaderWiring, job: Job) -> int:
     """Discover the job's complete days and dispatch what is due; return requests sent."""
     assert job.id is not None
-    await discover_days(rt, job)
-    await _expire_stuck_runs(rt, job)
-    return await dispatch_job(rt, job.id)
+    await discover_days(wiring, job)
+    await _expire_stuck_runs(wiring, job)
+    return await dispatch_job(wiring, job.id)
 
 
-async def scan_all(rt: Runtime) -> int:
+async def scan_all(wiring: LoaderWiring) -> int:
     """Scan every active job (paused and cancelled jobs are skipped); return requests sent."""
     sent = 0
-    for job in await active_jobs(rt):
+    for job in await active_jobs(wiring):
         try:
-            sent += await scan_job(rt, job)
+            sent += await scan_job(wiring, job)
         except Exception as exc:
             log.exception("scan_failed", job_id=job.id, error=str(exc))
     return sent
 
 
-def marker_objects(body: str) -> list[tuple[str, str]]:
-    """Return (bucket, key) of the markers in an S3 event notification (or a DayCompleted envelope) body."""
-    return [(bucket, key) for bucket, key, _ in marker_events(body)]
-
-
 def marker_events(body: str) -> list[tuple[str, str, datetime | None]]:
-    """Return (bucket, key, when the marker was written) for each marker an S3 event or DayCompleted reports."""
+    """Return (bucket, key, when the marker was written) for each marker an S3 event notification reports."""
     try:
         document = json.loads(body)
     except json.JSONDecodeError:
         return []
     if isinstance(document, dict) and "Message" in document and isinstance(document["Message"], str):
         return marker_events(document["Message"])  # wrapped by SNS
-    if isinstance(document, dict) and document.get("type") == "day-completed":
-        written = _parse_time(document.get("created_at"))
-        return [(document["bucket"], document["marker_key"], written)]  # a DayCompleted envelope
     objects: list[tuple[str, str, datetime | None]] = []
     for record in document.get("Records", []) if isinstance(document, dict) else []:
         if not str(record.get("eventName", "")).startswith("ObjectCreated"):
@@ -230,7 +226,7 @@ def _parse_time(value: object) -> datetime | None:
     return _as_utc(parsed)
 
 
-async def handle_s3_event(rt: Runtime, body: str) -> int:
+async def handle_s3_event(wiring: LoaderWiring, body: str) -> int:
     """Start the days whose markers an S3 notification reports; return requests sent.
 
     A paused job records the days as waiting (they show on its calendar) but starts none. A marker rewritten
@@ -241,7 +237,7 @@ async def handle_s3_event(rt: Runtime, body: str) -> int:
     if not events:
         return 0
     sent = 0
-    for job in await active_jobs(rt, with_paused=True):
+    for job in await active_jobs(wiring, with_paused=True):
         assert job.id is not None
         template = job.template
         last = job.end_date or today_utc()
@@ -252,10 +248,10 @@ async def handle_s3_event(rt: Runtime, body: str) -> int:
                 written[day] = when
         if not written:
             continue
-        async with rt.sessions() as session:
+        async with wiring.sessions() as session:
             await run_service.ensure_runs(session, job.id, written.keys())
             await reload_late_days(session, job.id, written)
-        sent += await dispatch_job(rt, job.id)
+        sent += await dispatch_job(wiring, job.id)
     return sent
 
 
@@ -285,10 +281,3 @@ async def reload_late_days(session: Any, job_id: int, written: dict[date, dateti
             log.info("late_day_reload", job_id=job_id, dt=run.dt.isoformat())
             reloaded += 1
     return reloaded
-
-
-async def runs_in_flight(rt: Runtime, job_id: int) -> list[JobRun]:
-    """Return the job's runs in flight."""
-    async with rt.sessions() as session:
-        result = await session.exec(select(JobRun).where(JobRun.job_id == job_id, col(JobRun.state).in_(IN_FLIGHT)))
-        return list(result.all())

@@ -1,4 +1,4 @@
-"""Read table schemas from the registry's S3 copies (``hw-curated/_schemas/<name>/v<version>.yaml``)."""
+"""Read table schemas from the registry's S3 copies (contract 2: ``shared.contracts.schema_key``)."""
 
 from __future__ import annotations
 
@@ -6,17 +6,13 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from shared.contracts import schema_key
 from shared.schemas import TableSchema, parse_schema_yaml
 from shared.settings import HeadwaterSettings
 
 
 class SchemaNotFound(LookupError):
     """No schema document exists for the name and version."""
-
-
-def schema_key(name: str, version: int) -> str:
-    """Return the S3 key of a schema version."""
-    return f"_schemas/{name}/v{version}.yaml"
 
 
 async def load_schema(s3: Any, settings: HeadwaterSettings, name: str, version: int) -> TableSchema:

@@ -12,9 +12,11 @@ import pyarrow.parquet as pq
 
 from services.loader.models import TrafficDay, TrafficSeries
 from services.loader.s3io import read_object
+from shared.errors import UnprocessableError
 from shared.settings import TRAFFIC_TABLE, HeadwaterSettings
 
 _BATCH = 25
+MAX_RANGE_DAYS = 3660  # ten years
 
 
 def _read_view(data: bytes) -> list[dict[str, Any]]:
@@ -113,3 +115,12 @@ async def traffic_series(
         "ctr": clicks / impressions if impressions else 0.0,
     }
     return TrafficSeries(ad_id=ad_id, start=start, end=end, days=days, totals=totals)
+
+
+async def get_traffic(*, aws: Any, settings: HeadwaterSettings, ad_id: str, start: date, end: date) -> TrafficSeries:
+    """Return an ad's traffic between two days (an unknown ad gives an empty series); reject a bad range."""
+    if end < start:
+        raise UnprocessableError("end is before start", details=[{"field": "end", "reason": "end is before start"}])
+    if (end - start).days > MAX_RANGE_DAYS:
+        raise UnprocessableError("range too long", details=[{"field": "end", "reason": "at most 10 years"}])
+    return await traffic_series(await aws.get("dynamodb"), settings, ad_id, start, end)

@@ -1,135 +1,94 @@
-"""The loader's arq worker: SQS consumers (S3 events, load requests, notifications), load jobs, cron jobs.
+"""The loader's arq worker: SQS consumers (S3 events, load requests), load jobs, cron jobs.
 
-Run with ``python -m arq services.loader.worker.WorkerSettings``. Tests build a Worker from
+Run with ``python -m arq services.loader.worker.WorkerSettings``; the settings are read when the worker starts
+(``WorkerSettings`` is built on first access), not at import. Tests build a Worker from
 ``worker_options(settings)`` instead, so one process can run it beside the app.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+from functools import partial
 from typing import Any
 
 from arq import Retry, cron
 from arq.worker import func
 
 from services.loader import loading, notify, scanner
+from services.loader.consumers import start_consumers
 from services.loader.models import RunState
-from services.loader.runtime import Runtime
-from services.loader.s3io import is_transient
+from services.loader.retention import apply_retention_all
 from services.loader.settings import LoaderSettings
-from shared.logging import configure_logging, get_logger
-from shared.messages import LoadRequest, Notification, parse_message
-from shared.queues import consume_queue
+from services.loader.wiring import LoaderWiring, open_loader
+from shared.logging import get_logger
+from shared.messages import LoadRequest
 from shared.redis import arq_redis_settings
+from shared.retry import is_transient
+from shared.wiring import lazy_worker_settings, worker_hooks
 
 log = get_logger(__name__)
 
+# The worker's own Redis connection is its job queue: the wiring opens no second pool.
+_open_wiring, shutdown = worker_hooks(partial(open_loader, job_queue=False), LoaderSettings)
+
 
 async def startup(ctx: dict[str, Any]) -> None:
-    """Open the clients and start the SQS consumers."""
-    settings: LoaderSettings = ctx.get("settings") or LoaderSettings()
-    ctx["settings"] = settings
-    configure_logging(settings.service_name, settings.log_level, settings.log_json)
-    rt = Runtime.open(settings, arq=ctx["redis"])
-    ctx["runtime"] = rt
-    stop = asyncio.Event()
-    ctx["stop"] = stop
-    sqs = await rt.aws.get("sqs")
-
-    async def _on_s3_event(message: dict[str, Any]) -> None:
-        await scanner.handle_s3_event(rt, message["Body"])
-
-    async def _on_load_message(message: dict[str, Any]) -> None:
-        await loading.handle_load_queue_message(rt, message)
-
-    async def _on_notification(message: dict[str, Any]) -> None:
-        envelope = parse_message(message["Body"])
-        if isinstance(envelope, Notification):
-            await notify.queue_notification(
-                rt.arq,
-                settings,
-                job_id=None,
-                job_name=envelope.subject,
-                kind="notice",
-                dt=None,
-                detail=envelope.body,
-                recipients=envelope.recipients,
-            )
-
-    ctx["consumers"] = [
-        asyncio.create_task(consume_queue(sqs, settings.queue(name), handler, stop=stop, wait_seconds=1))
-        for name, handler in (
-            ("s3-events", _on_s3_event),
-            ("load-requests", _on_load_message),
-            ("notifications", _on_notification),
-        )
-    ]
-    log.info("loader_worker_started", queue=settings.arq_queue)
-
-
-async def shutdown(ctx: dict[str, Any]) -> None:
-    """Stop the consumers and close the clients."""
-    stop: asyncio.Event | None = ctx.get("stop")
-    if stop is not None:
-        stop.set()
-    consumers: list[asyncio.Task[None]] = ctx.get("consumers", [])
-    if consumers:
-        _, pending = await asyncio.wait(consumers, timeout=5)
-        for task in pending:
-            task.cancel()
-        for task in pending:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-    rt: Runtime | None = ctx.get("runtime")
-    if rt is not None:
-        await rt.close()
+    """Open the wiring and start the SQS consumers (stopped when the wiring closes)."""
+    await _open_wiring(ctx)
+    wiring: LoaderWiring = ctx["wiring"]
+    await start_consumers(wiring)
+    log.info("loader_worker_started", queue=wiring.settings.arq_queue)
 
 
 async def load_run(ctx: dict[str, Any], run_id: int, request_json: str) -> str:
     """Load one date; transient errors retry with backoff, others count as a failed attempt."""
-    rt: Runtime = ctx["runtime"]
+    wiring: LoaderWiring = ctx["wiring"]
+    settings = wiring.settings
     request = LoadRequest.model_validate_json(request_json)
-    found = await loading.current(rt, run_id)
+    found = await loading.current(wiring, run_id)
     if found is None:
         return "gone"
     run, job = found
     if run.state != RunState.LOADING or run.transform_id != request.transform_id:
         return f"skipped ({run.state})"
     try:
-        rows = await loading.perform_load(rt, job, request)
+        rows = await loading.perform_load(wiring, job, request)
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
         tries = int(ctx.get("job_try", 1))
-        if is_transient(exc) and tries < rt.settings.load_max_tries:
-            await loading.note_transient(rt, run, error, tries)
-            raise Retry(
-                defer=min(rt.settings.retry_backoff_max_s, rt.settings.retry_backoff_s * 2 ** (tries - 1))
-            ) from exc
+        # The manifest and the parts it names may not be readable yet (read-after-write): retry those too.
+        if is_transient(exc, missing_is_transient=True) and tries < settings.load_max_tries:
+            await loading.note_transient(wiring, run, error, tries)
+            raise Retry(defer=min(settings.retry_backoff_max_s, settings.retry_backoff_s * 2 ** (tries - 1))) from exc
         log.exception("load_failed", job_id=job.id, run_id=run.id, error=error[:300])
-        await loading.record_failure(rt, run, job, f"load failed: {error}")
+        await loading.record_failure(wiring, run, job, f"load failed: {error}")
         return "failed"
-    await loading.mark_loaded(rt, run, job, rows)
+    await loading.mark_loaded(wiring, run, job, rows)
     return f"loaded {rows}"
 
 
 async def scan_jobs(ctx: dict[str, Any]) -> int:
     """Cron: scan every active job."""
-    return await scanner.scan_all(ctx["runtime"])
+    return await scanner.scan_all(ctx["wiring"])
 
 
 async def scan_one(ctx: dict[str, Any], job_id: int) -> int:
-    """Scan one job now (enqueued by the API when a job is created)."""
-    rt: Runtime = ctx["runtime"]
-    for job in await scanner.active_jobs(rt):
+    """Scan one job now (enqueued by the API when a job is created or resumed)."""
+    wiring: LoaderWiring = ctx["wiring"]
+    for job in await scanner.active_jobs(wiring):
         if job.id == job_id:
-            return await scanner.scan_job(rt, job)
+            return await scanner.scan_job(wiring, job)
     return 0
 
 
 async def flush_mail(ctx: dict[str, Any]) -> int:
     """Cron: send the queued notifications."""
-    return await notify.flush_notifications(ctx["redis"], ctx["settings"])
+    wiring: LoaderWiring = ctx["wiring"]
+    return await notify.flush_notifications(wiring.redis, wiring.settings)
+
+
+async def retention(ctx: dict[str, Any]) -> int:
+    """Cron: apply every job's retention."""
+    return await apply_retention_all(ctx["wiring"])
 
 
 def _every(seconds: int) -> set[int]:
@@ -139,12 +98,6 @@ def _every(seconds: int) -> set[int]:
 
 def worker_options(settings: LoaderSettings) -> dict[str, Any]:
     """Return the arq Worker keyword arguments for ``settings``."""
-    from services.loader.retention import apply_retention_all
-
-    async def retention(ctx: dict[str, Any]) -> int:
-        return await apply_retention_all(ctx["runtime"])
-
-    retention.__qualname__ = "retention"
     minutes = set(range(0, 60, max(1, min(60, settings.retention_interval_min))))
     return {
         "functions": [
@@ -168,18 +121,12 @@ def worker_options(settings: LoaderSettings) -> dict[str, Any]:
     }
 
 
-_settings = LoaderSettings()
-_options = worker_options(_settings)
+def build_worker_settings(settings: LoaderSettings | None = None) -> type:
+    """Return arq's WorkerSettings for ``settings`` (read from the environment when not given)."""
+    options = worker_options(settings or LoaderSettings())
+    options.pop("handle_signals")  # the arq CLI handles SIGTERM/SIGINT itself
+
+    return type("WorkerSettings", (), {"__doc__": "arq settings: same Settings as the app.", **options})
 
 
-class WorkerSettings:
-    """arq entry point: ``arq services.loader.worker.WorkerSettings``."""
-
-    functions = _options["functions"]
-    cron_jobs = _options["cron_jobs"]
-    on_startup = _options["on_startup"]
-    on_shutdown = _options["on_shutdown"]
-    queue_name = _options["queue_name"]
-    redis_settings = _options["redis_settings"]
-    ctx = _options["ctx"]
-    max_jobs = 4
+__getattr__ = lazy_worker_settings(build_worker_settings)

@@ -15,18 +15,16 @@ import httpx
 import pytest
 import uvicorn
 from aiosmtpd.controller import Controller
-from arq import create_pool
 from arq.worker import Worker
 
 from services.loader.app import create_app
-from services.loader.runtime import Runtime
 from services.loader.settings import LoaderSettings
+from services.loader.wiring import LoaderWiring, open_loader
 from services.loader.worker import worker_options
 from shared.auth import create_api_key
 from shared.aws import AwsClients
 from shared.bootstrap import ensure_buckets, ensure_marker_notifications, ensure_queues, ensure_traffic_table
 from shared.db import create_engine, create_tables, session_factory
-from shared.redis import arq_redis_settings
 from tests.helpers import free_port, wait_until
 from tests.loader.fake_transform import FakeTransform, put_schema
 
@@ -119,12 +117,11 @@ async def aws(loader_settings: LoaderSettings) -> AsyncIterator[AwsClients]:
 
 
 @pytest.fixture
-async def runtime(loader_settings: LoaderSettings, redis: Any) -> AsyncIterator[Runtime]:
-    pool = await create_pool(arq_redis_settings(loader_settings), default_queue_name=loader_settings.arq_queue)
-    rt = Runtime.open(loader_settings, arq=pool)
-    yield rt
-    await rt.close()
-    await pool.aclose()
+async def wiring(loader_settings: LoaderSettings, redis: Any) -> AsyncIterator[LoaderWiring]:
+    """The loader's wiring, as the app and the worker open it, for tests that call the domain directly."""
+    opened = await open_loader(loader_settings)
+    yield opened
+    await opened.close()
 
 
 @pytest.fixture

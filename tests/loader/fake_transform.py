@@ -1,5 +1,8 @@
 """Plays transform's part in the loader tests: consumes TransformRequest, writes Parquet + manifest
-(+ the advertising view) to the curated bucket per contract 4, and answers LoadRequest or TransformFailed.
+(+ the advertising view) to the curated bucket, and answers LoadRequest or TransformFailed.
+
+Keys and the manifest come from ``shared.contracts`` (as transform writes them), so a change of the contract
+breaks these tests rather than production.
 """
 
 from __future__ import annotations
@@ -14,6 +17,16 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from shared.contracts import (
+    CuratedPartition,
+    Manifest,
+    ManifestDetails,
+    ManifestEntry,
+    ManifestEntryMeta,
+    day_marker_key,
+    raw_hour_prefix,
+    schema_key,
+)
 from shared.messages import LoadRequest, TransformFailed, TransformRequest, new_id, parse_message
 from shared.queues import consume_queue, send_message
 from shared.settings import HeadwaterSettings
@@ -89,16 +102,15 @@ async def put_day(s3: Any, settings: HeadwaterSettings, day: date, records: list
     """Archive a day's records like ingest does, then write its _COMPLETE marker."""
     bucket = settings.bucket("raw")
     body = gzip.compress("".join(json.dumps(r) + "\n" for r in records).encode())
-    await s3.put_object(Bucket=bucket, Key=f"beacon/dt={day.isoformat()}/hour=00/part-0.json.gz", Body=body)
+    # One object per day under a fixed name: the tests pass a whole day each time, so writing it again replaces it.
+    await s3.put_object(Bucket=bucket, Key=f"{raw_hour_prefix('beacon', day, 0)}part-0.json.gz", Body=body)
     marker = {"source": "beacon", "dt": day.isoformat(), "events": len(records), "objects": 1}
-    await s3.put_object(Bucket=bucket, Key=f"beacon/dt={day.isoformat()}/_COMPLETE", Body=json.dumps(marker).encode())
+    await s3.put_object(Bucket=bucket, Key=day_marker_key("beacon", day), Body=json.dumps(marker).encode())
 
 
 async def put_schema(s3: Any, settings: HeadwaterSettings, text: str = AD_EVENTS_YAML, version: int = 1) -> None:
     """Register a schema where transform's registry keeps its S3 copy."""
-    await s3.put_object(
-        Bucket=settings.bucket("curated"), Key=f"_schemas/ad_events/v{version}.yaml", Body=text.encode()
-    )
+    await s3.put_object(Bucket=settings.bucket("curated"), Key=schema_key("ad_events", version), Body=text.encode())
 
 
 def _parquet(table: pa.Table) -> bytes:
@@ -173,31 +185,31 @@ class FakeTransform:
             for r in records
         ]
         curated = self.settings.bucket("curated")
-        base = f"{request.table}/v{request.schema_version}/dt={request.dt.isoformat()}/"
+        partition = CuratedPartition(request.table, request.schema_version, request.dt)
         data = _parquet(pa.Table.from_pylist(rows, schema=ARROW))
-        await s3.put_object(Bucket=curated, Key=base + "part-00000.parquet", Body=data)
+        await s3.put_object(Bucket=curated, Key=partition.part(0), Body=data)
         transform_id = new_id()
-        manifest = {
-            "entries": [
-                {
-                    "url": f"s3://{curated}/{base}part-00000.parquet",
-                    "mandatory": True,
-                    "meta": {"content_length": len(data), "record_count": len(rows)},
-                }
+        manifest = Manifest(
+            entries=[
+                ManifestEntry(
+                    url=f"s3://{curated}/{partition.part(0)}",
+                    meta=ManifestEntryMeta(content_length=len(data), record_count=len(rows)),
+                )
             ],
-            "headwater": {
-                "table": request.table,
-                "version": request.schema_version,
-                "dt": request.dt.isoformat(),
-                "rows": len(rows),
-                "transform_id": transform_id,
-            },
-        }
-        manifest_key = base + "_manifest.json"
+            headwater=ManifestDetails(
+                table=request.table,
+                version=request.schema_version,
+                dt=request.dt,
+                rows=len(rows),
+                transform_id=transform_id,
+                advertising_view_key=partition.advertising_view,
+            ),
+        )
+        manifest_key = partition.manifest
         if request.dt in self.manifest_late:
-            self.held_manifests[request.dt] = (manifest_key, json.dumps(manifest).encode())
+            self.held_manifests[request.dt] = (manifest_key, manifest.encode())
         else:
-            await s3.put_object(Bucket=curated, Key=manifest_key, Body=json.dumps(manifest).encode())
+            await s3.put_object(Bucket=curated, Key=manifest_key, Body=manifest.encode())
         counts: dict[str, list[int]] = {}
         for row in rows:
             pair = counts.setdefault(row["ad_id"], [0, 0])
@@ -217,8 +229,7 @@ class FakeTransform:
                 ]
             ),
         )
-        day = request.dt.isoformat()
-        view_key = f"_views/advertising/{request.table}/v{request.schema_version}/dt={day}/part-00000.parquet"
+        view_key = partition.advertising_view
         await s3.put_object(Bucket=curated, Key=view_key, Body=_parquet(view))
         return LoadRequest(
             job_id=request.job_id,

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 
 from services.loader import notify
-from services.loader.runtime import Runtime
+from services.loader.wiring import LoaderWiring
 from tests.loader.test_lifecycle import job_body
 
 
@@ -59,28 +59,37 @@ async def test_pause_resume_and_cancel_follow_the_state_machine(client: httpx.As
     assert (await client.post(f"/v1/jobs/{job_id}/resume")).json()["job"]["state"] == "active"
     assert (await client.post(f"/v1/jobs/{job_id}/cancel")).json()["job"]["state"] == "cancelled"
     assert (await client.post(f"/v1/jobs/{job_id}/pause")).status_code == 409
-    assert (await client.post(f"/v1/jobs/{job_id}/explode")).status_code == 422
+    assert (await client.post(f"/v1/jobs/{job_id}/explode")).status_code == 404  # no such action route
 
 
 async def test_traffic_rejects_a_bad_range_and_answers_an_unknown_ad_with_an_empty_series(
     client: httpx.AsyncClient,
 ) -> None:
-    bad = await client.get("/advertising/traffic/ad-1", params={"start": "2026-11-22", "end": "2026-11-20"})
+    bad = await client.get("/v1/advertising/traffic/ad-1", params={"start": "2026-11-22", "end": "2026-11-20"})
     assert bad.status_code == 422 and bad.json()["error"]["details"][0]["field"] == "end"
-    malformed = await client.get("/advertising/traffic/ad-1", params={"start": "22-11-2026", "end": "2026-11-20"})
+    malformed = await client.get("/v1/advertising/traffic/ad-1", params={"start": "22-11-2026", "end": "2026-11-20"})
     assert malformed.status_code == 422
-    empty = await client.get("/advertising/traffic/nobody", params={"start": "2026-11-20", "end": "2026-11-22"})
+    empty = await client.get("/v1/advertising/traffic/nobody", params={"start": "2026-11-20", "end": "2026-11-22"})
     assert empty.status_code == 200
     assert empty.json()["days"] == [] and empty.json()["totals"] == {"impressions": 0, "clicks": 0, "ctr": 0.0}
 
 
-async def test_a_300_day_backfill_sends_one_summary_mail(runtime: Runtime, smtp_sink: Any) -> None:
+async def test_the_seed_traffic_path_is_an_alias_of_the_v1_path(client: httpx.AsyncClient) -> None:
+    window = {"start": "2026-11-20", "end": "2026-11-22"}
+    alias = await client.get("/advertising/traffic/nobody", params=window)
+    assert alias.status_code == 200
+    assert alias.json() == (await client.get("/v1/advertising/traffic/nobody", params=window)).json()
+    bad = await client.get("/advertising/traffic/ad-1", params={"start": "2026-11-22", "end": "2026-11-20"})
+    assert bad.status_code == 422 and bad.json()["error"]["details"][0]["field"] == "end"
+
+
+async def test_a_300_day_backfill_sends_one_summary_mail(wiring: LoaderWiring, smtp_sink: Any) -> None:
     _, sink = smtp_sink
     first = date(2025, 1, 1)
     for i in range(300):
         await notify.queue_notification(
-            runtime.arq,
-            runtime.settings,
+            wiring.redis,
+            wiring.settings,
             job_id=1,
             job_name="backfill",
             kind="loaded",
@@ -89,8 +98,8 @@ async def test_a_300_day_backfill_sends_one_summary_mail(runtime: Runtime, smtp_
             recipients=["a@example.com"],
         )
     await notify.queue_notification(
-        runtime.arq,
-        runtime.settings,
+        wiring.redis,
+        wiring.settings,
         job_id=1,
         job_name="backfill",
         kind="failed",
@@ -98,45 +107,27 @@ async def test_a_300_day_backfill_sends_one_summary_mail(runtime: Runtime, smtp_
         detail="boom",
         recipients=["a@example.com"],
     )
-    assert await notify.flush_notifications(runtime.arq, runtime.settings) == 1
+    assert await notify.flush_notifications(wiring.redis, wiring.settings) == 1
     assert len(sink.messages) == 1
     body = sink.messages[0].get_payload()
     assert "loaded: 300 dates from 2025-01-01 to 2025-10-27." in body
     assert "2025-12-31: boom" in body
     assert "1 failed, 300 loaded" in sink.messages[0]["Subject"]
-    assert await notify.flush_notifications(runtime.arq, runtime.settings) == 0
-
-
-async def test_notifications_from_other_services_are_mailed(
-    worker: Any, runtime: Runtime, smtp_sink: Any, aws: Any
-) -> None:
-    from shared.messages import Notification
-    from shared.queues import send_message
-    from tests.helpers import wait_until
-
-    notice = Notification(subject="replay finished", body="42 records replayed", recipients=["ops@example.com"])
-    await send_message(await aws.get("sqs"), runtime.settings.queue("notifications"), notice)
-
-    async def _queued() -> bool:
-        return bool(await runtime.arq.llen(f"loader:{runtime.settings.resource_prefix}:notifications"))
-
-    await wait_until(_queued, message="the notification was not consumed")
-    assert await notify.flush_notifications(runtime.arq, runtime.settings) == 1
-    _, sink = smtp_sink
-    assert "replay finished" in sink.messages[0]["Subject"]
-    assert "42 records replayed" in sink.messages[0].get_payload()
-    assert "ops@example.com" in sink.messages[0]["X-Envelope-To"]
+    assert await notify.flush_notifications(wiring.redis, wiring.settings) == 0
 
 
 def test_every_loader_route_is_documented_with_a_summary_and_a_response_model() -> None:
     from services.loader.app import create_app
 
     paths = create_app().openapi()["paths"]
-    loader_paths = {path: ops for path, ops in paths.items() if path.startswith(("/v1/", "/advertising/"))}
-    assert len(loader_paths) == 8  # paths; 12 operations
+    loader_paths = {path: ops for path, ops in paths.items() if path.startswith("/v1/")}
+    assert len(loader_paths) == 10  # paths; 13 operations
+    assert sum(len(operations) for operations in loader_paths.values()) == 13
+    assert "/advertising/traffic/{ad_id}" not in paths  # the seed alias is served, not published
     for path, operations in loader_paths.items():
         for method, operation in operations.items():
             assert operation.get("summary"), (method, path)
             ok = next(v for k, v in operation["responses"].items() if k.startswith("2"))
             assert "$ref" in str(ok["content"]["application/json"]["schema"]), (method, path)
-            assert "422" in operation["responses"], (method, path)
+            if operation.get("parameters") or operation.get("requestBody"):
+                assert "422" in operation["responses"], (method, path)

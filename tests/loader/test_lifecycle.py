@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 
 from services.loader.notify import flush_notifications
-from services.loader.runtime import Runtime
+from services.loader.wiring import LoaderWiring
 from tests.helpers import wait_until
 from tests.loader.fake_transform import FakeTransform, beacon_events, put_day
 
@@ -49,14 +49,14 @@ async def wait_states(client: httpx.AsyncClient, job_id: int, expected: dict[str
 
 
 async def test_three_days_are_transformed_and_loaded_in_order_with_exact_counts(
-    client: httpx.AsyncClient, worker: Any, transform: FakeTransform, aws: Any, runtime: Runtime, smtp_sink: Any
+    client: httpx.AsyncClient, worker: Any, transform: FakeTransform, aws: Any, wiring: LoaderWiring, smtp_sink: Any
 ) -> None:
     created = await client.post("/v1/jobs", json=job_body())
     assert created.status_code == 201, created.text
     job_id = created.json()["id"]
     s3 = await aws.get("s3")
     for day, ads in DAYS.items():
-        await put_day(s3, runtime.settings, day, beacon_events(day, ads))
+        await put_day(s3, wiring.settings, day, beacon_events(day, ads))
 
     runs = await wait_states(client, job_id, {d.isoformat(): "loaded" for d in DAYS})
 
@@ -73,7 +73,7 @@ async def test_three_days_are_transformed_and_loaded_in_order_with_exact_counts(
     assert transform.requests[0].source_prefix == "beacon/dt=2026-11-20/"
 
     # Traffic API: exact per-day numbers and totals.
-    traffic = await client.get("/advertising/traffic/ad-1", params={"start": "2026-11-20", "end": "2026-11-22"})
+    traffic = await client.get("/v1/advertising/traffic/ad-1", params={"start": "2026-11-20", "end": "2026-11-22"})
     assert traffic.status_code == 200
     series = traffic.json()
     assert [(d["dt"], d["impressions"], d["clicks"]) for d in series["days"]] == [
@@ -86,7 +86,7 @@ async def test_three_days_are_transformed_and_loaded_in_order_with_exact_counts(
 
     # One mail for the three loaded dates.
     _, sink = smtp_sink
-    assert await flush_notifications(runtime.arq, runtime.settings) == 1
+    assert await flush_notifications(wiring.redis, wiring.settings) == 1
     assert len(sink.messages) == 1
     mail = sink.messages[0]
     assert "3 loaded" in mail["Subject"]
@@ -103,17 +103,17 @@ async def test_three_days_are_transformed_and_loaded_in_order_with_exact_counts(
 
 
 async def test_duplicate_marker_events_and_scans_never_load_twice(
-    client: httpx.AsyncClient, worker: Any, transform: FakeTransform, aws: Any, runtime: Runtime
+    client: httpx.AsyncClient, worker: Any, transform: FakeTransform, aws: Any, wiring: LoaderWiring
 ) -> None:
     from services.loader import scanner
 
     job_id = (await client.post("/v1/jobs", json=job_body(end_date=D1.isoformat()))).json()["id"]
     s3 = await aws.get("s3")
-    await put_day(s3, runtime.settings, D1, beacon_events(D1, DAYS[D1]))
-    await put_day(s3, runtime.settings, D1, beacon_events(D1, DAYS[D1]))  # marker written twice: two events
-    await scanner.scan_all(runtime)
+    await put_day(s3, wiring.settings, D1, beacon_events(D1, DAYS[D1]))
+    await put_day(s3, wiring.settings, D1, beacon_events(D1, DAYS[D1]))  # marker written twice: two events
+    await scanner.scan_all(wiring)
     await wait_states(client, job_id, {D1.isoformat(): "loaded"})
-    await scanner.scan_all(runtime)
+    await scanner.scan_all(wiring)
     runs = await runs_by_date(client, job_id)
     assert len(runs) == 1 and runs[D1.isoformat()]["attempts"] == 1
     assert len(transform.requests) == 1

@@ -122,7 +122,7 @@ def redshift_overrides() -> dict[str, Any]:
 
 
 async def test_a_redshift_job_whose_statements_never_finish_fails_the_date_with_the_reason(
-    client: Any, worker: Any, transform: Any, aws: Any, runtime: Any
+    client: Any, worker: Any, transform: Any, aws: Any, wiring: Any
 ) -> None:
     from services.loader import scanner
     from tests.helpers import wait_until
@@ -130,10 +130,10 @@ async def test_a_redshift_job_whose_statements_never_finish_fails_the_date_with_
     from tests.loader.test_lifecycle import D1, job_body, runs_by_date
 
     job_id = (await client.post("/v1/jobs", json=job_body(warehouse="redshift", end_date=D1.isoformat()))).json()["id"]
-    await put_day(await aws.get("s3"), runtime.settings, D1, beacon_events(D1, {"ad-1": (1, 0)}))
+    await put_day(await aws.get("s3"), wiring.settings, D1, beacon_events(D1, {"ad-1": (1, 0)}))
 
     async def _failed() -> dict | None:
-        await scanner.scan_all(runtime)  # the cron's part: re-dispatch after the backoff
+        await scanner.scan_all(wiring)  # the cron's part: re-dispatch after the backoff
         run = (await runs_by_date(client, job_id)).get(D1.isoformat(), {})
         return run if run.get("state") == "failed" else None
 

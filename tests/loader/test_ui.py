@@ -74,7 +74,7 @@ async def test_the_retry_button_loads_a_failed_date(
     transform: FakeTransform,
     aws: Any,
     loader_settings: Any,
-    runtime: Any,
+    wiring: Any,
 ) -> None:
     from services.loader import scanner
 
@@ -85,7 +85,7 @@ async def test_the_retry_button_loads_a_failed_date(
         await put_day(await aws.get("s3"), loader_settings, D1, beacon_events(D1, {"ad-1": (2, 1)}))
 
         async def _failed() -> bool:
-            await scanner.scan_all(runtime)
+            await scanner.scan_all(wiring)
             runs = (await http.get(f"/v1/jobs/{job_id}/runs")).json()
             return bool(runs) and runs[0]["state"] == "failed"
 

@@ -88,10 +88,10 @@ async def test_a_new_schema_version_adds_columns_and_never_drops_them(adapter: A
 
 @pytest.mark.on_postgres
 async def test_a_postgres_job_loads_days_with_metadata_and_warehouse_on_postgres(
-    client: httpx.AsyncClient, worker: Any, transform: FakeTransform, aws: Any, runtime: Any
+    client: httpx.AsyncClient, worker: Any, transform: FakeTransform, aws: Any, wiring: Any
 ) -> None:
-    assert runtime.settings.database_url.startswith("postgresql+asyncpg://")
-    job_id = await _start(client, aws, runtime, warehouse="postgres")
+    assert wiring.settings.database_url.startswith("postgresql+asyncpg://")
+    job_id = await _start(client, aws, wiring, warehouse="postgres")
     runs = await wait_states(client, job_id, {d.isoformat(): "loaded" for d in DAYS})
     for day, ads in DAYS.items():
         expected = sum(i + c for i, c in ads.values())

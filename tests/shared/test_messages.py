@@ -4,7 +4,7 @@ from datetime import date
 import pytest
 from pydantic import ValidationError
 
-from shared.messages import DayCompleted, LoadRequest, TransformRequest, dump_message, parse_message
+from shared.messages import LoadRequest, TransformFailed, TransformRequest, dump_message, parse_message
 
 
 def test_envelopes_round_trip_through_json_with_their_type() -> None:
@@ -24,8 +24,8 @@ def test_envelopes_round_trip_through_json_with_their_type() -> None:
 
 
 def test_every_envelope_gets_a_distinct_id() -> None:
-    first = DayCompleted(bucket="b", source="beacon", dt=date(2026, 1, 1), marker_key="k")
-    second = DayCompleted(bucket="b", source="beacon", dt=date(2026, 1, 1), marker_key="k")
+    first = TransformFailed(table="t", schema_version=1, dt=date(2026, 1, 1), error="boom")
+    second = TransformFailed(table="t", schema_version=1, dt=date(2026, 1, 1), error="boom")
     assert first.id != second.id
     assert len(first.id) == 32
 
@@ -61,3 +61,10 @@ def test_envelopes_ignore_fields_added_by_newer_senders() -> None:
     parsed = parse_message(json.dumps(data))
     assert isinstance(parsed, LoadRequest)
     assert parsed.rows_bad == 1
+
+
+def test_only_messages_a_service_sends_are_defined() -> None:
+    # DayCompleted and Notification were defined but never sent (#12): removed, so parsing them fails.
+    for kind in ("day-completed", "notification"):
+        with pytest.raises(ValidationError):
+            parse_message(json.dumps({"type": kind, "id": "x"}))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
+from services.loader.models import TABLE_NAME
 from services.loader.settings import LoaderSettings
 from services.loader.warehouse.base import LoadInput, WarehouseAdapter, partition_column, table_columns
+from shared.errors import UnprocessableError
 
-__all__ = ["LoadInput", "WarehouseAdapter", "open_adapter", "partition_column", "table_columns"]
+__all__ = ["LoadInput", "WarehouseAdapter", "count_rows", "open_adapter", "partition_column", "table_columns"]
 
 
 def open_adapter(name: str, settings: LoaderSettings, aws: Any = None) -> WarehouseAdapter:
@@ -25,3 +28,13 @@ def open_adapter(name: str, settings: LoaderSettings, aws: Any = None) -> Wareho
 
         return RedshiftWarehouse(settings, aws)
     raise ValueError(f"unknown warehouse {name!r}")
+
+
+async def count_rows(
+    *, settings: LoaderSettings, aws: Any, warehouse: str, table: str, dt: date | None, column: str
+) -> int:
+    """Count a warehouse table's rows (of one date with ``dt``); 0 when the table does not exist."""
+    # The names reach SQL as identifiers: only plain lower-case names pass.
+    if not TABLE_NAME.match(table) or not TABLE_NAME.match(column):
+        raise UnprocessableError("invalid table or column name", details=[{"field": "table", "reason": "bad name"}])
+    return await open_adapter(warehouse, settings, aws).count(table, dt, column)

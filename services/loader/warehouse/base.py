@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Protocol
@@ -18,10 +18,8 @@ class LoadInput:
     """What one date's load reads: the manifest in S3 and a way to fetch its Parquet files locally."""
 
     manifest_url: str
-    parquet_urls: list[str]
     expected_rows: int | None
     download: Callable[[Path], Awaitable[list[Path]]]
-    constants: dict[str, object] = field(default_factory=dict)
 
 
 def partition_column(schema: TableSchema) -> str:

@@ -183,11 +183,3 @@ class PostgresWarehouse:
                 await con.execute(f"VACUUM ANALYZE {quote(table)}")
         finally:
             await con.close()
-
-    async def drop_table(self, table: str) -> None:
-        """Drop the table and its partitions."""
-        con = await self._connect()
-        try:
-            await con.execute(f"DROP TABLE IF EXISTS {quote(table)} CASCADE")
-        finally:
-            await con.close()

@@ -14,7 +14,6 @@ import time
 from datetime import date
 from typing import Any
 
-from services.loader.s3io import TransientError
 from services.loader.settings import LoaderSettings
 from services.loader.warehouse.base import (
     DEFAULT_PARTITION_COLUMN,
@@ -23,6 +22,7 @@ from services.loader.warehouse.base import (
     quote,
     table_columns,
 )
+from shared.retry import TransientError
 from shared.schemas import TableSchema
 
 

@@ -311,6 +311,7 @@ def main() -> None:
         "HEADWATER_BEACON_RATE_PER_S": "1000000000",
         "HEADWATER_BEACON_BURST": "1000000000",
         "HEADWATER_CLOUDWATCH_ENABLED": "false",
+        "HEADWATER_GC_TUNING": "true",  # as the server entry points run it (mesh, compose, chart)
         "HEADWATER_SPOOL_MAX_BYTES": str(2 * 1024**3),
     }
     for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):

@@ -89,4 +89,4 @@ async def test_jobs_create_follows_a_backfill_until_its_dates_are_loaded(
     assert "dates ended" in result.stderr and "3/3" in result.stderr
 
     runs = await _run(served, api_keys["admin"], "runs", str(json.loads(result.stdout)["id"]))
-    assert runs.stdout.count("loaded") == 3
+    assert runs.stdout.count("│ loaded ") == 3

@@ -39,11 +39,6 @@ class HourlyLogWriter:
         """Queue one line (ending with a newline) for a device's hour file."""
         self._pending[(hour, cloud_id)].append(line)
 
-    @property
-    def pending_lines(self) -> int:
-        """Return how many lines wait for the next flush."""
-        return sum(len(lines) for lines in self._pending.values())
-
     async def flush(self) -> int:
         """Append everything queued so far; return the number of lines written."""
         async with self._lock:

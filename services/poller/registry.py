@@ -272,6 +272,14 @@ class Registry:
         """Return the device's newest reading as stored JSON, or None."""
         return await self.redis.get(self.keys.latest(cloud_id))
 
+    async def latest_reading(self, cloud_id: str) -> bytes:
+        """Return the device's newest reading as stored JSON; not found for unknown devices or no reading yet."""
+        raw = await self.latest(cloud_id)
+        if raw is None:
+            await self.get(cloud_id)  # unknown devices say so
+            raise NotFoundError(f"device {cloud_id} has no reading yet")
+        return raw
+
     async def count_by_state(self) -> dict[str, int]:
         """Return how many devices are in each state."""
         pipe = self.redis.pipeline(transaction=False)

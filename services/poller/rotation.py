@@ -2,7 +2,8 @@
 
 A closed hour's files go to ``<prefix>/<cloud_id>/YYYY/MM/DD/iseif-rainforest-<cloud_id>-<Y-M-D-H>.jl``
 in the logs bucket. Each upload is verified (size and MD5 ETag from HEAD) before the local file is
-removed; a failed upload leaves the file for the next run. When the key already exists (another
+removed; a failed upload leaves the file for the next run (the worker retries soon when the failure was
+transient by ``shared.retry.is_transient``, else at the next scheduled run). When the key already exists (another
 replica polled the device for part of the hour), the lines are merged rather than overwritten.
 """
 
@@ -21,6 +22,7 @@ from botocore.exceptions import ClientError
 
 from services.poller.logwriter import HOUR_FORMAT
 from shared.logging import get_logger
+from shared.retry import MISSING_CODES, TransientError, is_transient
 
 log = get_logger(__name__)
 
@@ -34,6 +36,7 @@ class RotationReport:
     uploaded: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     skipped_open_hours: list[str] = field(default_factory=list)
+    transient: bool = False  # some failure is worth retrying soon (throttling, 5xx, connection trouble)
 
 
 def s3_key(prefix: str, cloud_id: str, hour: datetime) -> str:
@@ -76,7 +79,7 @@ async def upload_verified(s3: Any, *, bucket: str, key: str, body: bytes) -> Non
         async with existing["Body"] as stream:
             body = _merge(await stream.read(), body)
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
+        if exc.response.get("Error", {}).get("Code") not in MISSING_CODES:
             raise
     digest = hashlib.md5(body, usedforsecurity=False)
     await s3.put_object(
@@ -88,7 +91,7 @@ async def upload_verified(s3: Any, *, bucket: str, key: str, body: bytes) -> Non
     )
     head = await s3.head_object(Bucket=bucket, Key=key)
     if head["ContentLength"] != len(body) or head["ETag"].strip('"') != digest.hexdigest():
-        raise OSError(f"upload of {key} not confirmed: size or checksum differs")
+        raise TransientError(f"upload of {key} not confirmed: size or checksum differs")
 
 
 async def rotate_closed_hours(
@@ -110,7 +113,8 @@ async def rotate_closed_hours(
                 continue  # another rotator on the same disk took it
             except Exception as exc:
                 report.failed.append(key)
-                log.warning("log_upload_failed", key=key, error=type(exc).__name__)
+                report.transient = report.transient or is_transient(exc)
+                log.warning("log_upload_failed", key=key, error=type(exc).__name__, transient=is_transient(exc))
                 continue
             await asyncio.to_thread(path.unlink, missing_ok=True)
             report.uploaded.append(key)
@@ -118,5 +122,10 @@ async def rotate_closed_hours(
             directory.rmdir()
         except OSError:
             pass  # not empty: something failed and stays for the next run
-    log.info("logs_rotated", uploaded=len(report.uploaded), failed=len(report.failed))
+    log.info(
+        "logs_rotated",
+        uploaded=len(report.uploaded),
+        failed=len(report.failed),
+        open_hours=len(report.skipped_open_hours),
+    )
     return report

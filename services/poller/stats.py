@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 from redis.asyncio import Redis
 
 from services.poller.keys import Keys
-from services.poller.models import MinuteStats
+from services.poller.models import MinuteStats, PollerStats
+from services.poller.registry import Registry
 
 STAT_FIELDS = ("scheduled", "reads", "on_time", "late", "failures", "missed")
 TTL_S = 3 * 3600
@@ -72,3 +73,14 @@ async def recent_minutes(redis: Redis, *, keys: Keys, minutes: int, now: datetim
             )
         )
     return out
+
+
+async def poller_stats(registry: Registry, *, minutes: int) -> PollerStats:
+    """Return devices by state, the last ``minutes`` minutes' figures and their on-time percentage."""
+    by_state = await registry.count_by_state()
+    recent = await recent_minutes(registry.redis, keys=registry.keys, minutes=minutes)
+    reads = sum(m.on_time + m.late for m in recent)
+    on_time = sum(m.on_time for m in recent)
+    return PollerStats(
+        devices_by_state=by_state, minutes=recent, on_time_pct=round(100 * on_time / reads, 3) if reads else None
+    )

@@ -1,4 +1,8 @@
-"""arq worker of the poller: runs the polling loop (started on start-up) and the hourly log rotation cron."""
+"""arq worker of the poller: polls from start-up to shutdown and rotates the hourly logs by cron.
+
+Run with ``arq services.poller.worker.WorkerSettings``; the settings are read when the worker starts
+(``WorkerSettings`` is built on first access), not at import.
+"""
 
 from __future__ import annotations
 
@@ -6,45 +10,57 @@ from typing import Any
 
 from arq import Retry, cron
 
-from services.poller.replica import build_replica, rotate_logs_once
 from services.poller.settings import PollerSettings
-from shared.logging import configure_logging, get_logger
+from services.poller.wiring import PollerWiring, open_poller
+from shared.logging import get_logger
 from shared.redis import arq_redis_settings
+from shared.wiring import lazy_worker_settings, worker_hooks
 
 log = get_logger(__name__)
-settings = PollerSettings()
 
+ROTATION_TRIES = 5
 
-async def rotate_logs(ctx: dict[str, Any]) -> dict[str, int]:
-    """Upload the closed hours' logs to S3, verified, and delete them locally; retry failed uploads."""
-    report = await rotate_logs_once(ctx["replica"])
-    if report.failed and ctx.get("job_try", 1) < 5:
-        raise Retry(defer=60 * ctx.get("job_try", 1))
-    return {"uploaded": len(report.uploaded), "failed": len(report.failed)}
+_open_wiring, shutdown = worker_hooks(open_poller, PollerSettings)
 
 
 async def startup(ctx: dict[str, Any]) -> None:
-    """Build the clients from settings and start polling."""
-    configure_logging(settings.service_name, settings.log_level, settings.log_json)
-    replica = build_replica(settings)
-    ctx["replica"] = replica
-    await replica.poller.start()
+    """Open the wiring and start polling (the loop stops, leases released, when the wiring closes)."""
+    await _open_wiring(ctx)
+    wiring: PollerWiring = ctx["wiring"]
+    await wiring.start_polling()
 
 
-async def shutdown(ctx: dict[str, Any]) -> None:
-    """Stop polling (in-flight polls finish, leases are released) and close the clients."""
-    replica = ctx.get("replica")
-    if replica is not None:
-        await replica.close()
+async def rotate_logs(ctx: dict[str, Any]) -> dict[str, int]:
+    """Upload the closed hours' logs to S3, verified, and delete them locally; retry transient failures soon."""
+    wiring: PollerWiring = ctx["wiring"]
+    report = await wiring.rotate_logs()
+    tries = int(ctx.get("job_try", 1))
+    if report.transient and tries < ROTATION_TRIES:
+        raise Retry(defer=60 * tries)
+    if report.failed:
+        # Not worth retrying now (or out of tries): the files stay on disk for the next run.
+        log.warning("log_rotation_incomplete", failed=len(report.failed), tries=tries)
+    return {"uploaded": len(report.uploaded), "failed": len(report.failed)}
 
 
-class WorkerSettings:
-    """arq settings: the polling loop lives in ``on_startup``; rotation runs a minute past every hour."""
+def worker_options(settings: PollerSettings) -> dict[str, Any]:
+    """Return the arq Worker keyword arguments for ``settings`` (rotation runs twice an hour)."""
+    return {
+        "functions": [rotate_logs],
+        "cron_jobs": [cron(rotate_logs, minute={1, 31}, second=30, timeout=1800, max_tries=ROTATION_TRIES)],
+        "on_startup": startup,
+        "on_shutdown": shutdown,
+        "queue_name": settings.arq_queue,
+        "redis_settings": arq_redis_settings(settings),
+        "ctx": {"settings": settings},
+        "max_tries": ROTATION_TRIES,
+    }
 
-    queue_name = settings.arq_queue
-    redis_settings = arq_redis_settings(settings)
-    functions = [rotate_logs]
-    cron_jobs = [cron(rotate_logs, minute={1, 31}, second=30, timeout=1800, max_tries=5)]
-    on_startup = startup
-    on_shutdown = shutdown
-    max_tries = 5
+
+def build_worker_settings(settings: PollerSettings | None = None) -> type:
+    """Return arq's WorkerSettings for ``settings`` (read from the environment when not given)."""
+    options = worker_options(settings or PollerSettings())
+    return type("WorkerSettings", (), {"__doc__": "arq settings of the poller worker.", **options})
+
+
+__getattr__ = lazy_worker_settings(build_worker_settings)

@@ -14,8 +14,8 @@ from redis.asyncio import Redis
 from services.poller.app import create_app
 from services.poller.crypto import fernet_from_settings
 from services.poller.http_pool import make_http_client
+from services.poller.polling import Poller
 from services.poller.registry import Registry
-from services.poller.runtime import Poller
 from services.poller.settings import PollerSettings
 from services.poller.simulator import SimulatedFleet, simulator_server
 from shared.auth import create_api_key
@@ -129,8 +129,8 @@ async def api(poller_settings: Callable[..., PollerSettings]) -> AsyncIterator[A
     """Run the poller app (lifespan included) over ASGITransport with keys."""
     app = create_app(poller_settings())
     async with app.router.lifespan_context(app):
-        await create_tables(app.state.db_engine)
-        async with app.state.sessions() as session:
+        await create_tables(app.state.wiring.db_engine)
+        async with app.state.wiring.sessions() as session:
             admin_key = await create_api_key(session=session, scopes=["devices:admin", "read"])
             read_key = await create_api_key(session=session, scopes=["read"])
         transport = httpx.ASGITransport(app=app)
@@ -153,10 +153,10 @@ def captured_logs(monkeypatch: pytest.MonkeyPatch) -> structlog.testing.Capturin
     The module loggers are swapped for a capturing one: structlog caches configured loggers on first
     use, so adding a processor to the global configuration would miss loggers cached by earlier tests.
     """
-    from services.poller import ingest_client, leases, replica, rotation, runtime
+    from services.poller import ingest_client, leases, polling, rotation, wiring
 
     capturing = structlog.testing.CapturingLogger()
     logger = structlog.wrap_logger(capturing, processors=[], wrapper_class=structlog.make_filtering_bound_logger(0))
-    for module in (runtime, leases, ingest_client, rotation, replica):
+    for module in (polling, leases, ingest_client, rotation, wiring):
         monkeypatch.setattr(module, "log", logger)
     return capturing

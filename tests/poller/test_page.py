@@ -40,8 +40,8 @@ async def test_page_shows_states_and_shard_owners(
     url = f"http://127.0.0.1:{port}"
     try:
         await wait_until(lambda: _started(server), timeout=10, message="app started")
-        await create_tables(app.state.db_engine)
-        async with app.state.sessions() as session:
+        await create_tables(app.state.wiring.db_engine)
+        async with app.state.wiring.sessions() as session:
             key = await create_api_key(session=session, scopes=["devices:admin", "read"])
         auth = {"Authorization": f"Bearer {key}"}
         records = [device_record(fleet, "000001"), device_record(fleet, "000002", eagle_password="wrong")]

@@ -17,9 +17,9 @@ from headwater.commands import poller as poller_cli
 from services.poller.app import create_app
 from services.poller.logwriter import log_path
 from services.poller.registry import Registry
-from services.poller.replica import build_replica
 from services.poller.settings import PollerSettings
 from services.poller.simulator import SimulatedFleet, simulator_server
+from services.poller.wiring import open_poller
 from services.poller.worker import rotate_logs
 from shared.auth import create_api_key
 from shared.bootstrap import bootstrap
@@ -84,8 +84,8 @@ async def test_cli_imports_devices_from_json_lines(
     task = asyncio.create_task(server.serve())
     try:
         await wait_until(lambda: _value(server.started), timeout=10, message="app started")
-        await create_tables(app.state.db_engine)
-        async with app.state.sessions() as session:
+        await create_tables(app.state.wiring.db_engine)
+        async with app.state.wiring.sessions() as session:
             key = await create_api_key(session=session, scopes=["devices:admin"])
         records = [device_record(fleet, "000011"), {"cloud_id": 12, "owner_email": "x@example.com", "user_pw": "p"}]
         file = tmp_path / "devices.jl"
@@ -96,7 +96,7 @@ async def test_cli_imports_devices_from_json_lines(
         result = await asyncio.to_thread(CliRunner().invoke, cli, args)
         assert result.exit_code == 2, result.output
         assert '"created":1' in result.output and "line 2: invalid" in result.output
-        registry: Registry = app.state.registry
+        registry: Registry = app.state.wiring.registry
         assert (await registry.get("000011")).cloud_id == "000011"
     finally:
         server.should_exit = True
@@ -112,13 +112,11 @@ async def test_rotation_cron_job_uploads_closed_hours(
     path = log_path(settings.logs_path, "000009", hour)
     path.parent.mkdir(parents=True)
     path.write_bytes(b'{"demand_kw": 1.0}\n')
-    replica = build_replica(settings)
+    wiring = await open_poller(settings)
     try:
-        result = await rotate_logs({"replica": replica, "job_try": 1})
+        result = await rotate_logs({"wiring": wiring, "job_try": 1})
     finally:
-        await replica.aws.close()
-        await replica.http.aclose()
-        await replica.redis.aclose()
+        await wiring.close()
     assert result == {"uploaded": 1, "failed": 0}
     assert not path.exists()
 

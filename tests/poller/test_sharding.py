@@ -7,8 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 from services.poller.models import DeviceCreate
+from services.poller.polling import Poller
 from services.poller.registry import Registry
-from services.poller.runtime import Poller
 from services.poller.shardmap import shard_map
 from services.poller.simulator import SimulatedFleet
 from tests.helpers import wait_until

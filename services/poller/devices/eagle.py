@@ -2,14 +2,12 @@
 
 Requests are ``POST <base>/cgi-bin/post_manager`` with the headers ``Cloud-ID``, ``User`` and
 ``Password`` and an XML command body such as
-``<Command><Name>get_instantaneous_demand</Name><Format>JSON</Format></Command>``. Answers are JSON
-whose numbers are hex strings: a value with a ``Multiplier`` and ``Divisor``; demand is signed,
-``TimeStamp`` counts seconds since 2000-01-01 UTC.
+``<Command><Name>get_device_data</Name><Format>JSON</Format></Command>``. Answers are JSON
+whose numbers are hex strings: a value with a ``Multiplier`` and ``Divisor``; demand is signed.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -17,9 +15,7 @@ import orjson
 
 from services.poller.devices import DeviceAuthError, DeviceError, DeviceUnreachableError, Sample
 
-DEVICE_TYPE = "rainforest-eagle"
 POST_MANAGER = "/cgi-bin/post_manager"
-EAGLE_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def command_body(name: str) -> bytes:
@@ -50,11 +46,6 @@ def scaled(section: dict[str, Any], field: str, *, signed: bool = False) -> floa
     return value * multiplier / divisor
 
 
-def eagle_time(value: str | None) -> datetime | None:
-    """Convert an Eagle TimeStamp (seconds since 2000-01-01 UTC, hex) to a datetime."""
-    return EAGLE_EPOCH + timedelta(seconds=hex_int(value)) if value else None
-
-
 def demand_kw(answer: dict[str, Any]) -> float:
     """Return the instantaneous demand in kW from an answer holding ``InstantaneousDemand``."""
     section = answer.get("InstantaneousDemand")
@@ -78,8 +69,6 @@ class EagleClient:
     client's cookie, redirect and auth layers do nothing for this API and cost about a third of the
     CPU of a request at thousands of requests per second.
     """
-
-    device_type = DEVICE_TYPE
 
     def __init__(
         self,
@@ -132,11 +121,6 @@ class EagleClient:
         if not isinstance(answer, dict):
             raise DeviceError("answer is not a JSON object")
         return answer
-
-    async def instantaneous_demand(self, *, cloud_id: str, user: str, password: str) -> float:
-        """Return the meter's current demand in kW (``get_instantaneous_demand``)."""
-        answer = await self.command(cloud_id=cloud_id, user=user, password=password, name="get_instantaneous_demand")
-        return demand_kw(answer)
 
     async def read(self, *, cloud_id: str, user: str, password: str) -> Sample:
         """Return demand and summations in one request (``get_device_data``)."""

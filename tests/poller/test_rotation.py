@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from services.poller.logwriter import log_path
 from services.poller.rotation import rotate_closed_hours
@@ -83,3 +84,26 @@ async def test_second_replica_upload_of_the_same_hour_merges_lines(s3: Any, tmp_
     for log_dir in (tmp_path / "a", tmp_path / "b"):
         await rotate_closed_hours(s3=s3, bucket="hw-logs", log_dir=log_dir, key_prefix="rainforest-logs", now=NOW)
     assert await read_object(s3, key) == b'{"t": 1}\n{"t": 2}\n{"t": 3}\n'
+
+
+class ThrottledS3:
+    """An S3 client whose writes are throttled (a transient error by shared.retry)."""
+
+    def __init__(self, s3: Any) -> None:
+        self.s3 = s3
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.s3, name)
+
+    async def put_object(self, **kwargs: Any) -> Any:
+        raise ClientError({"Error": {"Code": "SlowDown"}, "ResponseMetadata": {"HTTPStatusCode": 503}}, "PutObject")
+
+
+async def test_only_transient_failures_ask_for_a_retry_soon(s3: Any, tmp_path: Path) -> None:
+    write(tmp_path, "000043", datetime(2026, 11, 25, 12, 0, tzinfo=UTC), [b'{"x": 1}'])
+    missing_bucket = await rotate(s3, tmp_path)
+    assert missing_bucket.failed and not missing_bucket.transient
+
+    await s3.create_bucket(Bucket="hw-logs")
+    throttled = await rotate(ThrottledS3(s3), tmp_path)
+    assert throttled.failed and throttled.transient

@@ -10,13 +10,17 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 import typer
+from arq import Retry
 from typer.testing import CliRunner
 
 from headwater.commands import poller as poller_cli
+from services.poller import worker
 from services.poller.app import create_app
 from services.poller.logwriter import log_path
 from services.poller.registry import Registry
+from services.poller.rotation import RotationReport
 from services.poller.settings import PollerSettings
 from services.poller.simulator import SimulatedFleet, simulator_server
 from services.poller.wiring import open_poller
@@ -127,3 +131,32 @@ async def _awaitable(value: Any) -> Any:
 
 def _value(value: Any) -> Any:
     return _awaitable(value)
+
+
+class _Rotating:
+    """A wiring stand-in whose rotation reports what the test says."""
+
+    def __init__(self, report: RotationReport) -> None:
+        self.report = report
+
+    async def rotate_logs(self) -> RotationReport:
+        return self.report
+
+
+async def test_rotation_job_retries_transient_failures_and_leaves_others_for_the_next_run() -> None:
+    transient = RotationReport(failed=["k"], transient=True)
+    with pytest.raises(Retry):
+        await rotate_logs({"wiring": _Rotating(transient), "job_try": 1})
+    assert await rotate_logs({"wiring": _Rotating(transient), "job_try": 5}) == {"uploaded": 0, "failed": 1}
+    permanent = RotationReport(failed=["k"])
+    assert await rotate_logs({"wiring": _Rotating(permanent), "job_try": 1}) == {"uploaded": 0, "failed": 1}
+
+
+def test_worker_settings_are_built_when_first_read_not_at_import(
+    poller_settings: Callable[..., PollerSettings],
+) -> None:
+    settings = poller_settings()
+    assert "settings" not in vars(worker) and "WorkerSettings" not in vars(worker)
+    built = worker.build_worker_settings(settings)
+    assert built.queue_name == settings.arq_queue and built.ctx == {"settings": settings}
+    assert built.on_startup is worker.startup and built.cron_jobs

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.errors import install_error_handlers
+from shared.guard import KeyFirstMiddleware
 from shared.health import ReadinessCheck, run_checks
 from shared.logging import configure_logging
 from shared.openapi import headwater_version, install_openapi, operation_id
@@ -110,6 +111,8 @@ def create_service_app(
     install_error_handlers(app)
     service = settings.service_name
 
+    # Added last, so it runs first after the metrics: keys are checked before any body is read.
+    app.add_middleware(KeyFirstMiddleware, fastapi_app=app, default_max_body_bytes=settings.max_request_body_bytes)
     app.add_middleware(RequestMetricsMiddleware, service=service)
 
     @app.get("/healthz", tags=["operations"], summary="Process is up")

@@ -89,9 +89,12 @@ def _complete_operation(operation: dict[str, Any]) -> None:
     scopes = sorted({scope for requirement in security for values in requirement.values() for scope in values})
     derived: list[int] = []
     if security:
-        derived += [401, 403] if scopes else [401]
+        # 429: too many failed key checks for this key id or client (see shared.auth.KeyVerifier).
+        derived += [401, 403, 429] if scopes else [401, 429]
     if "422" in responses or operation.get("parameters") or operation.get("requestBody"):
         derived.append(422)
+    if operation.get("requestBody") or "x-max-body-bytes" in operation:
+        derived.append(413)  # bodies FastAPI parses, and declared limits, are bounded by shared.guard
     for code in derived:
         responses[str(code)] = {"description": ERROR_DESCRIPTIONS[code], "content": _error_content(code)}
     # Every error the app answers goes through shared.errors' handlers, so a declared error without a body

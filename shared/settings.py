@@ -54,11 +54,22 @@ class HeadwaterSettings(BaseSettings):
     ingest_url: str = f"http://127.0.0.1:{SERVICE_PORTS['ingest']}"
 
     readiness_timeout_s: float = 2.0
+    # Largest request body a route accepts unless it declares its own (shared.guard.body_limit); 413 beyond.
+    max_request_body_bytes: int = Field(default=1024 * 1024, ge=1024)
 
     @model_validator(mode="after")
     def _reject_placeholder_secrets(self) -> HeadwaterSettings:
-        if self.environment == "production" and self.fernet_key.get_secret_value() in PLACEHOLDER_SECRETS:
-            raise ValueError("HEADWATER_FERNET_KEY must be set to a real key in production")
+        # Every secret of every service's settings, not a list kept by hand: a default salt or key in production
+        # would let anyone with the source reverse IP hashes or decrypt device credentials.
+        if self.environment != "production":
+            return self
+        placeholders = sorted(
+            f"HEADWATER_{name.upper()}"
+            for name in type(self).model_fields
+            if isinstance(value := getattr(self, name), SecretStr) and value.get_secret_value() in PLACEHOLDER_SECRETS
+        )
+        if placeholders:
+            raise ValueError(f"{', '.join(placeholders)} must be set to real secrets in production")
         return self
 
     def bucket(self, name: str) -> str:

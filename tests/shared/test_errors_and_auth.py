@@ -169,11 +169,83 @@ def test_the_scope_a_route_needs_is_in_the_openapi_document(make_settings: Calla
     assert operation["operationId"] == "make_thing"
     assert operation["x-required-scope"] == "jobs:admin"
     assert operation["security"] == [{"HTTPBearer": ["jobs:admin"]}]
-    # Only the errors this route can return: auth (401/403) and validation (422), in the one error shape.
+    # Only the errors this route can return: auth (401/403, 429 after repeated failures), validation (422) and the
+    # body bound (413), in the one error shape.
     errors = {code for code in operation["responses"] if code.startswith(("4", "5"))}
-    assert errors == {"401", "403", "422"}
+    assert errors == {"401", "403", "413", "422", "429"}
     assert operation["responses"]["403"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/ErrorResponse"
     }
     metrics = document["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
     assert list(metrics) == ["text/plain"]
+
+
+class CountingBody:
+    """A chunked request body that counts how much of it the server pulled."""
+
+    def __init__(self, chunks: int, chunk_size: int = 64 * 1024) -> None:
+        self.chunks, self.chunk_size, self.pulled = chunks, chunk_size, 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for _ in range(self.chunks):
+            self.pulled += self.chunk_size
+            yield b" " * self.chunk_size
+
+
+async def test_a_body_without_a_key_is_refused_before_it_is_read(client: httpx.AsyncClient) -> None:
+    body = CountingBody(chunks=16_000)  # 1 GiB if it were read
+    response = await client.post("/things", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 401
+    assert body.pulled <= body.chunk_size, f"{body.pulled} bytes were read before the key was checked"
+
+
+async def test_bodies_beyond_the_route_limit_get_413_while_streaming(
+    client: httpx.AsyncClient, make_settings: Callable[..., Any]
+) -> None:
+    key = await _key(client, ["jobs:admin"])
+    auth = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    limit = make_settings().max_request_body_bytes
+    declared = await client.post("/things", content=b"x" * (limit + 1), headers=auth)
+    assert declared.status_code == 413
+    assert declared.json()["error"]["code"] == "payload_too_large"
+    body = CountingBody(chunks=1_000)  # 64 MiB, no Content-Length
+    streamed = await client.post("/things", content=body, headers=auth)
+    assert streamed.status_code == 413
+    assert body.pulled <= limit + body.chunk_size
+    ok = await client.post("/things", json={"name": "a", "count": 1}, headers=auth)
+    assert ok.status_code == 201
+
+
+async def test_failed_key_checks_are_bounded_and_unknown_ids_cost_the_same(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shared.auth as auth
+
+    hashed: list[str] = []
+    real_matches = auth._matches
+
+    def counting(key_hash: str, key: str) -> bool:
+        hashed.append(key)
+        return real_matches(key_hash, key)
+
+    monkeypatch.setattr(auth, "_matches", counting)
+    key = await _key(client, ["jobs:admin"])
+    key_id = key.split("_")[1]
+    body = {"name": "a", "count": 1}
+    unknown = await client.post("/things", json=body, headers={"Authorization": "Bearer hw_ffffffffffff_nope"})
+    assert unknown.status_code == 401
+    assert hashed == ["hw_ffffffffffff_nope"], "an unknown key id must cost an argon2 run like a known one"
+    answers = []
+    for attempt in range(auth.FAILURE_LIMIT + 5):
+        wrong = f"hw_{key_id}_wrong{attempt}"
+        answers.append(await client.post("/things", json=body, headers={"Authorization": f"Bearer {wrong}"}))
+    codes = [answer.status_code for answer in answers]
+    assert codes[: auth.FAILURE_LIMIT - 1] == [401] * (auth.FAILURE_LIMIT - 1)
+    assert codes[-5:] == [429] * 5
+    assert answers[-1].headers["Retry-After"].isdigit()
+    # Limited attempts never reach argon2, and a repeated wrong key is answered from the negative cache.
+    assert len(hashed) == auth.FAILURE_LIMIT
+    hashed.clear()
+    again = await client.post("/things", json=body, headers={"Authorization": "Bearer hw_ffffffffffff_nope"})
+    assert again.status_code in (401, 429)
+    assert hashed == []

@@ -58,3 +58,11 @@ def test_plain_database_urls_map_to_async_drivers() -> None:
     assert normalise_database_url("postgres://u@h/db") == "postgresql+asyncpg://u@h/db"
     assert normalise_database_url("sqlite:///x.db") == "sqlite+aiosqlite:///x.db"
     assert normalise_database_url("postgresql+asyncpg://u@h/db") == "postgresql+asyncpg://u@h/db"
+
+
+def test_production_refuses_every_placeholder_secret_of_a_service() -> None:
+    from services.ingest.settings import IngestSettings
+
+    with pytest.raises(ValueError, match="HEADWATER_IP_HASH_SALT"):
+        IngestSettings(environment="production", fernet_key="a-real-key-from-a-secret-store")
+    assert IngestSettings(environment="production", fernet_key="a-real-key", ip_hash_salt="a-real-salt")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,11 +18,16 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from shared.contracts import (
+    advertising_view_table_prefix,
+    curated_table_prefix,
+    parse_partition,
+    raw_day_prefix,
+)
 from shared.logging import get_logger
 
 log = get_logger(__name__)
 
-_PARTITION = re.compile(r"/dt=(\d{4}-\d{2}-\d{2})/(?:hour=(\d{2})/)?")
 _DOWNLOAD_CONCURRENCY = 16
 
 
@@ -47,13 +51,14 @@ class TimeWindow:
 
     def touches(self, key: str) -> bool:
         """Return whether the dt/hour partition of ``key`` can hold events inside the window."""
-        match = _PARTITION.search("/" + key)
-        if match is None:
+        partition = parse_partition(key)
+        if partition is None:
             return True
-        first = datetime.fromisoformat(match.group(1)).replace(tzinfo=UTC)
+        day, hour = partition
+        first = datetime(day.year, day.month, day.day, tzinfo=UTC)
         span = timedelta(days=1)
-        if match.group(2) is not None:
-            first += timedelta(hours=int(match.group(2)))
+        if hour is not None:
+            first += timedelta(hours=hour)
             span = timedelta(hours=1)
         if self.start is not None and first + span <= self.start:
             return False
@@ -69,12 +74,12 @@ async def list_keys(s3: Any, bucket: str, prefix: str) -> list[tuple[str, int]]:
     return out
 
 
-async def list_top_level(s3: Any, bucket: str) -> list[str]:
-    """Return the first path components (sources or tables) of a bucket."""
+async def list_top_level(s3: Any, bucket: str, prefix: str = "") -> list[str]:
+    """Return the next path components under ``prefix`` (sources or tables at the top of a bucket)."""
     names: list[str] = []
     paginator = s3.get_paginator("list_objects_v2")
-    async for page in paginator.paginate(Bucket=bucket, Delimiter="/"):
-        names.extend(p["Prefix"].rstrip("/") for p in page.get("CommonPrefixes", []))
+    async for page in paginator.paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+        names.extend(p["Prefix"][len(prefix) :].rstrip("/") for p in page.get("CommonPrefixes", []))
     return names
 
 
@@ -115,15 +120,25 @@ async def sync_raw(
     window = window or TimeWindow()
     chosen = sources or await list_top_level(s3, bucket)
     days = window.days()
-    prefixes = [f"{src}/" for src in chosen] if days is None else [f"{src}/dt={d}/" for src in chosen for d in days]
+    if days is None:
+        prefixes = [f"{src}/" for src in chosen]
+    else:
+        prefixes = [raw_day_prefix(src, day) for src in chosen for day in days]
     listed = await asyncio.gather(*(list_keys(s3, bucket, prefix) for prefix in prefixes))
     objects = [(k, n) for batch in listed for k, n in batch if k.endswith(".json.gz") and window.touches(k)]
     return await mirror(s3, bucket, objects, cache_dir)
 
 
+async def _table_versions(s3: Any, bucket: str, table: str) -> list[int]:
+    names = await list_top_level(s3, bucket, f"{table}/")
+    return [int(name[1:]) for name in names if name[:1] == "v" and name[1:].isdigit()]
+
+
 async def sync_curated(s3: Any, *, bucket: str, cache_dir: Path, tables: list[str]) -> int:
-    """Mirror the Parquet files of the named curated tables (and their advertising views)."""
-    prefixes = [f"{t}/" for t in tables] + [f"_views/advertising/{t}/" for t in tables]
+    """Mirror the Parquet files of every version of the named curated tables (and their advertising views)."""
+    versions = await asyncio.gather(*(_table_versions(s3, bucket, table) for table in tables))
+    prefixes = [curated_table_prefix(t, v) for t, found in zip(tables, versions, strict=True) for v in found]
+    prefixes += [advertising_view_table_prefix(t) for t in tables]
     listed = await asyncio.gather(*(list_keys(s3, bucket, prefix) for prefix in prefixes))
     objects = [(k, n) for batch in listed for k, n in batch if k.endswith(".parquet")]
     return await mirror(s3, bucket, objects, cache_dir)

@@ -38,6 +38,7 @@ async def open_sandbox(
         kinesis = await aws.get("kinesis")
         live = await read_live_tail(kinesis, settings.stream("events"), settings.live_max_records)
     curated_bucket = settings.bucket("curated")
+    # Names starting with "_" hold no table (shared.contracts' ``_schemas/`` and ``_views/``).
     tables = [t for t in await list_top_level(s3, curated_bucket) if not t.startswith("_")]
     wanted = [t for t in tables if _mentions(sql, t) or _mentions(sql, f"advertising_{t}")]
     if wanted:

@@ -14,6 +14,7 @@ from shared.messages import utc_now
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 TERMINAL_STATES = ("succeeded", "failed", "cancelled")
 EventView = Literal["raw_events", "live_events", "all_events"]
+QueryFormat = Literal["jsonl", "arrow"]
 
 
 class ReplayJob(SQLModel, table=True):
@@ -100,7 +101,25 @@ class ReplayCreate(ReplayOptions):
 class PreviewRequest(ReplayCreate):
     """Preview the first ``limit`` records a replay would emit."""
 
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "selection": {"sources": ["beacon"], "event_types": ["click"]},
+                    "compact": True,
+                    "key": "ad_id",
+                    "limit": 5,
+                }
+            ]
+        },
+    )
+
     limit: int = Field(10, ge=1, le=1000)
+
+    def replay(self) -> ReplayCreate:
+        """Return the replay this preview is of (the request without ``limit``)."""
+        return ReplayCreate.model_validate(self.model_dump(exclude={"limit"}))
 
 
 class PreviewRecord(BaseModel):
@@ -202,6 +221,38 @@ class ReplayRead(BaseModel):
 class ReplayList(BaseModel):
     """All replay jobs, newest first."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "jobs": [
+                        {
+                            "id": "rpl_3f2a9c0d1e2b4a5c6d7e",
+                            "state": "succeeded",
+                            "target_stream": "hw-replay",
+                            "dry_run": False,
+                            "created_at": "2026-11-25T10:00:00Z",
+                            "started_at": "2026-11-25T10:00:01Z",
+                            "finished_at": "2026-11-25T10:00:06Z",
+                            "request": {"selection": {"sources": ["beacon"]}},
+                            "progress": {
+                                "total": 10000,
+                                "read": 10000,
+                                "emitted": 10000,
+                                "failed": 0,
+                                "percentage": 100.0,
+                                "rate": 2000.0,
+                                "eta_s": 0.0,
+                            },
+                            "summary": {"selected": 10000, "emitted": 10000, "failed": 0},
+                            "error": None,
+                        }
+                    ]
+                }
+            ]
+        }
+    )
+
     jobs: list[ReplayRead]
 
 
@@ -218,7 +269,7 @@ class QueryRequest(BaseModel):
     )
 
     sql: str = Field(min_length=1, max_length=100_000)
-    format: Literal["jsonl", "arrow"] = "jsonl"
+    format: QueryFormat = "jsonl"
     max_rows: int | None = Field(None, ge=1)
     timeout_s: float | None = Field(None, gt=0)
     sources: list[str] | None = Field(None, description="only mirror these sources of the raw archive")

@@ -21,16 +21,16 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.replay.catalog import open_sandbox
-from services.replay.models import TERMINAL_STATES, ReplayCreate, ReplayJob
+from services.replay.models import TERMINAL_STATES, PreviewRecord, ReplayCreate, ReplayJob
 from services.replay.progress import LeaseHeld, ProgressStore
 from services.replay.putter import Pacer, PutOutcome, plan_batches, put_batch
-from services.replay.sandbox import Sandbox
+from services.replay.sandbox import QueryRefused, Sandbox
 from services.replay.selection import base_sql, emission_sql, mirror_scope
 from services.replay.settings import ReplaySettings
 from shared.aws import AwsClients
-from shared.errors import ApiError
 from shared.logging import get_logger
 from shared.messages import utc_now
+from shared.retry import TransientError, is_transient
 
 log = get_logger(__name__)
 
@@ -84,7 +84,9 @@ async def materialise(*, settings: ReplaySettings, aws: AwsClients, request: Rep
         sandbox.close()
 
 
-async def preview(*, settings: ReplaySettings, aws: AwsClients, request: ReplayCreate, limit: int) -> list[dict]:
+async def preview(
+    *, settings: ReplaySettings, aws: AwsClients, request: ReplayCreate, limit: int
+) -> list[PreviewRecord]:
     """Return the first ``limit`` records exactly as a job would emit them (job id ``preview``)."""
     sources, window = mirror_scope(request)
     sandbox = await open_sandbox(settings=settings, aws=aws, sql=base_sql(request), sources=sources, window=window)
@@ -100,9 +102,9 @@ async def preview(*, settings: ReplaySettings, aws: AwsClients, request: ReplayC
         sandbox.close()
     replayed_at = now_iso()
     return [
-        {
-            "partition_key": row["_key"] or "-",
-            "data": orjson.loads(
+        PreviewRecord(
+            partition_key=row["_key"] or "-",
+            data=orjson.loads(
                 annotate(
                     row["_data"],
                     job_id="preview",
@@ -112,7 +114,7 @@ async def preview(*, settings: ReplaySettings, aws: AwsClients, request: ReplayC
                     user=request.annotate,
                 )
             ),
-        }
+        )
         for row in rows
     ]
 
@@ -156,8 +158,13 @@ async def run_replay(
     aws: AwsClients,
     store: ProgressStore,
     sessions: async_sessionmaker[AsyncSession],
+    retry_transient: bool = False,
 ) -> str:
-    """Run (or resume) a replay job to a terminal state; return that state."""
+    """Run (or resume) a replay job to a terminal state; return that state.
+
+    With ``retry_transient``, a failure worth retrying (``shared.retry.is_transient``) leaves the job running and
+    raises ``TransientError``: the caller runs it again later and it resumes from its checkpoint.
+    """
     async with sessions() as session:
         job = await session.get(ReplayJob, job_id)
     if job is None:
@@ -167,7 +174,14 @@ async def run_replay(
         return job.state
     try:
         async with store.lease(job_id, ttl_s=settings.lease_ttl_s):
-            return await _run_leased(job_id=job_id, settings=settings, aws=aws, store=store, sessions=sessions)
+            return await _run_leased(
+                job_id=job_id,
+                settings=settings,
+                aws=aws,
+                store=store,
+                sessions=sessions,
+                retry_transient=retry_transient,
+            )
     except LeaseHeld:
         log.info("replay_already_running", replay_id=job_id)
         return "busy"
@@ -180,6 +194,7 @@ async def _run_leased(
     aws: AwsClients,
     store: ProgressStore,
     sessions: async_sessionmaker[AsyncSession],
+    retry_transient: bool,
 ) -> str:
     # Read again under the lease: a previous holder may have finished it meanwhile.
     async with sessions() as session:
@@ -212,13 +227,16 @@ async def _run_leased(
         state, summary = await _emit(
             job=job, request=request, path=path, total=total, settings=settings, aws=aws, store=store, sessions=sessions
         )
-    except ApiError as exc:
+    except QueryRefused as exc:
         await _update(sessions, job_id, state="failed", finished_at=utc_now(), error=exc.message)
         log.warning("replay_failed", replay_id=job_id, error=exc.message)
         return "failed"
     except asyncio.CancelledError:
         raise
     except Exception as exc:
+        if retry_transient and is_transient(exc):
+            log.warning("replay_interrupted", replay_id=job_id, error=f"{type(exc).__name__}: {exc}"[:300])
+            raise TransientError(f"replay {job_id} interrupted: {type(exc).__name__}") from exc
         await _update(sessions, job_id, state="failed", finished_at=utc_now(), error=f"{type(exc).__name__}: {exc}")
         log.exception("replay_crashed", replay_id=job_id)
         return "failed"

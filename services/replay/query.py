@@ -11,19 +11,40 @@ import pyarrow as pa
 
 from services.replay.archive import TimeWindow
 from services.replay.catalog import open_sandbox
-from services.replay.models import QueryRequest
+from services.replay.models import QueryFormat, QueryRequest
 from services.replay.sandbox import Sandbox
 from services.replay.settings import ReplaySettings
 from shared.aws import AwsClients
+
+MEDIA_TYPES = {"jsonl": "application/x-ndjson", "arrow": "application/vnd.apache.arrow.stream"}
 
 
 class QueryStream:
     """A started query whose rows are produced lazily (iterate in a thread: DuckDB calls block)."""
 
-    def __init__(self, sandbox: Sandbox, batches: Iterator[pa.RecordBatch], json_columns: list[str]) -> None:
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        batches: Iterator[pa.RecordBatch],
+        *,
+        schema: pa.Schema,
+        json_columns: list[str],
+        format: QueryFormat,
+    ) -> None:
         self.sandbox = sandbox
         self.batches = batches
+        self.schema = schema
         self.json_columns = json_columns
+        self.format = format
+
+    @property
+    def media_type(self) -> str:
+        """Return the media type of the chunks."""
+        return MEDIA_TYPES[self.format]
+
+    def chunks(self) -> Iterator[bytes]:
+        """Yield the rows in the requested format."""
+        return self.arrow() if self.format == "arrow" else self.jsonl()
 
     def jsonl(self) -> Iterator[bytes]:
         """Yield JSON lines, JSON-typed columns inlined as JSON."""
@@ -40,7 +61,7 @@ class QueryStream:
         finally:
             self.sandbox.close()
 
-    def arrow(self, schema: pa.Schema) -> Iterator[bytes]:
+    def arrow(self) -> Iterator[bytes]:
         """Yield an Arrow IPC stream, one chunk per record batch."""
         chunks: list[bytes] = []
 
@@ -59,7 +80,7 @@ class QueryStream:
 
         try:
             sink = pa.PythonFile(_Collector(), mode="w")
-            with pa.ipc.new_stream(sink, schema) as writer:
+            with pa.ipc.new_stream(sink, self.schema) as writer:
                 for batch in self.batches:
                     writer.write_batch(batch)
                     yield _drain()
@@ -68,9 +89,7 @@ class QueryStream:
             self.sandbox.close()
 
 
-async def start_query(
-    *, settings: ReplaySettings, aws: AwsClients, request: QueryRequest
-) -> tuple[QueryStream, pa.Schema]:
+async def start_query(*, settings: ReplaySettings, aws: AwsClients, request: QueryRequest) -> QueryStream:
     """Check and start ``request``'s SQL; refusals raise before any row is sent."""
     window = TimeWindow(request.start, request.end) if (request.start or request.end) else None
     sandbox = await open_sandbox(settings=settings, aws=aws, sql=request.sql, sources=request.sources, window=window)
@@ -87,4 +106,4 @@ async def start_query(
     except BaseException:
         sandbox.close()
         raise
-    return QueryStream(sandbox, batches, json_columns), schema
+    return QueryStream(sandbox, batches, schema=schema, json_columns=json_columns, format=request.format)

@@ -18,6 +18,7 @@ import duckdb
 import pyarrow as pa
 
 from services.replay.archive import TimeWindow
+from shared.contracts import ADVERTISING_VIEW, VIEWS_PREFIX, RawRecord
 from shared.errors import ApiError
 
 EVENT_VIEWS = ("raw_events", "live_events", "all_events")
@@ -31,23 +32,10 @@ class QueryRefused(ApiError):
     code = "query_refused"
 
 
-_FIELDS = (
-    "event_id",
-    "type",
-    "source",
-    "event_time",
-    "received_at",
-    "client_ip_hash",
-    "ad_id",
-    "campaign_id",
-    "placement",
-    "user_id",
-    "properties",
-    "cloud_id",
-    "demand_kw",
-    "summation_delivered_kwh",
-    "summation_received_kwh",
-)
+# The raw record's fields (contract 1) as columns; ``raw`` (a meter's device payload) stays inside ``record``.
+_FIELDS = tuple(name for name in RawRecord.model_fields if name != "raw")
+# The extracted event time (DuckDB lists are 1-based), from which live records get their dt/hour.
+_EVENT_TIME = f"x[{_FIELDS.index('event_time') + 1}]"
 _TYPED = {
     "event_time": "TRY_CAST({} AS TIMESTAMP)",
     "received_at": "TRY_CAST({} AS TIMESTAMP)",
@@ -88,6 +76,7 @@ def _sql_path(path: Path) -> str:
 def _raw_lines_sql(raw_root: Path, sources: list[str] | None = None, window: TimeWindow | None = None) -> str:
     """Return the SELECT of raw archive lines, limited to ``sources`` and the partitions ``window`` touches."""
     dirs = ["*"] if not sources else [src for src in sources if (raw_root / src).is_dir()]
+    # The raw layout of shared.contracts (contract 1) as a glob: <source>/dt=YYYY-MM-DD/hour=HH/*.json.gz.
     patterns = [raw_root / d / "dt=*" / "hour=*" / "*.json.gz" for d in dirs]
     if not any(any(raw_root.glob(str(p.relative_to(raw_root)))) for p in patterns):
         return "SELECT NULL::VARCHAR AS line, NULL::DATE AS dt, NULL::INTEGER AS hour WHERE false"
@@ -165,8 +154,8 @@ class Sandbox:
                 "_live_lines_arrow",
                 sequence="sequence_number",
                 origin="live",
-                dt="CAST(TRY_CAST(x[4] AS TIMESTAMP) AS DATE)",
-                hour="CAST(hour(TRY_CAST(x[4] AS TIMESTAMP)) AS INTEGER)",
+                dt=f"CAST(TRY_CAST({_EVENT_TIME} AS TIMESTAMP) AS DATE)",
+                hour=f"CAST(hour(TRY_CAST({_EVENT_TIME} AS TIMESTAMP)) AS INTEGER)",
             )
         )
         self.con.execute(
@@ -187,7 +176,7 @@ class Sandbox:
             return
         for table_dir in sorted(p for p in root.iterdir() if p.is_dir() and _IDENT.match(p.name)):
             self._latest_version_view(table_dir, table_dir.name)
-        advertising = root / "_views" / "advertising"
+        advertising = root / VIEWS_PREFIX / ADVERTISING_VIEW
         if advertising.exists():
             for table_dir in sorted(p for p in advertising.iterdir() if p.is_dir() and _IDENT.match(p.name)):
                 self._latest_version_view(table_dir, f"advertising_{table_dir.name}")

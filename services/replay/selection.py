@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from services.replay.archive import TimeWindow
 from services.replay.models import ReplayCreate, Selection
-from services.replay.sandbox import QueryRefused, Sandbox, parse_check
+from services.replay.sandbox import Sandbox, parse_check
 
 
 def _literal(value: str) -> str:
@@ -110,6 +110,3 @@ def emission_sql(sandbox: Sandbox, request: ReplayCreate, *, limit: int | None =
     checked = sandbox.check_select(sql)
     sandbox.relation_columns(checked)
     return checked
-
-
-__all__ = ["QueryRefused", "base_sql", "emission_sql", "mirror_scope", "precheck", "selection_sql"]

@@ -27,6 +27,12 @@ class ReplaySettings(HeadwaterSettings):
     # How often (seconds) a running job copies its progress from Redis to the metadata database.
     progress_flush_s: float = 2.0
     job_timeout_s: int = 6 * 3600
+    # A run interrupted by a transient failure (AWS throttling or 5xx, connection trouble) is tried again after
+    # ``retry_backoff_s`` doubling up to ``retry_backoff_max_s``, resuming from its checkpoint; the last of
+    # ``job_max_tries`` attempts marks the job failed instead.
+    job_max_tries: int = 5
+    retry_backoff_s: float = 2.0
+    retry_backoff_max_s: float = 60.0
     # A running job holds a Redis lease refreshed by a heartbeat; when its worker dies the lease lapses after this
     # long and the recovery cron (every ``recovery_interval_s``) re-enqueues the job, which resumes from its checkpoint.
     lease_ttl_s: float = 15.0

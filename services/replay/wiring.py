@@ -1,0 +1,38 @@
+"""The replay service's composition root: the clients its API and its worker share, built once per process.
+
+The API's lifespan is ``wiring_lifespan(open_replay, settings)``; the worker opens the same wiring in
+``on_startup`` (see ``worker.py``), where arq's own connection is the job queue.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from arq import create_pool
+
+from services.replay.progress import ProgressStore
+from services.replay.settings import ReplaySettings
+from shared.redis import arq_redis_settings
+from shared.wiring import Clients
+
+
+@dataclass(kw_only=True)
+class ReplayWiring(Clients):
+    """The common clients plus replay's own: the progress store (counters, checkpoints, leases) and the arq pool."""
+
+    settings: ReplaySettings
+    progress: ProgressStore
+
+
+async def open_replay(settings: ReplaySettings, *, job_queue: bool = True) -> ReplayWiring:
+    """Open replay's clients; ``job_queue=False`` leaves ``arq`` unset (the worker's connection is its pool)."""
+    clients = Clients.base_kwargs(settings)
+    wiring = ReplayWiring(**clients, progress=ProgressStore(clients["redis"], settings.resource_prefix))
+    if job_queue:
+        try:
+            wiring.arq = await create_pool(arq_redis_settings(settings), default_queue_name=settings.arq_queue)
+        except BaseException:
+            await wiring.close()
+            raise
+        wiring.on_close(wiring.arq.aclose)
+    return wiring

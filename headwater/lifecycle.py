@@ -51,6 +51,10 @@ def start_mesh(settings: CliSettings) -> tuple[Mesh, CliSettings, float]:
             mesh.wait_ready(
                 effective.startup_timeout_s, on_ready=lambda name: bar.update(task, advance=1, note=f"{name} ready")
             )
+    except RuntimeError as exc:  # a child died or timed out: say which and where its log is, without a traceback
+        mesh.stop()
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from exc
     except BaseException:
         mesh.stop()
         raise

@@ -116,7 +116,7 @@ def poller(
     rotate_every: Annotated[float, typer.Option(help="seconds between log rotations; 0 disables")] = 300.0,
 ) -> None:
     """Run one poller replica: take shard leases and poll its devices until SIGTERM."""
-    from services.poller.replica import run_replica
+    from services.poller.wiring import run_replica
     from services.poller.settings import PollerSettings
     from shared.logging import configure_logging
 

@@ -304,22 +304,38 @@ class ChainIndex(BaseModel):
     )
 
 
-class ChainSubmitted(BaseModel):
-    """A queued (or already queued or running) task run."""
+TARGET_EXAMPLE = "chains/testchains/hello/ShoutTask/1f3870be274f6c49b3e31a0c6728957f/"
+CHAIN_TASK_EXAMPLE: dict[str, Any] = {
+    "target": TARGET_EXAMPLE,
+    "task": "ShoutTask",
+    "params": {"name": "ada", "fail": False},
+    "state": "FAILED",
+    "attempts": 2,
+    "started_at": "2026-11-25T12:00:01+00:00",
+    "finished_at": "2026-11-25T12:00:02+00:00",
+    "duration_s": 0.8,
+    "error": "RuntimeError: asked to fail",
+    "cause": None,
+}
 
+
+class ChainSubmitted(BaseModel):
+    """A submitted run: its root target, the root's state and where to follow it."""
+
+    run_id: str
     target: str
-    job_status: str = Field(description="QUEUED, or RUNNING when a run of this target is under way")
-    status_url: str
-    expires_in: int | None = None
+    job_status: str = Field(description="the root's state: WAITING, QUEUED, RUNNING, RETRYABLE, DONE or FAILED")
+    status_url: str = Field(description="absolute URL of the run's status")
+    expires_in: int = Field(description="seconds a resource_url given by the status stays valid")
 
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
                 {
-                    "target": "chains/testchains/hello/ShoutTask/1f3870be274f6c49b3e31a0c6728957f/",
-                    "job_status": "QUEUED",
-                    "status_url": "/v1/chains/status?chain=chains/testchains/hello/ShoutTask/"
-                    "1f3870be274f6c49b3e31a0c6728957f/",
+                    "run_id": "5d1c0f3a9b2e4c67",
+                    "target": TARGET_EXAMPLE,
+                    "job_status": "WAITING",
+                    "status_url": f"https://transform.example.com/v1/chains/status?chain={TARGET_EXAMPLE}",
                     "expires_in": 600,
                 }
             ]
@@ -327,26 +343,125 @@ class ChainSubmitted(BaseModel):
     )
 
 
-class ChainStatus(BaseModel):
-    """A target's status, its output's presigned URL once done, and the task graph below it."""
+class ChainTask(BaseModel):
+    """One task of a chain: its state, attempts, timings and error (``cause`` names the failed requirement)."""
 
     target: str
-    job_status: str = Field(description="PENDING, QUEUED, RUNNING, DONE or FAILED")
+    task: str
+    params: dict[str, Any]
+    state: str = Field(description="PENDING, WAITING, QUEUED, RUNNING, RETRYABLE, DONE or FAILED")
+    attempts: int
+    started_at: str | None
+    finished_at: str | None
+    duration_s: float | None
     error: str | None
-    resource_url: str | None
-    expires_in: int | None
-    dag: dict[str, Any] = Field(description="nodes (target, task, params, state) and edges (from requirement to task)")
+    cause: str | None = Field(description="the failed requirement that failed this task, if that is why")
+
+    model_config = ConfigDict(json_schema_extra={"examples": [CHAIN_TASK_EXAMPLE]})
+
+
+class ChainTaskDetail(ChainTask):
+    """One task with its log (``log.txt``: what it printed and logged) and the full traceback of its failure."""
+
+    log: str
+    traceback: str | None
 
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
                 {
-                    "target": "chains/testchains/hello/ShoutTask/1f38.../",
+                    **CHAIN_TASK_EXAMPLE,
+                    "log": "2026-11-25T12:00:01+00:00 attempt 2 of chains/...\nTraceback (most recent call last):\n",
+                    "traceback": "Traceback (most recent call last):\n  ...\nRuntimeError: asked to fail\n",
+                }
+            ]
+        }
+    )
+
+
+class ChainStatus(BaseModel):
+    """A root's state, each task's state, the DAG, and its output's presigned URL once done."""
+
+    run_id: str | None
+    target: str
+    job_status: str = Field(description="the root's state: PENDING, WAITING, QUEUED, RUNNING, RETRYABLE, DONE, FAILED")
+    error: str | None
+    resource_url: str | None
+    expires_in: int | None
+    tasks: list[ChainTask] = Field(description="every task below the root, the root first")
+    dag: dict[str, Any] = Field(description="nodes (the tasks) and edges (from requirement to task)")
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "run_id": "5d1c0f3a9b2e4c67",
+                    "target": TARGET_EXAMPLE,
                     "job_status": "DONE",
                     "error": None,
                     "resource_url": "https://...",
                     "expires_in": 600,
-                    "dag": {"root": "chains/testchains/hello/ShoutTask/1f38.../", "nodes": [], "edges": []},
+                    "tasks": [{**CHAIN_TASK_EXAMPLE, "state": "DONE", "error": None}],
+                    "dag": {"root": TARGET_EXAMPLE, "nodes": [], "edges": []},
+                }
+            ]
+        }
+    )
+
+
+CHAIN_RUN_EXAMPLE: dict[str, Any] = {
+    "run_id": "5d1c0f3a9b2e4c67",
+    "type": "testchains",
+    "chain": "hello",
+    "task": "ShoutTask",
+    "params": {"name": "ada", "fail": False},
+    "target": TARGET_EXAMPLE,
+    "state": "FAILED",
+    "error": "RuntimeError: asked to fail",
+    "created_at": "2026-11-25T12:00:00+00:00",
+    "finished_at": "2026-11-25T12:00:02+00:00",
+}
+
+
+class ChainRun(BaseModel):
+    """A submitted run of a root task (its state is the root's: RUNNING until DONE or FAILED)."""
+
+    run_id: str
+    type: str
+    chain: str
+    task: str
+    params: dict[str, Any]
+    target: str
+    state: str
+    error: str | None
+    created_at: str
+    finished_at: str | None
+
+    model_config = ConfigDict(json_schema_extra={"examples": [CHAIN_RUN_EXAMPLE]})
+
+
+class ChainRunList(BaseModel):
+    """Recent runs across all chains, newest first."""
+
+    items: list[ChainRun]
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"items": [CHAIN_RUN_EXAMPLE]}]})
+
+
+class ChainRetried(BaseModel):
+    """A failed task started again, with the dependents that had failed because of it."""
+
+    target: str
+    reset: list[str] = Field(description="the targets set back to run: the task and its failed dependents")
+    status_url: str
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "target": TARGET_EXAMPLE,
+                    "reset": [TARGET_EXAMPLE],
+                    "status_url": f"https://transform.example.com/v1/chains/status?chain={TARGET_EXAMPLE}",
                 }
             ]
         }

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from shared.settings import HeadwaterSettings
+from pydantic import SecretStr
+
+from shared.settings import SERVICE_PORTS, HeadwaterSettings
 
 
 class TransformSettings(HeadwaterSettings):
@@ -25,6 +27,13 @@ class TransformSettings(HeadwaterSettings):
     job_timeout_s: int = 3600
     consume_requests: bool = True
     lock_retry_s: float = 5.0
+
+    # Task chains: a running task renews its lease by heartbeat; the worker's sweep recovers expired leases and
+    # lost jobs this often. The loader's API is what the mycroft/backfill chain calls (its key needs jobs:admin).
+    chain_lease_s: float = 30.0
+    chain_sweep_s: float = 10.0
+    loader_url: str = f"http://127.0.0.1:{SERVICE_PORTS['loader']}"
+    loader_api_key: SecretStr | None = None
 
     # Spark backends
     emr_cluster_id: str | None = None

@@ -11,7 +11,9 @@ from typing import Any
 
 from arq import func
 
-from services.transform.chains.service import CHAIN_JOB, run_chain_job
+from services.transform.chains.runner import run_chain_job
+from services.transform.chains.scheduler import CHAIN_JOB
+from services.transform.chains.service import start_sweeper
 from services.transform.consumer import start_request_consumer
 from services.transform.run_store import RUN_JOB, requeue_unfinished_runs
 from services.transform.settings import TransformSettings
@@ -32,6 +34,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     await _open_wiring(ctx)
     wiring: TransformWiring = ctx["wiring"]
     await requeue_unfinished_runs(sessions=wiring.sessions, arq=wiring.arq, settings=wiring.settings)
+    start_sweeper(wiring, ctx["redis"])  # recovers chain tasks orphaned by a crash; stopped with the wiring
     if wiring.settings.consume_requests:
         start_request_consumer(wiring)  # stopped when the wiring closes (on_shutdown)
     log.info("transform_worker_started", queue=wiring.settings.arq_queue)
@@ -42,6 +45,7 @@ def worker_functions(settings: TransformSettings) -> list[Any]:
     return [
         # The run counts its own attempts (settings.max_tries); arq's budget only has to outlast lock waits.
         func(run_transform, name=RUN_JOB, timeout=settings.job_timeout_s, max_tries=10_000),
+        # One job per chain task; the task class bounds its own attempt (timeout_s) and the scheduler its retries.
         func(run_chain_job, name=CHAIN_JOB, timeout=settings.job_timeout_s, max_tries=1),
     ]
 

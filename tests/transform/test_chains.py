@@ -76,11 +76,13 @@ async def test_a_task_runs_after_its_requirement_and_writes_targets_by_params_di
     assert submitted.status_code == 202
     target = f"chains/testchains/hello/ShoutTask/{DIGEST}/"
     assert submitted.json()["target"] == target
-    assert submitted.json()["status_url"] == f"/api/chainstatus?chain={target}"
+    assert submitted.json()["status_url"] == f"http://transform/api/chainstatus?chain={target}"
     assert await _keys(s3, "chains/testchains/hello/") == [
+        f"chains/testchains/hello/HelloTask/{DIGEST}/_SUCCESS",
         f"chains/testchains/hello/HelloTask/{DIGEST}/log.txt",
         f"chains/testchains/hello/HelloTask/{DIGEST}/out.txt",
         f"chains/testchains/hello/HelloTask/{DIGEST}/params.json",
+        f"{target}_SUCCESS",
         f"{target}log.txt",
         f"{target}out.json",
         f"{target}params.json",
@@ -196,7 +198,7 @@ async def test_v1_chain_routes_answer_with_v1_urls_and_the_seed_paths_stay_out_o
 
     assert hello["tasks"][1]["url"] == "/v1/chains/testchains/hello/ShoutTask"
     assert submitted.status_code == 202
-    assert submitted.json()["status_url"] == f"/v1/chains/status?chain={target}"
+    assert submitted.json()["status_url"] == f"http://transform/v1/chains/status?chain={target}"
     assert status.json()["job_status"] == "DONE"
     assert {"/v1/chains", "/v1/chains/{type_name}/{chain}/{task}", "/v1/chains/status"} <= set(paths)
     assert [path for path in paths if path.startswith("/api/")] == []

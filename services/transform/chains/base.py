@@ -23,22 +23,34 @@ class NoParams(BaseModel):
 
 @dataclass
 class TaskContext:
-    """What a running task may use: settings, the AWS clients, and a log that ends up in ``log.txt``."""
+    """What a running task may use: settings, the AWS clients, its target, and a log that ends up in ``log.txt``.
+
+    ``print`` and the ``logging`` module also end up in ``log.txt`` (see ``capture.py``).
+    """
 
     settings: TransformSettings
     aws: Any
+    target: str = ""
+    attempt: int = 1
     lines: list[str] = field(default_factory=list)
 
     def log(self, message: str) -> None:
         """Append a line to the task's log."""
-        self.lines.append(message)
+        self.lines.append(message if message.endswith("\n") else message + "\n")
 
 
 class Task:
-    """A unit of a chain: declare ``Params``, ``requires`` and ``run``; ``extension`` names ``out.<ext>``."""
+    """A unit of a chain: declare ``Params``, ``requires`` and ``run``; ``extension`` names ``out.<ext>``.
+
+    ``retries`` more attempts follow a failure, after ``retry_delay_s * 2**(attempt-1)`` seconds with jitter;
+    an attempt longer than ``timeout_s`` fails.
+    """
 
     Params: ClassVar[type[BaseModel]] = NoParams
     extension: ClassVar[str] = "json"
+    retries: ClassVar[int] = 0
+    retry_delay_s: ClassVar[float] = 5.0
+    timeout_s: ClassVar[float] = 3600.0
 
     def requires(self, params: Any) -> list[tuple[type[Task], BaseModel]]:
         """Return the tasks (with their params) whose outputs this task reads."""

@@ -15,7 +15,7 @@ import httpx
 import pytest
 import redis as redis_sync
 
-from shared.cli.config import SERVICES
+from headwater.config import SERVICES
 from tests.conftest import REDIS_BASE_URL, REDIS_DB_BY_SUITE
 from tests.helpers import free_port
 
@@ -87,7 +87,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningMesh]:
         urls[service] = f"http://127.0.0.1:{port}"
     started = time.monotonic()
     process = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli.main", "up"],
+        [sys.executable, "-m", "headwater.main", "up"],
         env=env,
         stdout=(data_dir / "up.out").open("wb"),
         stderr=subprocess.STDOUT,

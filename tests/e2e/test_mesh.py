@@ -16,8 +16,8 @@ import duckdb
 import httpx
 import pytest
 
-from shared.cli.config import SERVICES, CliSettings
-from shared.cli.demo import run_demo
+from headwater.config import SERVICES, CliSettings
+from headwater.demo import run_demo
 from tests.e2e.conftest import RunningMesh, alive, descendants
 from tests.helpers import wait_until_sync
 
@@ -41,7 +41,7 @@ def test_up_starts_every_service_and_worker_ready(mesh: RunningMesh) -> None:
     assert "created a local admin API key" in output
     assert (mesh.data_dir / "admin.key").stat().st_mode & 0o777 == 0o600
     status = subprocess.run(
-        [sys.executable, "-m", "shared.cli.main", "status", "--json"],
+        [sys.executable, "-m", "headwater.main", "status", "--json"],
         env=mesh.env,
         capture_output=True,
         text=True,
@@ -64,7 +64,7 @@ def test_up_starts_every_service_and_worker_ready(mesh: RunningMesh) -> None:
 
 def test_keys_create_prints_only_the_key_and_it_authenticates(mesh: RunningMesh) -> None:
     created = subprocess.run(
-        [sys.executable, "-m", "shared.cli.main", "keys", "create", "--scope", "read"],
+        [sys.executable, "-m", "headwater.main", "keys", "create", "--scope", "read"],
         env=mesh.env,
         capture_output=True,
         text=True,

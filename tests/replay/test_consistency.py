@@ -7,7 +7,7 @@ import asyncio
 import orjson
 
 from services.replay.progress import ProgressStore
-from shared.replay_consumer import LatestByKey
+from headwater.consumer import LatestByKey
 from tests.helpers import wait_until
 from tests.replay.conftest import make_event, put_archive
 

@@ -6,8 +6,8 @@ import asyncio
 
 import orjson
 
-from services.replay.progress import ProgressStore
 from headwater.consumer import LatestByKey
+from services.replay.progress import ProgressStore
 from tests.helpers import wait_until
 from tests.replay.conftest import make_event, put_archive
 

@@ -9,7 +9,9 @@ Four contracts, each with one writer and several readers:
    ``_schemas/<name>/v<version>.yaml`` in the curated bucket.
 3. **Curated partition** (writer: transform; readers: loader, replay, loader's retention). Parts at
    ``<table>/v<version>/dt=YYYY-MM-DD/[hour=HH/]part-NNNNN.<ext>``, the advertising view beside the tables under
-   ``_views/advertising/<table>/v<version>/dt=YYYY-MM-DD/part-00000.parquet``.
+   ``_views/advertising/<table>/v<version>/dt=YYYY-MM-DD/part-00000.parquet``, a run's staged parts under
+   ``_tmp/<table>/v<version>/dt=.../<transform id>/``. Hive's convention: ``dt`` (and ``hour``) live in the path
+   only, never as a column of the files; timestamps are UTC instants (Parquet isAdjustedToUTC=true).
 4. **Manifest** (writer: transform, written last; reader: loader). ``_manifest.json`` in the partition, in the
    Redshift ``COPY ... MANIFEST`` shape (``entries``) plus Headwater's own ``headwater`` block.
 
@@ -20,6 +22,7 @@ test, not production.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, Literal
@@ -77,6 +80,25 @@ class RawRecord(BaseModel):
     raw: dict[str, Any] | None = None
 
 
+# The Kinesis partition key of a raw record: an entity field per source, so one entity's records land on one shard
+# in order (ad_id for beacons, cloud_id for meter reads, the SDK's anonymous id for analytics events). A source
+# without an entry, or a record without the field, is keyed by its event id. Ingest may override it per source.
+PARTITION_KEY_FIELDS: dict[str, str] = {
+    "beacon": "ad_id",
+    "meter_read": "cloud_id",
+    **dict.fromkeys(("track", "page", "screen", "identify", "group", "alias"), "anonymous_id"),
+}
+
+
+def partition_key_of(record: Mapping[str, Any], fields: Mapping[str, str] = PARTITION_KEY_FIELDS) -> str:
+    """Return the partition key of a raw record: its source's entity field, else its event id (1-256 chars)."""
+    name = fields.get(record.get("source"))  # type: ignore[arg-type]
+    value = record.get(name) if name else None
+    if value is None or value == "":
+        value = record.get("event_id") or "-"
+    return str(value)[:256]
+
+
 def source_of(event_type: str) -> str:
     """Return the raw-archive source of an event type (impressions and clicks share ``beacon``)."""
     return "beacon" if event_type in BEACON_TYPES else event_type
@@ -132,6 +154,7 @@ def schema_versions_prefix(name: str) -> str:
 # ---------------------------------------------------------------------------------------------------------------
 
 VIEWS_PREFIX = "_views/"
+TEMPORARY_PREFIX = "_tmp/"  # runs stage their parts here, beside the tables like the views
 ADVERTISING_VIEW = "advertising"
 MANIFEST_NAME = "_manifest.json"
 
@@ -177,8 +200,8 @@ class CuratedPartition:
         return f"{self.prefix}{MANIFEST_NAME}"
 
     def temporary_prefix(self, transform_id: str) -> str:
-        """Return where a run stages its parts before publishing."""
-        return f"{self.prefix}_tmp/{transform_id}/"
+        """Return where a run stages its parts before publishing: outside the table, so no glob sees them."""
+        return f"{TEMPORARY_PREFIX}{self.prefix}{transform_id}/"
 
     def part(self, index: int, extension: str = "parquet") -> str:
         """Return the published key of part ``index``."""

@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from services.ingest.api import router
 from services.ingest.fastpath import BeaconFastPath
+from services.ingest.sdk_api import router as sdk_router
 from services.ingest.settings import IngestSettings
 from services.ingest.wiring import open_ingest
 from shared.health import check_bucket, check_database, check_redis, check_stream
@@ -38,10 +40,22 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
             {"name": "events", "description": "Typed events and meter reads (API key with ingest:write)."},
             {"name": "realtime", "description": "Per-minute impressions, clicks and CTR."},
             {"name": "bad rows", "description": "Accepted events that failed validation when shipped."},
+            {"name": "analytics SDKs", "description": "Snowplow and Segment trackers, unchanged, at their paths."},
         ],
     )
     app.include_router(router)
+    app.include_router(sdk_router)
     if settings.beacon_fast_path:
         app.add_middleware(BeaconFastPath, state=app.state, service=settings.service_name)
+    if settings.cors_origins:
+        # Browser trackers post cross-origin with credentials: only the configured origins, echoed (never '*').
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Content-Type", "Authorization"],
+            max_age=600,
+        )
     app.mount("/ui", StaticFiles(directory=UI_DIR, html=True), name="ui")
     return app

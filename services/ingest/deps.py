@@ -5,13 +5,16 @@ from __future__ import annotations
 from typing import Annotated, Any, cast
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
 from services.ingest.beacons import admit, client_ip
 from services.ingest.intake import Intake
 from services.ingest.realtime import RealtimeCounters
 from services.ingest.settings import IngestSettings
 from services.ingest.wiring import IngestWiring
+from shared.auth import Principal, verifier_for
 from shared.deps import ClientsDep
+from shared.errors import ForbiddenError, UnauthorizedError
 
 
 def get_wiring(clients: ClientsDep) -> IngestWiring:
@@ -59,3 +62,26 @@ CountersDep = Annotated[RealtimeCounters, Depends(get_counters)]
 S3Dep = Annotated[Any, Depends(get_s3)]
 ClientIp = Annotated[str | None, Depends(get_client_ip)]
 BeaconClientIp = Annotated[str | None, Depends(get_beacon_client)]
+
+
+_basic = HTTPBasic(auto_error=False, description="Segment write key: the user name is an ingest:write API key")
+
+
+async def check_write_key(
+    request: Request, credentials: Annotated[HTTPBasicCredentials | None, Depends(_basic)]
+) -> Principal:
+    """Admit a Segment write key (HTTP Basic user name, empty password) holding ``ingest:write``; no body is read."""
+    if credentials is None or not credentials.username:
+        raise UnauthorizedError(
+            "missing write key: send 'Authorization: Basic base64(<write key>:)'", headers={"WWW-Authenticate": "Basic"}
+        )
+    client = request.client.host if request.client else None
+    principal = await verifier_for(request.app.state).verify(credentials.username, client=client)
+    if principal is None:
+        raise UnauthorizedError("invalid or revoked write key", headers={"WWW-Authenticate": "Basic"})
+    if not principal.allows("ingest:write"):
+        raise ForbiddenError("this write key lacks the 'ingest:write' scope")
+    return principal
+
+
+WriteKey = Annotated[Principal, Depends(check_write_key)]

@@ -1,7 +1,8 @@
 """Accepting events: validate, give them identity, dedup, make them durable in the spool, count them.
 
-``Intake.accept`` is the one way in, for a beacon (pixel or JSON) and for a POSTed body of events or meter
-reads. Behind it, a body of plain impressions and clicks takes the msgspec path (``plainbatch.py``), anything
+``Intake.accept`` is the one way in, for a beacon (pixel or JSON), a POSTed body of events or meter reads, and
+the events of an analytics SDK (Snowplow, Segment) already mapped to records (``analytics.AnalyticsBatch``).
+Behind it, a body of plain impressions and clicks takes the msgspec path (``plainbatch.py``), anything
 else the general path that validates event by event; both build the same records.
 """
 
@@ -16,6 +17,7 @@ from typing import Annotated, Any, Literal, overload
 import orjson
 from pydantic import BaseModel, Discriminator, Tag, TypeAdapter, ValidationError
 
+from services.ingest.analytics import AnalyticsBatch
 from services.ingest.dedup import Deduplicator
 from services.ingest.models import (
     BUILTIN_TYPES,
@@ -162,12 +164,16 @@ class Intake:
     @overload
     async def accept(self, submission: Beacon, *, client_ip: str | None) -> BeaconAck: ...
     @overload
-    async def accept(self, submission: EventBatch, *, client_ip: str | None) -> BatchOutcome: ...
+    async def accept(self, submission: EventBatch | AnalyticsBatch, *, client_ip: str | None) -> BatchOutcome: ...
 
-    async def accept(self, submission: Beacon | EventBatch, *, client_ip: str | None) -> BeaconAck | BatchOutcome:
+    async def accept(
+        self, submission: Beacon | EventBatch | AnalyticsBatch, *, client_ip: str | None
+    ) -> BeaconAck | BatchOutcome:
         """Accept a beacon or a body of events; accepted events are durable (fsync'd) when this returns."""
         if isinstance(submission, Beacon):
             return await self._accept_beacon(submission.kind, submission.fields, client_ip=client_ip)
+        if isinstance(submission, AnalyticsBatch):
+            return await self._accept_analytics(submission, client_ip=client_ip)
         if not submission.meter_reads:
             plain = decode_plain_batch(submission.body)
             if plain and len(plain) <= self.batch_max_events:
@@ -290,6 +296,43 @@ class Intake:
             fresh.append(again)
         await self._store(fresh, claimed=[], count=False)
         return len(fresh)
+
+    async def _accept_analytics(self, batch: AnalyticsBatch, *, client_ip: str | None) -> BatchOutcome:
+        """Accept mapped SDK events (dedup by their ids) and spool the unmapped ones for the bad-rows bucket.
+
+        Results list the mapped records in order (the SDKs only need the request's status).
+        """
+        received, ip_hash = batch.received_iso, self.hasher(client_ip)
+        for record in batch.records:
+            record["received_at"], record["client_ip_hash"] = received, ip_hash
+            if record["event_time"] is None:
+                record["event_time"] = received
+        for record in batch.unmapped:
+            record["received_at"] = record["event_time"] = received
+        records = batch.records
+        ids = [(index, record["event_id"]) for index, record in enumerate(records)]
+        duplicates, in_flight = await self._find_duplicates(ids) if ids else (set(), set())
+        skip = duplicates | in_flight
+        fresh = [record for index, record in enumerate(records) if index not in skip] if skip else records
+        claimed = [event_id for index, event_id in ids if index not in skip]
+        if fresh or batch.unmapped:
+            # Only mapped records make a raw day; unmapped ones go to bad rows when shipped.
+            days: set[Day] = {(record["source"], record["event_time"][:10]) for record in fresh}
+            counts = Counter(map(_TYPE_AND_AD, fresh))
+            data = encode_lines(fresh + batch.unmapped)
+            await self._store_encoded(data, len(fresh) + len(batch.unmapped), days, claimed=claimed, counts=counts)
+        if in_flight:
+            raise ServiceUnavailableError(
+                RETRY_REASON, details=[{"field": "event_id", "reason": "in flight"}], headers={"Retry-After": "1"}
+            )
+        status = {index: "duplicate" for index in duplicates}
+        results = [
+            {"index": index, "event_id": record["event_id"], "status": status.get(index, "accepted")}
+            for index, record in enumerate(records)
+        ]
+        return BatchOutcome(
+            accepted=len(fresh), duplicates=len(duplicates), rejected=len(batch.unmapped), results=results
+        )
 
     async def _accept_plain(self, events: list[PlainAdEvent], *, client_ip: str | None) -> BatchOutcome:
         """Accept a batch of plain impressions and clicks (decoded by msgspec): the outcome _accept_events gives."""

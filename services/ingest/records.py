@@ -24,6 +24,7 @@ _AD_KEYS = ("ad_id", "campaign_id", "placement", "user_id")
 _PLAIN_KEYS = frozenset({"type", "event_id", "ad_id", "campaign_id", "placement", "user_id"})
 _SHORTEST_LIMIT = 128  # every plain field allows at least this much (user_id 256): longer values take the model
 _EVENT_ID = re.compile(EVENT_ID_PATTERN)
+EVENT_ID = _EVENT_ID.fullmatch  # whether a client id fits the stored id pattern
 
 
 def server_event_id() -> str:

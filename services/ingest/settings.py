@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr
 
+from shared.contracts import PARTITION_KEY_FIELDS
 from shared.settings import HeadwaterSettings
 
 
@@ -37,6 +38,9 @@ class IngestSettings(HeadwaterSettings):
     # Cyclic-GC generation-0 threshold when gc_tuning is on (CPython's default is 700).
     gc_gen0_threshold: int = Field(default=50_000, ge=700)
     shutdown_drain_s: float = 5.0
+    # Kinesis partition key per source: the record field naming the entity whose records must stay in order
+    # (one shard per key); sources not listed, and records without the field, are keyed by event id.
+    partition_keys: dict[str, str] = Field(default_factory=lambda: dict(PARTITION_KEY_FIELDS))
 
     # Day markers: a past UTC day is complete once its end plus this grace has passed and it is shipped.
     day_complete_grace_s: float = 300.0
@@ -62,6 +66,9 @@ class IngestSettings(HeadwaterSettings):
     beacon_burst: int = 400
     # Serve GET beacons from a small ASGI handler in front of the router (same behaviour, far less overhead).
     beacon_fast_path: bool = True
+
+    # Analytics SDKs in browsers: origins allowed to post cross-origin with credentials (CORS, with preflight).
+    cors_origins: list[str] = Field(default_factory=list)
 
     # Real-time counters (Redis) and their CloudWatch publication.
     realtime_retention_s: int = 3 * 3600

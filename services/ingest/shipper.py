@@ -18,12 +18,13 @@ from typing import Any
 import orjson
 from prometheus_client import Counter, Gauge
 
+from services.ingest.analytics import UNMAPPED
 from services.ingest.badrows import write_bad_rows
 from services.ingest.markers import DayMarkers
 from services.ingest.settings import IngestSettings
 from services.ingest.sinks import SinkClients, put_archive_object, put_stream_records
 from services.ingest.spool import Day, Segment, Slot, Spool, read_segment_lines
-from shared.contracts import raw_object_key
+from shared.contracts import partition_key_of, raw_object_key
 from shared.logging import get_logger
 from shared.messages import utc_now
 
@@ -58,6 +59,8 @@ def validate_record(record: Any, line: bytes, settings: IngestSettings) -> str |
     """Return why an accepted record cannot be archived (None when it is fine); depends only on the record."""
     if not isinstance(record, dict):
         return "record is not a JSON object"
+    if UNMAPPED in record:
+        return f"unmapped {record[UNMAPPED]}"
     for key in ("event_id", "type", "source"):
         if not isinstance(record.get(key), str) or not record[key]:
             return f"missing {key}"
@@ -86,6 +89,7 @@ class SplitSegment:
 def split_segment(segment: Segment, settings: IngestSettings) -> SplitSegment:
     """Read a sealed segment and sort its records by (source, dt, hour); set invalid ones aside as bad rows."""
     split = SplitSegment()
+    keys = settings.partition_keys
     for line in read_segment_lines(segment.path):
         try:
             record = orjson.loads(line)
@@ -99,7 +103,8 @@ def split_segment(segment: Segment, settings: IngestSettings) -> SplitSegment:
             continue
         event_time = record["event_time"]
         split.partitions[(record["source"], event_time[:10], event_time[11:13])].append(line)
-        split.stream_entries.append((line, record["event_id"]))
+        # Keyed by entity (see shared.contracts.partition_key_of): one entity's records share a shard, in order.
+        split.stream_entries.append((line, partition_key_of(record, keys)))
     return split
 
 

@@ -38,4 +38,37 @@ sort_key: [event_time]
 dist_key: cloud_id
 """
 
-BUILTIN_SCHEMAS: dict[str, str] = {"ad_events": AD_EVENTS_V1, "meter_reads": METER_READS_V1}
+
+def _analytics_schema(name: str, description: str, extra: tuple[str, ...] = ()) -> str:
+    """Return the schema of one generic analytics-SDK event type (ingest's Snowplow and Segment routes)."""
+    columns = "".join(f"  - {{name: {column}, source: properties.{column}, type: varchar(2048)}}\n" for column in extra)
+    return f"""\
+name: {name}
+version: 1
+description: {description}
+columns:
+  - {{name: event_id, source: event_id, type: varchar(128), nullable: false}}
+  - {{name: event_name, source: event_name, type: varchar(256)}}
+  - {{name: user_id, source: user_id, type: varchar(256)}}
+  - {{name: anonymous_id, source: anonymous_id, type: varchar(256)}}
+{columns}  - {{name: protocol, source: protocol, type: varchar(16)}}
+  - {{name: event_time, source: event_time, type: timestamp, nullable: false}}
+  - {{name: received_at, source: received_at, type: timestamp}}
+  - {{name: dt, source: event_time, type: date, nullable: false}}
+partition_column: dt
+sort_key: [event_time]
+dist_key: anonymous_id
+"""
+
+
+# Generic event types of the analytics SDKs (Snowplow, Segment): one curated table each.
+ANALYTICS_SCHEMAS: dict[str, str] = {
+    "track": _analytics_schema("track", "Named events (Segment track, Snowplow structured/self-describing)."),
+    "page": _analytics_schema("page", "Page views (Segment page, Snowplow page view).", ("url", "referrer")),
+    "screen": _analytics_schema("screen", "Screen views (Segment screen, Snowplow screen_view)."),
+    "identify": _analytics_schema("identify", "Who a user is (Segment identify)."),
+    "group": _analytics_schema("group", "Which group a user belongs to (Segment group).", ("group_id",)),
+    "alias": _analytics_schema("alias", "One user known by two ids (Segment alias).", ("previous_id",)),
+}
+
+BUILTIN_SCHEMAS: dict[str, str] = {"ad_events": AD_EVENTS_V1, "meter_reads": METER_READS_V1, **ANALYTICS_SCHEMAS}

@@ -145,7 +145,11 @@ class Mesh:
     def prepare_environment(self) -> None:
         """Start the infrastructure and compute the environment every service inherits."""
         home = self.settings.home
+        # Everything the mesh keeps there is private: the SQLite database (key hashes, device records), the spool,
+        # the simulated fleet's passwords, logs. The umask covers what this process and its children create.
+        os.umask(0o077)
         home.mkdir(parents=True, exist_ok=True)
+        home.chmod(0o700)
         redis_url = self.start_redis()
         endpoint = self.start_emulator()
         database_url = self.settings.database_url

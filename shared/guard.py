@@ -65,14 +65,14 @@ class KeyFirstMiddleware:
         self.app = app
         self.fastapi_app = fastapi_app
         self.default_max_body_bytes = default_max_body_bytes
-        self._rules: list[tuple[APIRoute, RouteRule]] | None = None
+        self._rules: list[tuple[Any, RouteRule]] | None = None
 
-    def _route_rules(self) -> list[tuple[APIRoute, RouteRule]]:
+    def _route_rules(self) -> list[tuple[Any, RouteRule]]:
         # Built on the first request: routers are included after the app (and this middleware) are created.
         if self._rules is None:
             rules = []
-            for route in self.fastapi_app.routes:
-                if isinstance(route, APIRoute):
+            for route in _api_routes(self.fastapi_app):
+                if True:
                     default = self.default_max_body_bytes if route.body_field is not None else None
                     limit = (route.openapi_extra or {}).get(BODY_LIMIT_KEY, default)
                     rule = RouteRule(
@@ -151,6 +151,15 @@ class KeyFirstMiddleware:
             if not principal.allows(needed):
                 return error_response(403, "forbidden", f"this key lacks the '{needed}' scope")
         return None
+
+
+def _api_routes(app: FastAPI) -> list[Any]:
+    """Return the app's API routes as requests see them, routers included (newer FastAPI includes them lazily)."""
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # FastAPI before lazy router inclusion: included routes are plain APIRoutes
+        return [route for route in app.routes if isinstance(route, APIRoute)]
+    return [context for context in iter_route_contexts(app.routes) if isinstance(context.original_route, APIRoute)]
 
 
 def _content_length(scope: Scope) -> int | None:

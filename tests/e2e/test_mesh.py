@@ -40,6 +40,10 @@ def test_up_starts_every_service_and_worker_ready(mesh: RunningMesh) -> None:
     output = (mesh.data_dir / "up.out").read_text()
     assert "created a local admin API key" in output
     assert (mesh.data_dir / "admin.key").stat().st_mode & 0o777 == 0o600
+    # Local secrets are private: the data dir, the metadata database and the simulated fleet's credentials.
+    assert mesh.data_dir.stat().st_mode & 0o777 == 0o700
+    for private in ("headwater.db", "simulated-devices.jl"):
+        assert (mesh.data_dir / private).stat().st_mode & 0o077 == 0, private
     status = subprocess.run(
         [sys.executable, "-m", "headwater.main", "status", "--json"],
         env=mesh.env,

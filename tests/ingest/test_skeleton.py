@@ -54,7 +54,7 @@ async def test_impression_pixel_answers_a_no_cache_gif_and_reaches_archive_and_s
 
     streamed = await wait_until(lambda: stream_records(aws, ingest.settings), message="impression on the stream")
     assert [orjson.loads(item["data"]) for item in streamed] == [record]
-    assert streamed[0]["partition_key"] == "imp-1"
+    assert streamed[0]["partition_key"] == "ad-7"  # keyed by the ad: its events share a shard, in order
 
 
 async def test_click_pixel_answers_204_when_asked(ingest: Ingest) -> None:

@@ -127,6 +127,13 @@ def test_events_travel_through_every_hop_exactly(mesh: RunningMesh) -> None:
         assert (series["totals"]["impressions"], series["totals"]["clicks"]) == (imps, clks)
 
 
+def test_the_demo_runs_again_on_the_same_mesh(mesh: RunningMesh) -> None:
+    # `./run demo` twice on one machine: the second run picks days that hold no data yet and re-registers the same
+    # meters (200 instead of 201), and every hop is exact again.
+    result = asyncio.run(run_demo(mesh_settings(mesh), events=200, meter_reads=50, step_timeout=90))
+    assert result.ok, "the second demo run reported a failed hop (see the captured output)"
+
+
 def test_sigterm_then_ctrl_c_stops_everything_and_leaves_no_process(mesh: RunningMesh) -> None:
     children = descendants(mesh.process.pid) | mesh.child_pids
     assert children, "up should have child processes"

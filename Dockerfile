@@ -1,30 +1,44 @@
-# syntax=docker/dockerfile:1
 # One image for every Headwater process. The command is chosen per container:
 #   API:     uvicorn --factory services.<name>.app:create_app --host 0.0.0.0 --port 80xx
-#   worker:  arq services.<name>.worker.WorkerSettings
+#   worker:  arq services.<name>.worker.WorkerSettings   (liveness: headwater worker-alive <name>)
 #   one-shots: headwater migrate | headwater bootstrap
+# No `# syntax=` line: the classic builder works offline (BuildKit would pull a frontend image first).
+# Build: docker build --build-arg VERSION=$(...) --build-arg REVISION=$(git rev-parse HEAD) -t headwater:local .
+# PYTHON_IMAGE is any Debian-like image with python3 + venv (python:3.11-slim, or the debootstrap base that
+# tests/deploy builds offline).
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
-# --- build: resolve and install the project into a virtualenv (compilers only live here) ---
+# --- build: the locked dependencies first (a code change does not re-resolve them), then the project itself ---
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends build-essential \
-    && rm -rf /var/lib/apt/lists/*
-RUN python -m venv /opt/headwater
+RUN python3 -m venv /opt/headwater
 ENV PATH=/opt/headwater/bin:$PATH
 WORKDIR /src
-COPY pyproject.toml README.md* ./
+COPY requirements.lock ./
+# Wheels only, every file checked against the lock's hashes: no compiler in the image, nothing unpinned.
+RUN pip install --no-deps --require-hashes --only-binary=:all: -r requirements.lock
+COPY pyproject.toml README.md ./
 COPY shared ./shared
 COPY services ./services
 COPY headwater ./headwater
-RUN pip install --upgrade pip && pip install .
+# The project alone (its dependencies are all in place); pip and setuptools are not needed at run time.
+RUN pip install --no-deps . \
+    && pip uninstall --yes --quiet setuptools pip
 
 # --- runtime: the virtualenv, a non-root user, nothing else ---
 FROM ${PYTHON_IMAGE} AS runtime
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG CREATED=unknown
+LABEL org.opencontainers.image.title="headwater" \
+      org.opencontainers.image.description="Headwater: an async, event-driven data pipeline mesh" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}"
 ARG HEADWATER_UID=10001
 ENV PATH=/opt/headwater/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, cast
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
 from services.ingest.beacons import admit, client_ip
@@ -84,4 +84,4 @@ async def check_write_key(
     return principal
 
 
-WriteKey = Annotated[Principal, Depends(check_write_key)]
+WriteKey = Annotated[Principal, Security(check_write_key, scopes=["ingest:write"])]

@@ -20,6 +20,8 @@ from services.ingest.openapi import PIXEL_RESPONSES
 from shared.openapi import error_responses
 
 router = APIRouter()
+# The Snowplow tracker protocol fixes these paths (outside /v1): the spec says so on the operation.
+SNOWPLOW_PATH = {"x-external-protocol": "snowplow-tracker-protocol-v2"}
 SEGMENT_SINGLE = ("track", "page", "screen", "identify", "group", "alias")
 _TP2_EXAMPLE = {
     "schema": "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4",
@@ -100,7 +102,10 @@ def _json_body(description: str, example: dict[str, Any]) -> dict[str, Any]:
         200: {"description": "The events are durable", "content": {"text/plain": {"example": "ok"}}},
         **error_responses(413, 429, 503),
     },
-    openapi_extra=_json_body("A self-describing payload_data JSON: {schema, data: [event, ...]}", _TP2_EXAMPLE),
+    openapi_extra={
+        **_json_body("A self-describing payload_data JSON: {schema, data: [event, ...]}", _TP2_EXAMPLE),
+        **SNOWPLOW_PATH,
+    },
     description="Public like a Snowplow collector (rate-limited per client); browsers may post cross-origin with "
     "credentials from the configured `cors_origins`. Events are mapped to the generic types (see the README).",
 )
@@ -119,6 +124,7 @@ async def record_snowplow_events(
     summary="Snowplow tracker GET (pixel)",
     response_class=Response,
     responses={**PIXEL_RESPONSES, **error_responses(429, 503)},
+    openapi_extra=SNOWPLOW_PATH,
     description="One event in the query string, as the GET emitter sends it: "
     "`/i?e=se&eid=...&dtm=1764072000000&se_ca=shop&se_ac=add-to-basket`. Answers the 1x1 GIF.",
 )

@@ -28,7 +28,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from shared.errors import ForbiddenError, TooManyRequestsError, UnauthorizedError
 from shared.messages import utc_now
 
-SCOPES = ("admin", "ingest:write", "jobs:admin", "replay:run", "devices:admin", "read")
+SCOPES = ("admin", "ingest:write", "jobs:admin", "replay:run", "replay:query", "devices:admin", "read")
 CACHE_TTL_S = 30.0
 NEGATIVE_TTL_S = 10.0
 FAILURE_LIMIT = 10
@@ -249,4 +249,6 @@ ReadScope = Annotated[Principal, require_scope("read")]
 IngestWriteScope = Annotated[Principal, require_scope("ingest:write")]
 JobsAdminScope = Annotated[Principal, require_scope("jobs:admin")]
 ReplayRunScope = Annotated[Principal, require_scope("replay:run")]
+# Replaying an ad-hoc query (records made up by SQL), beside replay:run.
+ReplayQueryScope = Annotated[Principal, require_scope("replay:query")]
 DevicesAdminScope = Annotated[Principal, require_scope("devices:admin")]

@@ -50,6 +50,9 @@ RAW_BASE_FIELDS = (
     "properties",
 )
 METER_FIELDS = ("cloud_id", "demand_kw", "summation_delivered_kwh", "summation_received_kwh", "raw")
+# An event id as ingest accepts and stores it; a source (the first path component of the raw archive) is a name.
+EVENT_ID_PATTERN = r"^[A-Za-z0-9._:\-]{1,128}$"
+SOURCE_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 _RAW_PARTITION = re.compile(r"(?:^|/)dt=(\d{4}-\d{2}-\d{2})/(?:hour=(\d{2})/)?")
 
 

@@ -5,19 +5,27 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, StringConstraints
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, StringConstraints, model_validator
+
+from services.poller.devices import LOCAL_PROTOCOLS, Protocol
 
 DeviceState = Literal["active", "paused", "auth_failed", "unreachable"]
 DEVICE_STATES: tuple[str, ...] = ("active", "paused", "auth_failed", "unreachable")
 
 # Cloud ids are strings: "002738" must never become 2738, so numbers are refused, not coerced.
 CloudId = Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+# "address[:port]" of a gateway on the LAN: a host name, IPv4 or bracketed IPv6, never a URL or a path.
+Host = Annotated[
+    str, StringConstraints(strip_whitespace=True, pattern=r"^(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$")
+]
 Email = Annotated[str, StringConstraints(strip_whitespace=True, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
 
 _EXAMPLE_CREATE = {"cloud_id": "002738", "owner_email": "owner@example.com", "eagle_password": "install-code"}
 _EXAMPLE_READ = {
     "cloud_id": "002738",
     "owner_email": "owner@example.com",
+    "protocol": "cloud",
+    "host": None,
     "state": "active",
     "last_error": None,
     "last_error_at": None,
@@ -30,16 +38,56 @@ _EXAMPLE_READ = {
 }
 
 
+_PROTOCOL_HELP = (
+    "how the poller reaches the Eagle: cloud (Rainforest cloud, Cloud-ID/User/Password headers), eagle100-local "
+    "(Eagle-100 REST API 1.1 on the LAN) or eagle200-local (Eagle-200 local API); records without one are cloud"
+)
+_HOST_HELP = "address[:port] of the gateway on the LAN; required for the local protocols, absent for cloud"
+_PASSWORD_HELP = "the Rainforest cloud password, or for a local protocol the gateway's Install Code"
+
+
+def check_host(protocol: str, host: str | None) -> None:
+    """Raise ValueError unless ``host`` fits ``protocol`` (local protocols need one, the cloud takes none)."""
+    if protocol in LOCAL_PROTOCOLS and not host:
+        raise ValueError(f"host is required for protocol {protocol}")
+    if protocol == "cloud" and host:
+        raise ValueError("host is only for the local protocols")
+
+
 class DeviceCreate(BaseModel):
     """A device to register. The seed's JSON-lines fields (user_email, user_pw) are accepted too."""
 
-    model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [_EXAMPLE_CREATE]})
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "examples": [
+                _EXAMPLE_CREATE,
+                {
+                    "cloud_id": "00a1b2",
+                    "owner_email": "owner@example.com",
+                    "eagle_password": "0123456789abcdef",
+                    "protocol": "eagle200-local",
+                    "host": "192.168.1.40",
+                },
+            ]
+        },
+    )
 
     cloud_id: CloudId
     owner_email: Email = Field(validation_alias=AliasChoices("owner_email", "user_email"))
     eagle_user: str | None = Field(default=None, max_length=320, description="Eagle cloud user; the owner by default")
-    eagle_password: SecretStr = Field(validation_alias=AliasChoices("eagle_password", "user_pw", "password"))
+    eagle_password: SecretStr = Field(
+        validation_alias=AliasChoices("eagle_password", "user_pw", "password", "install_code"),
+        description=_PASSWORD_HELP,
+    )
+    protocol: Protocol = Field(default="cloud", description=_PROTOCOL_HELP)
+    host: Host | None = Field(default=None, description=_HOST_HELP)
     state: Literal["active", "paused"] = "active"
+
+    @model_validator(mode="after")
+    def _host_fits_protocol(self) -> DeviceCreate:
+        check_host(self.protocol, self.host)
+        return self
 
 
 class DeviceUpdate(BaseModel):
@@ -51,7 +99,9 @@ class DeviceUpdate(BaseModel):
 
     owner_email: Email | None = None
     eagle_user: str | None = Field(default=None, max_length=320)
-    eagle_password: SecretStr | None = None
+    eagle_password: SecretStr | None = Field(default=None, description=_PASSWORD_HELP)
+    protocol: Protocol | None = Field(default=None, description=_PROTOCOL_HELP)
+    host: Host | None = Field(default=None, description=_HOST_HELP)
     state: Literal["active", "paused"] | None = None
 
 
@@ -70,6 +120,8 @@ class DeviceRead(BaseModel):
 
     cloud_id: str
     owner_email: str
+    protocol: Protocol = "cloud"
+    host: str | None = None
     state: DeviceState
     last_error: str | None = None
     last_error_at: datetime | None = None

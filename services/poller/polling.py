@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 
 from services.poller.crypto import CredentialError, decrypt_credentials
 from services.poller.devices import DeviceAuthError, DeviceError, DeviceUnreachableError, Sample
-from services.poller.devices.eagle import EagleClient
+from services.poller.devices.reader import DeviceReader
 from services.poller.http_pool import pool_transport
 from services.poller.ingest_client import IngestPoster
 from services.poller.keys import phase_of, shard_of
@@ -53,6 +53,9 @@ class DeviceEntry:
     user: str
     password: str
     state: str
+    protocol: str = "cloud"
+    host: str | None = None
+    summation_due: float = 0.0  # monotonic time after which REST API devices are asked for their totals again
     failures: int = 0
     next_tick: int = 0
     in_flight: bool = False
@@ -73,8 +76,11 @@ class Poller:
         self.settings = settings
         self.redis = redis
         self.registry = registry
-        self.client = EagleClient(
-            http, settings.eagle_base_url, transport=pool_transport(http), timeout_s=settings.request_timeout_s
+        self.client = DeviceReader(
+            http,
+            cloud_base_url=settings.eagle_base_url,
+            transport=pool_transport(http),
+            timeout_s=settings.request_timeout_s,
         )
         self.writer = HourlyLogWriter(settings.logs_path)
         self.poster = poster
@@ -116,7 +122,7 @@ class Poller:
         rows = await self.registry.load_all()
         changed = {
             cloud_id: token
-            for cloud_id, (_state, token, _cv) in rows.items()
+            for cloud_id, (_state, token, *_rest) in rows.items()
             if token and (cloud_id not in self.entries or self.entries[cloud_id].token != token)
         }
         fernet = self.registry.fernet
@@ -131,7 +137,7 @@ class Poller:
             return out
 
         decrypted = await asyncio.to_thread(_decrypt) if changed else {}
-        for cloud_id, (state, token, cred_version) in rows.items():
+        for cloud_id, (state, token, cred_version, protocol, host) in rows.items():
             entry = self.entries.get(cloud_id)
             if cloud_id in decrypted:
                 creds = decrypted[cloud_id]
@@ -158,6 +164,10 @@ class Poller:
             if entry is not None:
                 entry.state = state
                 entry.cred_version = cred_version
+                protocol, host = protocol or "cloud", host or None
+                if (protocol, host) != (entry.protocol, entry.host):
+                    entry.protocol, entry.host = protocol, host
+                    entry.failures, entry.next_tick, entry.summation_due = 0, 0, 0.0
         for cloud_id in set(self.entries) - set(rows):
             entry = self.entries.pop(cloud_id)
             self.slots[entry.slot].pop(cloud_id, None)
@@ -216,10 +226,20 @@ class Poller:
                     self.stats.tick(tick)[MISSED] += 1
                     return
                 try:
-                    # The timeout is httpx's own, its phases summing to request_timeout_s (see EagleClient):
+                    # The timeout is httpx's own, its phases summing to request_timeout_s (see PostSender):
                     # cancelling httpx from outside with asyncio.timeout interferes with anyio's cancel
                     # scopes inside httpcore and was seen to stall unrelated tasks under load.
-                    sample = await self.client.read(cloud_id=entry.cloud_id, user=entry.user, password=entry.password)
+                    with_summation = started >= entry.summation_due
+                    sample = await self.client.read(
+                        protocol=entry.protocol,
+                        cloud_id=entry.cloud_id,
+                        user=entry.user,
+                        password=entry.password,
+                        host=entry.host,
+                        with_summation=with_summation,
+                    )
+                    if with_summation:
+                        entry.summation_due = started + self.settings.summation_interval_s
                 except DeviceAuthError as exc:
                     self._auth_failed(entry, tick, str(exc))
                 except (DeviceUnreachableError, TimeoutError) as exc:

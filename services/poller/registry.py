@@ -1,8 +1,9 @@
 """The device registry in Redis: one hash per device, an ordered index, per-state sets.
 
 Credentials are stored only as a Fernet token (``secret``) and never leave this module in clear
-except to the poller's Eagle client. Multi-key updates run as Lua scripts so the index, the state
-sets and the registry version never disagree.
+except to the poller's Eagle client. ``protocol`` and ``host`` say how the device is reached; a hash without
+``protocol`` (registered before protocols existed) is a ``cloud`` device. Multi-key updates run as Lua
+scripts so the index, the state sets and the registry version never disagree.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from redis.asyncio import Redis
 
 from services.poller.crypto import decrypt_credentials, encrypt_credentials
 from services.poller.keys import Keys, shard_of
-from services.poller.models import DEVICE_STATES, DeviceCreate, DeviceRead, DeviceUpdate, ItemResult
-from shared.errors import NotFoundError, validation_details
+from services.poller.models import DEVICE_STATES, DeviceCreate, DeviceRead, DeviceUpdate, ItemResult, check_host
+from shared.errors import NotFoundError, UnprocessableError, validation_details
 
 SaveMode = Literal["create", "update", "upsert"]
 
@@ -139,7 +140,12 @@ class Registry:
         return await self._run_save(
             cloud_id=device_in.cloud_id,
             mode="upsert" if upsert else "create",
-            fields={"owner_email": device_in.owner_email, "secret": secret},
+            fields={
+                "owner_email": device_in.owner_email,
+                "secret": secret,
+                "protocol": device_in.protocol,
+                "host": device_in.host or "",
+            },
             state=device_in.state,
             creds_changed=True,
         )
@@ -162,12 +168,29 @@ class Registry:
             results.append(ItemResult(index=index, cloud_id=device_in.cloud_id, status=status, errors=errors))
         return results
 
+    async def _connection(self, cloud_id: str, device_in: DeviceUpdate) -> dict[str, str]:
+        """Return the protocol/host fields an update sets (checked together with what is stored)."""
+        if device_in.protocol is None and device_in.host is None:
+            return {}
+        stored = await self.redis.hmget(self.keys.device(cloud_id), ["protocol", "host"])
+        protocol = device_in.protocol or _text(stored[0]) or "cloud"
+        host = device_in.host if device_in.host is not None else _text(stored[1]) or None
+        if device_in.protocol == "cloud" and device_in.host is None:
+            host = None  # moving a device to the cloud drops its LAN address
+        try:
+            check_host(protocol, host)
+        except ValueError as exc:
+            raise UnprocessableError(str(exc), details=[{"field": "host", "reason": str(exc)}]) from exc
+        return {"protocol": protocol, "host": host or ""}
+
     async def update(self, *, cloud_id: str, device_in: DeviceUpdate) -> DeviceRead:
-        """Change a device; new credentials re-enable it."""
-        fields: dict[str, str] = {}
+        """Change a device; new credentials or a new protocol/host re-enable it."""
+        fields: dict[str, str] = await self._connection(cloud_id, device_in)
         if device_in.owner_email is not None:
             fields["owner_email"] = device_in.owner_email
-        creds_changed = device_in.eagle_password is not None or device_in.eagle_user is not None
+        creds_changed = (
+            device_in.eagle_password is not None or device_in.eagle_user is not None or bool(fields.get("protocol"))
+        )
         if creds_changed:
             current = await self.credentials(cloud_id)
             user = device_in.eagle_user or (current[0] if current else None) or device_in.owner_email or ""
@@ -201,6 +224,8 @@ class Registry:
         return DeviceRead(
             cloud_id=cloud_id,
             owner_email=_text(data.get(b"owner_email")) or "",
+            protocol=_text(data.get(b"protocol")) or "cloud",  # type: ignore[arg-type]
+            host=_text(data.get(b"host")) or None,
             state=_text(data.get(b"state")) or "active",  # type: ignore[arg-type]
             last_error=_text(data.get(b"last_error")),
             last_error_at=_time(data.get(b"last_error_at")),
@@ -235,7 +260,9 @@ class Registry:
         """Return every registered cloud id."""
         return [raw.decode() for raw in await self.redis.zrange(self.keys.index, 0, -1)]
 
-    async def load_all(self, fields: tuple[str, ...] = ("state", "secret", "cred_version")) -> dict[str, list[Any]]:
+    async def load_all(
+        self, fields: tuple[str, ...] = ("state", "secret", "cred_version", "protocol", "host")
+    ) -> dict[str, list[Any]]:
         """Return {cloud_id: [field values]} for every device (the poller's view of the registry)."""
         ids = await self.all_ids()
         out: dict[str, list[Any]] = {}

@@ -23,7 +23,18 @@ class PollerSettings(HeadwaterSettings):
 
     service_name: str = "poller"
 
-    eagle_base_url: str = RAINFOREST_CLOUD_URL
+    eagle_base_url: str = Field(default=RAINFOREST_CLOUD_URL, description="the cloud endpoint of `cloud` devices")
+    # TLS of the cloud endpoint: verified against certifi's CAs by default. If the cloud serves a chain those CAs
+    # do not complete, point eagle_ca_file at a PEM bundle holding its intermediate and root (preferred), or as a
+    # last resort set eagle_verify_tls=false. Local gateways are plain HTTP, so neither affects them.
+    eagle_verify_tls: bool = Field(default=True, description="verify the cloud endpoint's TLS certificate")
+    eagle_ca_file: Path | None = Field(default=None, description="PEM bundle to verify the cloud endpoint with")
+    summation_interval_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="REST API devices are asked get_current_summation this often (0: every poll); "
+        "demand (get_instantaneous_demand) is read every poll; Eagle-200s give both in one query",
+    )
     poll_interval_s: float = Field(default=6.0, gt=0)
     request_timeout_s: float = Field(default=4.0, gt=0, description="per request; must stay below the interval")
     # Waiting polls queue on the poller's semaphore, not inside httpx's pool, whose queue costs grow with length.

@@ -61,7 +61,8 @@ async def test_auth_failure_stops_polling_until_credentials_change(
     )
     assert fleet.requests["000007"] == asked, "a device that failed authentication was polled again"
     device = await registry.get("000007")
-    assert device.last_error and "401" in device.last_error
+    # The cloud refuses with HTTP 200 and an error body, as the Eagle APIs do; that is auth_failed, not unreachable.
+    assert device.last_error and "credentials refused" in device.last_error
 
     real = fleet.devices["000007"].password
     await registry.update(cloud_id="000007", device_in=DeviceUpdate.model_validate({"eagle_password": real}))

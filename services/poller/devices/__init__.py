@@ -1,9 +1,18 @@
-"""Device clients: one module per device type (the Rainforest Eagle today), all raising these errors."""
+"""Device clients: the Rainforest Eagle in its three protocols, all raising these errors.
+
+``eagle.py`` speaks the Eagle REST API 1.1 (the Rainforest cloud and the Eagle-100 on the LAN),
+``eagle200.py`` the Eagle-200 local API, ``transport.py`` holds the HTTP and error handling they share and
+``reader.py`` picks the client of a device record's protocol.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+Protocol = Literal["cloud", "eagle100-local", "eagle200-local"]
+PROTOCOLS: tuple[str, ...] = ("cloud", "eagle100-local", "eagle200-local")
+LOCAL_PROTOCOLS: frozenset[str] = frozenset({"eagle100-local", "eagle200-local"})
 
 
 class DeviceError(Exception):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import re
@@ -62,6 +63,7 @@ UVICORN_FLAGS = [
 INGEST_COMMAND = [sys.executable, "-m", "uvicorn", "--factory", "services.ingest.app:create_app", *UVICORN_FLAGS]
 BEACON_PATH = "/v1/beacons/impression?ad_id=ad-1&campaign_id=c-1&placement=top&user_id=u-1&response=204"
 BATCH_SIZE = 500
+SEGMENT_BATCH_SIZE = 100  # analytics-python's default upload_size
 EVENT_SHARDS = 200
 
 
@@ -168,6 +170,42 @@ def batch_script(path: Path, api_key: str) -> Path:
         f'wrk.body = "{body}"\n'
         'wrk.headers["Content-Type"] = "application/json"\n'
         f'wrk.headers["Authorization"] = "Bearer {api_key}"\n'
+    )
+    return path
+
+
+def segment_script(path: Path, api_key: str, run: int) -> Path:
+    """Write a wrk script posting Segment /v1/batch bodies of 100 track messages, as analytics-python sends them.
+
+    Every request gets fresh messageIds (run, wrk thread, request counter), so none is a duplicate.
+    """
+    messages = [
+        {
+            "integrations": {},
+            "properties": {"ad_id": f"ad-{i % 20}", "placement": "top"},
+            "timestamp": "2026-11-25T12:00:00.000+00:00",
+            "context": {"library": {"name": "analytics-python", "version": "2.3.4"}},
+            "userId": f"u-{i}",
+            "type": "track",
+            "event": "Ad Viewed",
+            "messageId": f"MSGID-{i}",
+        }
+        for i in range(SEGMENT_BATCH_SIZE)
+    ]
+    body = json.dumps({"batch": messages, "sentAt": "2026-11-25T12:00:01+00:00", "writeKey": api_key})
+    template = body.replace("\\", "\\\\").replace('"', '\\"')
+    auth = base64.b64encode(f"{api_key}:".encode()).decode()
+    path.write_text(
+        f'local template = "{template}"\n'
+        "local counter = 0\n"
+        "local threads = 0\n"
+        "function setup(thread) threads = threads + 1; thread:set('tid', threads) end\n"
+        "request = function()\n"
+        "  counter = counter + 1\n"
+        f"  local body = template:gsub('MSGID', 'r{run}t' .. tostring(tid) .. 'n' .. counter)\n"
+        "  return wrk.format('POST', nil, {['Content-Type'] = 'application/json',"
+        f" ['Authorization'] = 'Basic {auth}'}}, body)\n"
+        "end\n"
     )
     return path
 
@@ -362,7 +400,14 @@ def main() -> None:
         spool_drained(base, 10 if args.quick else 120)  # batches start with an idle shipper
         for _ in range(rounds):
             batch_runs.append(timed_wrk(ingest.pid, f"{base}/v1/events", seconds, batch_connections, script))
+        # Segment's /v1/batch (100 messages a request) against the same process: its CPU per event vs the above.
+        segment_runs = []
+        for run in range(rounds):
+            segment = segment_script(work / f"segment-{run}.lua", api_key, run)
+            segment_runs.append(timed_wrk(ingest.pid, f"{base}/v1/batch", seconds, batch_connections, segment))
+        segment_events = SEGMENT_BATCH_SIZE * sum(run["requests"] for run in segment_runs)
         sent += sum(run["requests"] for run in single_runs) + BATCH_SIZE * sum(run["requests"] for run in batch_runs)
+        sent += segment_events
 
         load_stopped, cpu_at_stop, moto_at_stop = time.monotonic(), cpu_seconds(ingest.pid), cpu_seconds(moto.pid)
         shipped_at_stop = metric(httpx.get(f"{base}/metrics", timeout=5).text, "headwater_ingest_shipped_events_total")
@@ -384,6 +429,7 @@ def main() -> None:
         batch_cpu_us = (
             1e6 * sum(r["cpu_s"] for r in batch_runs) / max(1, BATCH_SIZE * sum(r["requests"] for r in batch_runs))
         )
+        segment_cpu_us = 1e6 * sum(r["cpu_s"] for r in segment_runs) / max(1, segment_events)
         figures = {
             "ratio_single_vs_bare": round(single_rps / bare_rps, 3),
             "ratio_batch_vs_single": round(batch_events / single_rps, 2),
@@ -393,10 +439,14 @@ def main() -> None:
             "cpu_us_per_single": round(single_cpu_us, 1),
             "cpu_us_per_batch_event": round(batch_cpu_us, 2),
             "cpu_ratio_single_vs_batch_event": round(single_cpu_us / batch_cpu_us, 2) if batch_cpu_us else None,
+            "cpu_us_per_segment_batch_event": round(segment_cpu_us, 2),
+            "cpu_ratio_segment_vs_batch_event": round(segment_cpu_us / batch_cpu_us, 2) if batch_cpu_us else None,
             "bare_rps": round(bare_rps, 1),
             "bare_p99_ms": round(statistics.median(run["p99_ms"] for run in bare_runs), 2),
-            "errors": int(sum(run["errors"] for run in bare_runs + single_runs + batch_runs)),
-            "socket_errors": int(sum(run["socket_errors"] for run in bare_runs + single_runs + batch_runs)),
+            "errors": int(sum(run["errors"] for run in bare_runs + single_runs + batch_runs + segment_runs)),
+            "socket_errors": int(
+                sum(run["socket_errors"] for run in bare_runs + single_runs + batch_runs + segment_runs)
+            ),
             "sent_events": int(sent),
             "shipped_events": int(shipped),
             "shipper_drain_s": round(drained_after, 2) if drained_after is not None else None,

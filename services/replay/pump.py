@@ -4,6 +4,11 @@ Resume guarantee: the selection is materialised to ``<data_dir>/replay/jobs/<id>
 read back in the same order on every attempt. After each batch is fully acknowledged by Kinesis (or given up on)
 the job's checkpoint (rows done) is written to Redis. A job that crashes mid-batch restarts from the checkpoint,
 so at most the records of the one batch in flight (<= 500) can be emitted twice; nothing before it is re-sent.
+
+Partition keys: a record is emitted under the request's ``key`` expression (``"chosen"``), or, with the key
+``"original"``, under the key ingest gave it on the events stream (``"original"``: ``shared.contracts.
+partition_key_of``, the entity of its source: ad_id, cloud_id, ... else its event id); compaction then keeps one
+record per event. ``_replay.partition_key`` and ``_replay.partition_key_from`` say which.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from services.replay.sandbox import QueryRefused, Sandbox
 from services.replay.selection import base_sql, emission_sql, mirror_scope
 from services.replay.settings import ReplaySettings
 from shared.aws import AwsClients
+from shared.contracts import partition_key_of
 from shared.logging import get_logger
 from shared.messages import utc_now
 from shared.retry import TransientError, is_transient
@@ -35,23 +41,41 @@ from shared.retry import TransientError, is_transient
 log = get_logger(__name__)
 
 COLUMNS = ["_key", "_data", "_event_time", "_sequence"]
+ORIGINAL_KEY = "original"
+
+
+def sql_request(request: ReplayCreate) -> ReplayCreate:
+    """Return the request the selection SQL is built from (the key ``original`` is resolved per record instead)."""
+    return request.model_copy(update={"key": "event_id"}) if request.key == ORIGINAL_KEY else request
 
 
 def annotate(
-    data: str, *, job_id: str, sequence: str | None, event_time: str | None, replayed_at: str, user: dict[str, Any]
-) -> bytes:
-    """Return the record with ``_replay`` merged in (job id, original sequence/time, replay time, user fields)."""
+    data: str,
+    *,
+    key: str | None,
+    job_id: str,
+    sequence: str | None,
+    event_time: str | None,
+    replayed_at: str,
+    user: dict[str, Any],
+) -> tuple[str, bytes]:
+    """Return (partition key, record with ``_replay`` merged in): job id, original sequence/time, replay time, the
+    partition key and where it comes from, user fields. ``key`` None: the record's original partition key."""
     record = orjson.loads(data)
     if not isinstance(record, dict):
         record = {"value": record}
+    kept = key is None
+    key = partition_key_of(record) if key is None else key or "-"
     record["_replay"] = {
         **user,
         "job_id": job_id,
         "original_sequence": sequence,
         "original_timestamp": event_time if event_time is not None else record.get("event_time"),
         "replayed_at": replayed_at,
+        "partition_key": key,
+        "partition_key_from": "original" if kept else "chosen",
     }
-    return orjson.dumps(record)
+    return key, orjson.dumps(record)
 
 
 def now_iso() -> str:
@@ -79,7 +103,9 @@ async def materialise(*, settings: ReplaySettings, aws: AwsClients, request: Rep
     sources, window = mirror_scope(request)
     sandbox = await open_sandbox(settings=settings, aws=aws, sql=base_sql(request), sources=sources, window=window)
     try:
-        return await asyncio.to_thread(_write_selection, sandbox, request, path, float(settings.job_timeout_s))
+        return await asyncio.to_thread(
+            _write_selection, sandbox, sql_request(request), path, float(settings.job_timeout_s)
+        )
     finally:
         sandbox.close()
 
@@ -93,7 +119,7 @@ async def preview(
     try:
 
         def _rows() -> list[dict]:
-            sql = emission_sql(sandbox, request, limit=limit)
+            sql = emission_sql(sandbox, sql_request(request), limit=limit)
             reader, _ = sandbox.reader(sql, timeout_s=settings.query_timeout_s)
             return reader.read_all().to_pylist()
 
@@ -101,26 +127,27 @@ async def preview(
     finally:
         sandbox.close()
     replayed_at = now_iso()
-    return [
-        PreviewRecord(
-            partition_key=row["_key"] or "-",
-            data=orjson.loads(
-                annotate(
-                    row["_data"],
-                    job_id="preview",
-                    sequence=row["_sequence"],
-                    event_time=row["_event_time"],
-                    replayed_at=replayed_at,
-                    user=request.annotate,
-                )
-            ),
+    original = request.key == ORIGINAL_KEY
+    records = []
+    for row in rows:
+        key, data = annotate(
+            row["_data"],
+            key=None if original else row["_key"],
+            job_id="preview",
+            sequence=row["_sequence"],
+            event_time=row["_event_time"],
+            replayed_at=replayed_at,
+            user=request.annotate,
         )
-        for row in rows
-    ]
+        records.append(PreviewRecord(partition_key=key, data=orjson.loads(data)))
+    return records
 
 
-def iter_records(path: Path, *, offset: int, job_id: str, user: dict[str, Any]) -> Iterator[tuple[str, bytes]]:
-    """Yield (partition key, annotated data) of the selection from row ``offset`` on."""
+def iter_records(
+    path: Path, *, offset: int, job_id: str, user: dict[str, Any], original: bool = False
+) -> Iterator[tuple[str, bytes]]:
+    """Yield (partition key, annotated data) of the selection from row ``offset`` on (``original``: each record's
+    original partition key rather than the selected one)."""
     position = 0
     replayed_at = now_iso()
     for batch in pq.ParquetFile(path).iter_batches(batch_size=8192, columns=COLUMNS):
@@ -132,11 +159,14 @@ def iter_records(path: Path, *, offset: int, job_id: str, user: dict[str, Any]) 
         columns = [batch.column(i).to_pylist() for i in range(4)]
         replayed_at = now_iso()
         for key, data, event_time, sequence in zip(*(c[start:] for c in columns), strict=True):
-            yield (
-                key or "-",
-                annotate(
-                    data, job_id=job_id, sequence=sequence, event_time=event_time, replayed_at=replayed_at, user=user
-                ),
+            yield annotate(
+                data,
+                key=None if original else key,
+                job_id=job_id,
+                sequence=sequence,
+                event_time=event_time,
+                replayed_at=replayed_at,
+                user=user,
             )
 
 
@@ -282,7 +312,9 @@ async def _emit(
     started = time.monotonic()
     last_flush = started
     state = "succeeded"
-    records = iter_records(path, offset=offset, job_id=job.id, user=request.annotate)
+    records = iter_records(
+        path, offset=offset, job_id=job.id, user=request.annotate, original=request.key == ORIGINAL_KEY
+    )
     batches = plan_batches(records, max_records=max_records, max_bytes=settings.put_batch_bytes)
     batch = next(batches, None)
     cancelled = await store.cancel_requested(job.id)

@@ -92,7 +92,27 @@ async def test_preview_equals_the_first_records_of_the_real_run(client, aws, set
         "reason": "rebuild",
         "original_sequence": None,
         "original_timestamp": "2026-11-24T00:10:00Z",
+        "partition_key": "imp-00",
+        "partition_key_from": "chosen",
     }
+
+
+async def test_replay_keeps_the_original_partition_key_or_the_chosen_one_and_says_which(
+    client, aws, settings, run_worker
+) -> None:
+    await put_archive(await aws.get("s3"), settings.bucket("raw"), _history())
+    await _replay(client, run_worker, {"selection": {"sources": ["beacon", "meter_read"]}, "key": "original"})
+    records = await read_stream(await aws.get("kinesis"), settings.stream("replay"))
+    assert len(records) == 15
+    for record in records:
+        data = record["data"]
+        original = data["cloud_id"] if data["type"] == "meter_read" else data["ad_id"]  # the entity, as ingest keys it
+        assert record["key"] == original
+        assert (data["_replay"]["partition_key"], data["_replay"]["partition_key_from"]) == (original, "original")
+    preview = await client.post("/v1/replays/preview", json={"selection": {"sources": ["meter_read"]}, "limit": 1})
+    [chosen] = preview.json()["records"]
+    assert chosen["partition_key"] == "m-1"  # the default key expression, event_id, chosen
+    assert chosen["data"]["_replay"]["partition_key_from"] == "chosen"
 
 
 async def test_dry_run_counts_without_emitting(client, aws, settings, run_worker) -> None:

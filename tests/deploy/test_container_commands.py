@@ -28,6 +28,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from shared.settings import SERVICE_PORTS
+from shared.worker_process import replica_health_key
 from tests.conftest import POSTGRES_DSN
 from tests.deploy.conftest import REPO_ROOT
 from tests.helpers import free_port, wait_until_sync
@@ -258,8 +259,9 @@ def test_worker_container_passes_its_arq_check_and_stops_on_sigterm(
     container = containers[f"{service}-worker"]
     if container.process is None:
         pytest.skip(f"services.{service}.worker is not written yet, so its container cannot start")
-    # arq's queue is settings.arq_queue ("arq:<prefix>:<service>"); its worker refreshes "<queue>:health-check".
-    health_key = f"arq:{container_env['HEADWATER_RESOURCE_PREFIX']}:{service}:health-check"
+    # arq's queue is settings.arq_queue ("arq:<prefix>:<service>"); each replica refreshes its own key,
+    # "<queue>:health-check:<host name>" (shared.worker_process), which the healthcheck command reads.
+    health_key = replica_health_key(f"arq:{container_env['HEADWATER_RESOURCE_PREFIX']}:{service}")
     with Redis.from_url(container_env["HEADWATER_REDIS_URL"]) as redis:
 
         def recorded_health() -> bool:

@@ -71,12 +71,18 @@ def test_compose_apis_serve_their_port_and_check_readyz(compose_config: dict[str
         assert f"127.0.0.1:{port}/readyz" in probe, name
 
 
-def test_compose_workers_run_arq_and_check_with_arq(compose_config: dict[str, Any]) -> None:
+WORKER_RUN = ["python", "-m", "shared.worker_process", "run"]
+WORKER_CHECK = ["python", "-m", "shared.worker_process", "check"]
+
+
+def test_compose_workers_run_as_replicas_and_check_their_own_health(compose_config: dict[str, Any]) -> None:
     for name in WORKER_SERVICES:
         service = compose_config["services"][f"{name}-worker"]
         settings = f"services.{name}.worker.WorkerSettings"
-        assert service["command"] == ["arq", settings]
-        assert service["healthcheck"]["test"] == ["CMD", "arq", "--check", settings]
+        assert service["command"] == [*WORKER_RUN, settings]
+        assert service["healthcheck"]["test"] == ["CMD", *WORKER_CHECK, settings]
+        # Jobs in hand get 25 s after SIGTERM, inside the 30 s before Docker kills the container.
+        assert int(service["environment"]["HEADWATER_WORKER_SHUTDOWN_WAIT_S"]) < 30
 
 
 def test_compose_processes_wait_for_migrate_and_bootstrap(compose_config: dict[str, Any]) -> None:
@@ -245,14 +251,18 @@ def test_apis_probe_healthz_for_liveness_and_readyz_for_readiness(manifests: lis
     assert apis == len(SERVICE_PORTS)
 
 
-def test_workers_run_arq_with_an_arq_check_liveness_probe(manifests: list[dict[str, Any]]) -> None:
+def test_workers_run_as_replicas_with_a_per_replica_liveness_probe(manifests: list[dict[str, Any]]) -> None:
     workers = {name: d for name, d in _kind(manifests, "Deployment").items() if name.endswith("-worker")}
     assert set(workers) == {f"hw-headwater-{name}-worker" for name in WORKER_SERVICES}
     for name in WORKER_SERVICES:
-        container = _containers(workers[f"hw-headwater-{name}-worker"])[0]
+        workload = workers[f"hw-headwater-{name}-worker"]
+        container = _containers(workload)[0]
         settings = f"services.{name}.worker.WorkerSettings"
-        assert container["command"] == ["arq", settings]
-        assert container["livenessProbe"]["exec"]["command"] == ["arq", "--check", settings]
+        assert container["command"] == [*WORKER_RUN, settings]
+        assert container["livenessProbe"]["exec"]["command"] == [*WORKER_CHECK, settings]
+        env = {item["name"]: item["value"] for item in container["env"]}
+        grace = workload["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        assert 0 < int(env["HEADWATER_WORKER_SHUTDOWN_WAIT_S"]) < grace
 
 
 def test_every_api_has_a_service_and_a_disruption_budget(manifests: list[dict[str, Any]]) -> None:
@@ -342,3 +352,10 @@ def test_chart_runs_the_same_processes_as_the_compose_file(
     for name in WORKER_SERVICES:
         worker = _containers(workloads[f"hw-headwater-{name}-worker"])[0]
         assert worker["command"] == compose_config["services"][f"{name}-worker"]["command"]
+
+
+def test_values_schema_rejects_an_unknown_top_level_key(tools: Tools) -> None:
+    """A typo at the top level (here `servces`) fails the render instead of being silently ignored."""
+    result = tools.run([tools.helm, "template", "hw", CHART_DIR, "--set", "servces.ingest.port=1"])
+    assert result.returncode != 0
+    assert "servces" in result.stderr

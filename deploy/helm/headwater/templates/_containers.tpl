@@ -59,17 +59,22 @@
 - name: worker
   image: {{ include "headwater.image" $root }}
   imagePullPolicy: {{ $root.Values.image.pullPolicy }}
-  command: ["arq", {{ $settings | quote }}]
+  # One replica among many: its own health key, and the jobs in hand finish on SIGTERM (shared.worker_process).
+  command: ["python", "-m", "shared.worker_process", "run", {{ $settings | quote }}]
   envFrom:
     {{- include "headwater.envFrom" $root | nindent 4 }}
-  {{- with .svc.worker.env }}
   env:
+    # Jobs in hand get this long after SIGTERM before arq cancels them; below the pod's grace period.
+    - name: HEADWATER_WORKER_SHUTDOWN_WAIT_S
+      value: {{ sub (include "headwater.workerGracePeriod" $root) 15 | quote }}
+    {{- with .svc.worker.env }}
     {{- include "headwater.envList" . | nindent 4 }}
-  {{- end }}
-  # arq records a health-check key in Redis while its loop runs; `arq --check` exits 1 when it is missing.
+    {{- end }}
+  # Each replica refreshes its own Redis key (<queue>:health-check:<pod name>) while its loop runs; the probe
+  # reads this pod's key only, so another replica stopping never fails it (plain `arq --check` shares one key).
   livenessProbe:
     exec:
-      command: ["arq", "--check", {{ $settings | quote }}]
+      command: ["python", "-m", "shared.worker_process", "check", {{ $settings | quote }}]
     {{- toYaml $root.Values.probes.worker.liveness | nindent 4 }}
   resources:
     {{- toYaml .svc.worker.resources | nindent 4 }}
@@ -127,4 +132,9 @@ spec:
           emptyDir: {}
         - name: tmp
           emptyDir: {}
+{{- end }}
+
+{{/* Grace period of a worker pod: long enough for the jobs in hand to finish after SIGTERM. */}}
+{{- define "headwater.workerGracePeriod" -}}
+{{- max 120 .Values.terminationGracePeriodSeconds -}}
 {{- end }}

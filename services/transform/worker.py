@@ -10,6 +10,11 @@ from functools import partial
 from typing import Any
 
 from arq import func
+from arq.connections import RedisSettings
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from services.transform.chains.runner import run_chain_job
 from services.transform.chains.scheduler import CHAIN_JOB
@@ -50,6 +55,14 @@ def worker_functions(settings: TransformSettings) -> list[Any]:
     ]
 
 
+def worker_redis_settings(settings: TransformSettings) -> RedisSettings:
+    """Return arq's connection settings, retrying commands for ~20 s so a Redis restart does not kill the worker."""
+    redis_settings = arq_redis_settings(settings)
+    redis_settings.retry_on_error = [RedisConnectionError, RedisTimeoutError, ConnectionError]
+    redis_settings.retry = Retry(ExponentialBackoff(cap=1.0, base=0.05), 40)
+    return redis_settings
+
+
 def build_worker_settings(settings: TransformSettings | None = None) -> type:
     """Return arq's WorkerSettings for ``settings`` (read from the environment when not given)."""
     settings = settings or TransformSettings()
@@ -59,7 +72,7 @@ def build_worker_settings(settings: TransformSettings | None = None) -> type:
 
         functions = worker_functions(settings)
         queue_name = settings.arq_queue
-        redis_settings = arq_redis_settings(settings)
+        redis_settings = worker_redis_settings(settings)
         ctx = {"settings": settings}
         on_startup = startup
         on_shutdown = shutdown

@@ -14,7 +14,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from services.transform.chains.testchains import hello_chain
-from services.transform.engine.views import AdvertisingView
 from services.transform.settings import TransformSettings
 
 PARAMS = {"name": "ada"}
@@ -58,7 +57,7 @@ async def test_chains_are_discovered_from_the_chain_modules(
 
     types = {t["type"]: t for t in response.json()["types"]}
     assert {"advertising", "testchains"} <= set(types)
-    [hello] = types["testchains"]["chains"]
+    hello = next(c for c in types["testchains"]["chains"] if c["name"] == "hello")
     assert [t["name"] for t in hello["tasks"]] == ["HelloTask", "ShoutTask"]
     assert hello["tasks"][1]["params_schema"]["properties"]["name"]["default"] == "world"
 
@@ -134,17 +133,8 @@ async def test_the_ctr_report_rolls_up_daily_advertising_views(
     burst_worker: Callable[[], Any],
 ) -> None:
     for day, (impressions, clicks) in ((date(2026, 11, 23), (10, 1)), (date(2026, 11, 24), (30, 3))):
-        view = AdvertisingView(day)
-        view.add(
-            pa.table(
-                {
-                    "ad_id": ["ad-1"] * (impressions + clicks),
-                    "event_type": ["impression"] * impressions + ["click"] * clicks,
-                }
-            )
-        )
         buffer = io.BytesIO()
-        pq.write_table(view.table(), buffer)
+        pq.write_table(pa.table({"ad_id": ["ad-1"], "impressions": [impressions], "clicks": [clicks]}), buffer)
         await s3.put_object(
             Bucket=settings.bucket("curated"),
             Body=buffer.getvalue(),
@@ -189,7 +179,8 @@ async def test_v1_chain_routes_answer_with_v1_urls_and_the_seed_paths_stay_out_o
     burst_worker: Callable[[], Any],
 ) -> None:
     index = (await app_client.get("/v1/chains", headers=admin_headers)).json()
-    [hello] = next(t for t in index["types"] if t["type"] == "testchains")["chains"]
+    testchains = next(t for t in index["types"] if t["type"] == "testchains")["chains"]
+    hello = next(c for c in testchains if c["name"] == "hello")
     submitted = await app_client.post(hello["tasks"][1]["url"], json=PARAMS, headers=admin_headers)
     await burst_worker()
     target = f"chains/testchains/hello/ShoutTask/{DIGEST}/"

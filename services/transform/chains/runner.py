@@ -32,7 +32,8 @@ class LeaseLostError(RuntimeError):
 async def run_chain_job(ctx: dict[str, Any], type_name: str, chain: str, task: str, params_json: str) -> str:
     """arq job: run one chain task whose requirements are built; return what happened."""
     wiring = ctx["wiring"]
-    scheduler = Scheduler.of(settings=wiring.settings, redis=wiring.redis, aws=wiring.aws, arq=ctx["redis"])
+    # The worker's own connection retries through a Redis restart; the chain state goes through it too.
+    scheduler = Scheduler.of(settings=wiring.settings, redis=ctx["redis"], aws=wiring.aws, arq=ctx["redis"])
     return await run_task(scheduler, TaskRef(type_name, chain, task, params_json), job_id=ctx["job_id"])
 
 
@@ -76,7 +77,9 @@ async def run_task(scheduler: Scheduler, ref: TaskRef, *, job_id: str) -> str:
             return "lease lost"
         # arq cancelled the job (its timeout, or the worker stopping): give the task back as a failed attempt.
         with contextlib.suppress(Exception):
-            await asyncio.shield(_fail(scheduler, node, context, job_id, "cancelled: the worker stopped the job"))
+            await asyncio.shield(
+                _fail(scheduler, node, context, job_id, "cancelled: the worker stopped the job", crashed=True)
+            )
         raise
     except Exception as exc:
         if isinstance(exc, TimeoutError):
@@ -123,7 +126,14 @@ async def _heartbeat(scheduler: Scheduler, target: str, job_id: str, lease_s: fl
 
 
 async def _fail(
-    scheduler: Scheduler, node: Node, context: TaskContext, job_id: str, error: str, trace: str = ""
+    scheduler: Scheduler,
+    node: Node,
+    context: TaskContext,
+    job_id: str,
+    error: str,
+    trace: str = "",
+    *,
+    crashed: bool = False,
 ) -> str:
     target = node.ref.prefix
     log.warning("chain_task_failed", target=target, error=error)
@@ -140,5 +150,7 @@ async def _fail(
     if won is None:
         return "lease lost"
     return await resilient(
-        lambda: scheduler.failed_attempt(target, retries=node.cls.retries, retry_delay_s=node.cls.retry_delay_s)
+        lambda: scheduler.failed_attempt(
+            target, retries=node.cls.retries, retry_delay_s=node.cls.retry_delay_s, crashed=crashed
+        )
     )

@@ -102,7 +102,9 @@ class Scheduler:
             requires=[r.prefix for r in node.requires],
         )
         if await self.expire_lease(target):
-            await self.failed_attempt(target, retries=node.cls.retries, retry_delay_s=node.cls.retry_delay_s)
+            await self.failed_attempt(
+                target, retries=node.cls.retries, retry_delay_s=node.cls.retry_delay_s, crashed=True
+            )
         restartable = (PENDING, FAILED, DONE, RETRYABLE) if restart else (PENDING, FAILED, DONE)
         await self.store.transition(
             target,
@@ -162,12 +164,16 @@ class Scheduler:
         for dependent in await self.store.dependents(target):
             await self.promote(dependent)
 
-    async def failed_attempt(self, target: str, *, retries: int, retry_delay_s: float) -> str:
-        """After a failed attempt (state RETRYABLE): schedule the next one with backoff, or fail for good."""
+    async def failed_attempt(self, target: str, *, retries: int, retry_delay_s: float, crashed: bool = False) -> str:
+        """After a failed attempt (state RETRYABLE): schedule the next one with backoff, or fail for good.
+
+        An attempt whose worker died (``crashed``) is not the task's fault: it gets one attempt beyond the class's
+        retries, so a crash is survived even with ``retries = 0`` but a task that kills every worker still stops.
+        """
         record = await self.store.get(target)
         if record.state != RETRYABLE:
             return record.state
-        if record.attempts > retries:
+        if record.attempts > retries + (1 if crashed else 0):
             await self.store.transition(target, (RETRYABLE,), {"state": FAILED, "finished_at": time.time()})
             await self.fail_dependents(target)
             return FAILED
@@ -259,7 +265,9 @@ class Scheduler:
             if not await self.expire_lease(target):
                 return 0
             log.warning("chain_lease_expired", target=target, owner=record.fields.get("owner"))
-            await self.failed_attempt(target, retries=node.cls.retries, retry_delay_s=node.cls.retry_delay_s)
+            await self.failed_attempt(
+                target, retries=node.cls.retries, retry_delay_s=node.cls.retry_delay_s, crashed=True
+            )
             return 1
         # QUEUED or RETRYABLE: its arq job must exist (queued, deferred or in progress), else it was lost.
         queued_at = record.number("queued_at") or 0.0

@@ -240,7 +240,7 @@ async def events(
 
 def start_sweeper(wiring: TransformWiring, arq: Any) -> None:
     """Sweep once now (recover orphans left by a crash), then every ``chain_sweep_s``; stopped with the wiring."""
-    scheduler = Scheduler.of(settings=wiring.settings, redis=wiring.redis, aws=wiring.aws, arq=arq)
+    scheduler = Scheduler.of(settings=wiring.settings, redis=arq, aws=wiring.aws, arq=arq)
 
     async def _loop() -> None:
         while True:

@@ -178,6 +178,7 @@ async def main() -> None:
     max_devices = max(n for n, _ in cases)
     port = free_port()
     sim_args = ["simulate-devices", "--count", str(max_devices), "--latency", args.latency, "--port", str(port)]
+    sim_args += ["--local-share", "0"]  # every benchmarked device is a cloud device
     sim = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

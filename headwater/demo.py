@@ -234,13 +234,25 @@ class Demo:
         if not path.exists():
             return []
         fleet = [json.loads(line) for line in path.read_text().splitlines() if line]
-        devices = [
-            {k: d[k] for k in ("cloud_id", "owner_email", "eagle_password")} for d in fleet if d.get("mode") == "ok"
-        ][:limit]
+        # Every protocol of the fleet takes part: the local gateways (eagle100-local, eagle200-local) first.
+        ok = sorted((d for d in fleet if d.get("mode") == "ok"), key=lambda d: d.get("protocol", "cloud") == "cloud")
+        keys = ("cloud_id", "owner_email", "eagle_password", "protocol", "host")
+        devices = [{k: d[k] for k in keys if d.get(k) is not None} for d in ok][:limit]
         url = f"{self.url('poller')}/v1/devices"
         # 201 the first time; 200 on a re-run, when every meter is registered already (upsert updates them).
         await self._json("POST", url, (200, 201), params={"upsert": "true"}, json={"devices": devices})
         return [d["cloud_id"] for d in devices]
+
+    async def reads_by_protocol(self, cloud_ids: list[str]) -> str:
+        """Return one meter's latest demand per protocol, e.g. "cloud 1.234 kW, eagle200-local 0.870 kW"."""
+        shown: dict[str, str] = {}
+        for cloud_id in cloud_ids:
+            device = await self._json("GET", f"{self.url('poller')}/v1/devices/{cloud_id}", 200)
+            protocol = device.get("protocol", "cloud")
+            if protocol not in shown:
+                latest = await self._json("GET", f"{self.url('poller')}/v1/devices/{cloud_id}/latest", 200)
+                shown[protocol] = f"{protocol} {latest['demand_kw']:.3f} kW"
+        return ", ".join(shown[p] for p in sorted(shown))
 
     async def meters_read(self, cloud_ids: list[str]) -> bool:
         """Return whether the poller holds a latest reading for every meter."""
@@ -401,7 +413,8 @@ async def run_demo(settings: CliSettings, *, events: int, meter_reads: int, step
                 return "skipped: no simulated fleet (HEADWATER_SIMULATED_DEVICES=0)"
             await poll(lambda: demo.meters_read(cloud_ids), step_timeout, "the poller has no reading for some meters")
             await poll(lambda: demo.archived_meters(cloud_ids), step_timeout, "poller reads did not reach the archive")
-            return f"{len(cloud_ids)} simulated Eagles polled every 6 s; their reads posted to ingest and archived"
+            reads = await demo.reads_by_protocol(cloud_ids)
+            return f"{len(cloud_ids)} simulated Eagles polled every 6 s ({reads}); reads posted to ingest and archived"
 
         steps: list[tuple[str, Callable[[], Awaitable[str]]]] = [
             ("create load jobs", step_jobs),

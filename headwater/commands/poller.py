@@ -95,20 +95,35 @@ def simulate_devices(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8090,
     seed: Annotated[int, typer.Option()] = 0,
+    local_share: Annotated[
+        float, typer.Option(help="share of the fleet on the LAN, half Eagle-100s, half Eagle-200s (at most 25 each)")
+    ] = 0.1,
+    local_port_base: Annotated[int, typer.Option(help="first port of the local devices; 0: free ports")] = 0,
     export: Annotated[Path | None, typer.Option(help="write registration JSON lines here first")] = None,
 ) -> None:
-    """Serve a fleet of simulated Rainforest Eagles on one port (the cloud API's shape)."""
+    """Serve simulated Rainforest Eagles: cloud devices on one port, each local gateway on a port of its own."""
     from services.poller.simulator import SimulatedFleet, parse_latency, simulator_server
 
-    fleet = SimulatedFleet(count=count, latency=parse_latency(latency), fail_rate=fail_rate, seed=seed)
+    each_local = min(25, round(count * max(0.0, local_share) / 2))
+    fleet = SimulatedFleet(
+        count=count,
+        latency=parse_latency(latency),
+        fail_rate=fail_rate,
+        seed=seed,
+        eagle100_local=each_local,
+        eagle200_local=each_local,
+        local_port_base=local_port_base,
+    )
+    sockets = fleet.bind_sockets(host, port)  # local devices learn their ports before the records are written
     if export is not None:
         export.write_bytes(b"".join(orjson.dumps(item) + b"\n" for item in fleet.fixtures()))
         typer.echo(f"wrote {count} device records to {export}", err=True)
     modes: dict[str, int] = {}
     for device in fleet.devices.values():
         modes[device.mode] = modes.get(device.mode, 0) + 1
-    typer.echo(f"simulating {count} Eagles on http://{host}:{port} ({modes})", err=True)
-    _run(simulator_server(fleet, host=host, port=port).serve())
+    protocols = f"{count - 2 * each_local} cloud, {each_local} eagle100-local, {each_local} eagle200-local"
+    typer.echo(f"simulating {count} Eagles ({protocols}) on http://{host}:{port} ({modes})", err=True)
+    _run(simulator_server(fleet, host=host, port=port).serve(sockets=sockets))
 
 
 def poller(

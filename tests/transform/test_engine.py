@@ -5,7 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import orjson
@@ -86,8 +86,8 @@ def test_nested_paths_array_indexes_transforms_and_defaults_map_exactly() -> Non
             "paid": True,
             "amount": 12.5,
             "total": 12.0,
-            "ordered_at": datetime(2026, 11, 28, 8, 0),
-            "shipped_at": datetime(2026, 11, 28, 8, 30),
+            "ordered_at": datetime(2026, 11, 28, 8, 0, tzinfo=UTC),
+            "shipped_at": datetime(2026, 11, 28, 8, 30, tzinfo=UTC),
             "dt": date(2026, 11, 28),
         },
         {
@@ -98,8 +98,8 @@ def test_nested_paths_array_indexes_transforms_and_defaults_map_exactly() -> Non
             "paid": False,
             "amount": None,
             "total": 1.25,
-            "ordered_at": datetime(2026, 11, 28, 8, 0, 0, 1000),
-            "shipped_at": datetime(2026, 11, 28, 10),
+            "ordered_at": datetime(2026, 11, 28, 8, 0, 0, 1000, tzinfo=UTC),
+            "shipped_at": datetime(2026, 11, 28, 10, tzinfo=UTC),
             "dt": date(2026, 11, 28),
         },
         {
@@ -110,7 +110,7 @@ def test_nested_paths_array_indexes_transforms_and_defaults_map_exactly() -> Non
             "paid": False,
             "amount": None,
             "total": None,
-            "ordered_at": datetime(2026, 11, 28, 8, 0, 0, 1500),
+            "ordered_at": datetime(2026, 11, 28, 8, 0, 0, 1500, tzinfo=UTC),
             "shipped_at": None,
             "dt": date(2026, 11, 28),
         },
@@ -234,10 +234,15 @@ def test_engine_streams_sources_into_rolling_parts_with_bad_rows_and_view(tmp_pa
     assert [p.rows for p in result.parts] == [200] * 5 + [100]
     assert sum(pq.read_metadata(p.path).num_rows for p in result.parts) == 1100
     assert pq.read_metadata(result.parts[0].path).row_group(0).column(0).compression == "ZSTD"
+    # dt lives in the partition path only; timestamps are instants (isAdjustedToUTC=true)
+    file_schema = pq.read_schema(result.parts[0].path)
+    assert "dt" not in file_schema.names
+    assert file_schema.field("event_time").type == pa.timestamp("us", tz="UTC")
+    logical = pq.read_metadata(result.parts[0].path).schema.column(file_schema.get_field_index("event_time"))
+    assert json.loads(logical.logical_type.to_json())["isAdjustedToUTC"] is True
     assert result.view is not None
     assert result.view.to_pylist()[0] == {
         "ad_id": "ad-1",
-        "dt": date(2026, 11, 24),
         "impressions": 500,
         "clicks": 200,
         "ctr": 0.4,
@@ -265,30 +270,28 @@ def test_engine_writes_orc_with_snappy_when_asked(tmp_path: Path) -> None:
         {
             "event_id": "m1",
             "cloud_id": "00042",
-            "event_time": datetime(2026, 11, 24, 1, 2, 3),
+            "event_time": datetime(2026, 11, 24, 1, 2, 3, tzinfo=UTC),
             "demand_kw": 1.5,
             "summation_delivered_kwh": None,
             "summation_received_kwh": None,
-            "dt": date(2026, 11, 24),
         }
     ]
 
 
 def test_advertising_view_sums_batches_and_keeps_ads_seen_without_impressions() -> None:
-    view = AdvertisingView(date(2026, 11, 24))
+    view = AdvertisingView()
     view.add(pa.table({"ad_id": ["b", "a", None, "a"], "event_type": ["impression", "click", "click", "impression"]}))
     view.add(pa.table({"ad_id": ["a", "c", "b"], "event_type": ["impression", "other", "impression"]}))
     view.add(pa.table({"ad_id": pa.array([], pa.string()), "event_type": pa.array([], pa.string())}))
 
     rows = view.table().to_pylist()
 
-    day = date(2026, 11, 24)
     assert rows == [
-        {"ad_id": "a", "dt": day, "impressions": 2, "clicks": 1, "ctr": 0.5},
-        {"ad_id": "b", "dt": day, "impressions": 2, "clicks": 0, "ctr": 0.0},
-        {"ad_id": "c", "dt": day, "impressions": 0, "clicks": 0, "ctr": 0.0},
+        {"ad_id": "a", "impressions": 2, "clicks": 1, "ctr": 0.5},
+        {"ad_id": "b", "impressions": 2, "clicks": 0, "ctr": 0.0},
+        {"ad_id": "c", "impressions": 0, "clicks": 0, "ctr": 0.0},
     ]
-    assert AdvertisingView(day).table().num_rows == 0
+    assert AdvertisingView().table().num_rows == 0
 
 
 def test_a_malformed_timestamp_among_timestamps_of_one_shape_is_still_a_bad_row() -> None:

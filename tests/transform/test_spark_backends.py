@@ -42,7 +42,7 @@ def _request(settings: TransformSettings, engine: str) -> TransformRequest:
 async def _stage_spark_output(s3: Any, settings: TransformSettings, transform_id: str) -> None:
     """Put what the generated script writes under its staging prefix (moto's Glue does not run Spark)."""
     bucket = settings.bucket("curated")
-    staging = f"ad_events/v1/dt={DT.isoformat()}/_tmp/{transform_id}/"
+    staging = f"_tmp/ad_events/v1/dt={DT.isoformat()}/{transform_id}/"
     table = pa.table({"event_id": ["e1", "e2"], "event_type": ["impression", "click"]})
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression="zstd")
@@ -115,7 +115,7 @@ async def test_glue_run_is_created_polled_through_its_states_and_published(
     assert job["Command"]["ScriptLocation"] == "s3://hw-curated/_spark/ad_events/v1/transform.py"
     [job_run] = (await glue.get_job_runs(JobName=job["Name"]))["JobRuns"]
     assert job_run["JobRunState"] == "SUCCEEDED"
-    assert job_run["Arguments"]["--staging"] == f"s3://hw-curated/ad_events/v1/dt=2026-11-24/_tmp/{request.id}/"
+    assert job_run["Arguments"]["--staging"] == f"s3://hw-curated/_tmp/ad_events/v1/dt=2026-11-24/{request.id}/"
     assert job_run["Arguments"]["--input"] == "s3://hw-raw/beacon/dt=2026-11-24/"
     script = (await _body(s3, "hw-curated", "_spark/ad_events/v1/transform.py")).decode()
     assert "'table': 'ad_events'" in script and "def map_records" in script
@@ -125,7 +125,7 @@ async def test_glue_run_is_created_polled_through_its_states_and_published(
     bad = gzip.decompress(await _body(s3, "hw-bad-rows", f"ad_events/dt=2026-11-24/{request.id}.jsonl.gz"))
     assert [json.loads(line)["reason"] for line in bad.splitlines()] == ["bad 0", "bad 1"]
     assert outcome.advertising_view_key is not None
-    staged = await s3.list_objects_v2(Bucket="hw-curated", Prefix="ad_events/v1/dt=2026-11-24/_tmp/")
+    staged = await s3.list_objects_v2(Bucket="hw-curated", Prefix="_tmp/ad_events/v1/dt=2026-11-24/")
     assert staged.get("KeyCount", 0) == 0
     run = (await app_client.get(f"/v1/transforms/{request.id}", headers=read_headers)).json()
     assert (run["engine"], run["engine_state"], run["state"]) == ("glue", "SUCCEEDED", "succeeded")

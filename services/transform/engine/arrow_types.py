@@ -10,6 +10,10 @@ import pyarrow as pa
 from services.transform.pathtrie import PathTrie
 from shared.schemas import Column, TableSchema
 
+# Instants, not wall-clock readings: Parquet marks them isAdjustedToUTC=true, so DuckDB, Spark and Trino read the
+# same instant whatever their session time zone.
+UTC_TIMESTAMP = pa.timestamp("us", tz="UTC")
+
 
 def output_type(column: Column) -> pa.DataType:
     """Return the Arrow (and so Parquet) type of a column."""
@@ -26,13 +30,25 @@ def output_type(column: Column) -> pa.DataType:
     if kind == "bool":
         return pa.bool_()
     if kind == "timestamp":
-        return pa.timestamp("us")
+        return UTC_TIMESTAMP
     return pa.date32()
 
 
 def output_schema(schema: TableSchema) -> pa.Schema:
     """Return the Arrow schema of a table's curated files (column order as declared)."""
     return pa.schema([pa.field(c.name, output_type(c), nullable=c.nullable) for c in schema.columns])
+
+
+def file_columns(schema: TableSchema, *, partitioned: bool) -> list[str]:
+    """Return the columns a curated file holds: all but the partition column when the path carries it.
+
+    Hive's convention: ``dt=YYYY-MM-DD`` in the path is the column, so the file must not hold a second ``dt``
+    (readers would have to merge a date32 from the file with the path's value and fail, or pick one silently).
+    """
+    names = [c.name for c in schema.columns]
+    if partitioned and schema.partition_column:
+        return [name for name in names if name != schema.partition_column]
+    return names
 
 
 def source_type(column: Column) -> pa.DataType | None:

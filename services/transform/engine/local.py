@@ -19,6 +19,7 @@ from typing import BinaryIO
 
 import pyarrow as pa
 
+from services.transform.engine.arrow_types import file_columns
 from services.transform.engine.blocks import Block, iter_blocks
 from services.transform.engine.mapping import BlockMapper, MappedBlock
 from services.transform.engine.sink import BadRowWriter, OutputFormat, PartFile, PartWriter
@@ -181,19 +182,21 @@ def transform_sources(
     """Map every source's JSON lines to part files under ``workdir/parts`` and bad rows under ``workdir``.
 
     ``on_part`` is called with each finished part (to upload it and delete the local copy while the run goes on).
+    With a partition day the parts leave out the partition column: the ``dt=`` of their path carries it.
     """
     options = options or EngineOptions()
     mapper = BlockMapper(schema, dt=dt, vectorised=options.vectorised)
+    columns = file_columns(schema, partitioned=dt is not None)
     writer = PartWriter(
         workdir / "parts",
-        mapper.out_schema,
+        pa.schema([mapper.out_schema.field(name) for name in columns]),
         output_format=options.output_format,
         compression=options.compression,
         rows_per_part=options.rows_per_part,
         row_group_rows=options.row_group_rows,
     )
     bad_rows = BadRowWriter(workdir / "bad-rows.jsonl.gz")
-    view = AdvertisingView(dt or date(1970, 1, 1)) if has_advertising_view(schema) else None
+    view = AdvertisingView() if has_advertising_view(schema) else None
     result = LocalResult()
     seen: set[str] = set()
     background = _BackgroundWriter(writer, on_part)
@@ -211,7 +214,7 @@ def transform_sources(
             if view is not None:
                 view.add(mapped.table)
             if mapped.table.num_rows:
-                background.put(mapped.table)
+                background.put(mapped.table.select(columns))
     finally:
         bad_rows.close()
         background.close()

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-from services.transform.engine.arrow_types import output_schema, output_type, parse_schema
+from services.transform.engine.arrow_types import UTC_TIMESTAMP, output_schema, output_type, parse_schema
 from services.transform.engine.values import (
     FLOAT32_MAX,
     INT_RANGES,
@@ -283,10 +283,9 @@ def _convert_array(
     if key not in parsed_times:
         parsed_times[key] = _timestamp_micros(column, raw)
     micros, problems = parsed_times[key]
-    value = pc.cast(micros, pa.timestamp("us"))
-    if kind == "date":
-        value = pc.cast(value, pa.date32())
-    return value, problems
+    if kind == "date":  # the UTC day of the instant
+        return pc.cast(pc.cast(micros, pa.timestamp("us")), pa.date32()), problems
+    return pc.cast(micros, UTC_TIMESTAMP), problems
 
 
 def _timestamp_micros(column: Column, raw: pa.Array) -> tuple[pa.Array, pa.Array | None]:
@@ -345,7 +344,7 @@ def _all_utc_of_one_shape(raw: pa.Array) -> bool:
 def _scalar_for(column: Column, value: Any) -> Any:
     """Turn a row-path output value into something pa.scalar accepts for the column's type."""
     if column.kind == "timestamp":
-        return pa.scalar(value, pa.int64()).cast(pa.timestamp("us"))
+        return pa.scalar(value, pa.int64()).cast(UTC_TIMESTAMP)
     if column.kind == "date":
         return pa.scalar(value, pa.int32()).cast(pa.date32())
     return value
@@ -354,7 +353,7 @@ def _scalar_for(column: Column, value: Any) -> Any:
 def _to_arrow(column: Column, values: list[Any]) -> pa.Array:
     """Build the output array of a column from row-path values."""
     if column.kind == "timestamp":
-        return pa.array(values, pa.int64()).cast(pa.timestamp("us"))
+        return pa.array(values, pa.int64()).cast(UTC_TIMESTAMP)
     if column.kind == "date":
         return pa.array(values, pa.int32()).cast(pa.date32())
     return pa.array(values, output_type(column))

@@ -1,8 +1,9 @@
-"""The advertising view: per ad per day impressions, clicks and CTR, accumulated batch by batch."""
+"""The advertising view: per ad per day impressions, clicks and CTR, accumulated batch by batch.
+
+A view file holds one day, named by the ``dt=`` of its path (as the tables' parts do): no ``dt`` column.
+"""
 
 from __future__ import annotations
-
-from datetime import date
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -12,7 +13,6 @@ from shared.schemas import TableSchema
 VIEW_SCHEMA = pa.schema(
     [
         pa.field("ad_id", pa.string(), nullable=False),
-        pa.field("dt", pa.date32(), nullable=False),
         pa.field("impressions", pa.int64(), nullable=False),
         pa.field("clicks", pa.int64(), nullable=False),
         pa.field("ctr", pa.float64(), nullable=False),
@@ -41,8 +41,7 @@ class AdvertisingView:
     partial counts are summed when they pile up and once more at the end.
     """
 
-    def __init__(self, dt: date) -> None:
-        self.dt = dt
+    def __init__(self) -> None:
         self._partials: list[pa.Table] = []
         self._partial_rows = 0
 
@@ -59,7 +58,7 @@ class AdvertisingView:
             self._partial_rows = self._partials[0].num_rows
 
     def table(self) -> pa.Table:
-        """Return the view rows sorted by ad and day; CTR is clicks / impressions, 0.0 without impressions."""
+        """Return the view rows sorted by ad; CTR is clicks / impressions, 0.0 without impressions."""
         if not self._partials:
             return VIEW_SCHEMA.empty_table()
         counts = _sum_counts(self._partials)
@@ -79,5 +78,4 @@ class AdvertisingView:
         ctr = pc.if_else(
             has_impressions, pc.divide(pc.cast(clicks, pa.float64()), pc.if_else(has_impressions, impressions, 1)), 0.0
         )
-        days = pa.array([self.dt] * per_ad.num_rows, pa.date32())
-        return pa.Table.from_arrays([ad_id, days, impressions, clicks, ctr], schema=VIEW_SCHEMA)
+        return pa.Table.from_arrays([ad_id, impressions, clicks, ctr], schema=VIEW_SCHEMA)

@@ -7,6 +7,8 @@ with Spark SQL expressions, so both engines give the same rows and the same bad 
 Arguments: --input (comma-separated paths or globs) --staging (output prefix) --dt YYYY-MM-DD
 [--format parquet|orc] [--compression zstd|snappy] [--master local[2]]; unknown arguments (Glue's) are ignored.
 Writes <staging>data/ (curated rows), <staging>bad/ (gzip JSON lines), <staging>view/ and <staging>_stats.json.
+Timestamps are instants (TimestampType, session zone UTC) written as Parquet INT64 TIMESTAMP_MICROS with
+isAdjustedToUTC=true; the data and view files leave out the partition column, which their dt= path carries.
 """
 
 import argparse
@@ -56,8 +58,8 @@ def _iso_micros(text: Column) -> Column:
     return F.when(valid, F.unix_micros(moment) - offset.cast("long") * 1000000)
 
 
-def _micros_to_ntz(micros: Column) -> Column:
-    return F.timestamp_micros(micros).cast("timestamp_ntz")
+def _micros_to_instant(micros: Column) -> Column:
+    return F.timestamp_micros(micros)
 
 
 def _shaped(spec: dict) -> Column:
@@ -141,13 +143,13 @@ def _column(spec: dict) -> tuple[Column, list[Column]]:
         else:
             micros = _iso_micros(parsed)
             errors.append(_error(present & micros.isNull(), name, "type_mismatch", mismatch_reason))
-        value = _micros_to_ntz(micros)
-        if kind == "date":
+        value = _micros_to_instant(micros)
+        if kind == "date":  # the UTC day: the session time zone is UTC
             value = value.cast("date")
     if spec.get("default") is not None:
         default = F.lit(spec["default"])
-        if kind == "timestamp":
-            default = default.cast("timestamp_ntz")
+        if kind == "timestamp":  # an ISO instant ending in Z
+            default = default.cast("timestamp")
         elif kind == "date":
             default = default.cast("date")
         value = F.when(~present, default).otherwise(value)
@@ -214,19 +216,18 @@ def map_records(lines: DataFrame, dt: str | None) -> DataFrame:
     return df
 
 
-def advertising_view(good: DataFrame, dt: str) -> DataFrame:
-    """Per ad per day impressions, clicks and CTR."""
-    day = F.col(SPEC["partition_column"]) if SPEC.get("partition_column") else F.lit(dt).cast("date")
+def advertising_view(good: DataFrame) -> DataFrame:
+    """Per ad impressions, clicks and CTR of the partition's day (the day is the view path's dt=)."""
     grouped = (
         good.where(F.col("ad_id").isNotNull())
-        .groupBy(F.col("ad_id"), day.alias("dt"))
+        .groupBy(F.col("ad_id"))
         .agg(
             F.sum(F.when(F.col("event_type") == "impression", 1).otherwise(0)).cast("long").alias("impressions"),
             F.sum(F.when(F.col("event_type") == "click", 1).otherwise(0)).cast("long").alias("clicks"),
         )
     )
     ctr = F.when(F.col("impressions") > 0, F.col("clicks") / F.col("impressions")).otherwise(F.lit(0.0))
-    return grouped.withColumn("ctr", ctr.cast("double")).orderBy("ad_id", "dt")
+    return grouped.withColumn("ctr", ctr.cast("double")).orderBy("ad_id")
 
 
 def _write_text(spark: SparkSession, path: str, text: str) -> None:
@@ -245,7 +246,8 @@ def run(spark: SparkSession, inputs: list, staging: str, dt: str | None, output_
     mapped = map_records(lines, dt).persist()
     names = [c["name"] for c in SPEC["columns"]]
     good = mapped.where(F.size("_errors") == 0).select(*names)
-    writer = good.write.mode("overwrite").option("compression", compression)
+    in_file = SPEC["file_columns"] if dt else names
+    writer = good.select(*in_file).write.mode("overwrite").option("compression", compression)
     (writer.parquet if output_format == "parquet" else writer.orc)(staging + "data")
     bad = mapped.where(F.size("_errors") > 0).select(
         F.array_join(F.transform("_errors", lambda e: e["reason"]), "; ").alias("reason"),
@@ -256,7 +258,7 @@ def run(spark: SparkSession, inputs: list, staging: str, dt: str | None, output_
     )
     bad.write.mode("overwrite").option("compression", "gzip").json(staging + "bad")
     if SPEC.get("advertising_view"):
-        view = advertising_view(good, dt)
+        view = advertising_view(good)
         view.coalesce(1).write.mode("overwrite").option("compression", "snappy").parquet(staging + "view")
     totals = mapped.agg(
         F.count(F.lit(1)).alias("rows_in"), F.sum(F.when(F.size("_errors") > 0, 1).otherwise(0)).alias("rows_bad")
@@ -280,7 +282,12 @@ def main(argv: list | None = None) -> None:
     builder = SparkSession.builder.appName(f"headwater-{SPEC.get('table')}-v{SPEC.get('version')}")
     if args.master:
         builder = builder.master(args.master).config("spark.ui.enabled", "false")
-    spark = builder.config("spark.sql.session.timeZone", "UTC").config("spark.sql.ansi.enabled", "false").getOrCreate()
+    spark = (
+        builder.config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.ansi.enabled", "false")
+        .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")  # not INT96: readers see the instant
+        .getOrCreate()
+    )
     stats = run(spark, args.input.split(","), args.staging, args.dt, args.format, args.compression)
     print(json.dumps(stats))
     spark.stop()

@@ -7,6 +7,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from services.transform.engine.arrow_types import file_columns
 from services.transform.engine.values import ISO_TIMESTAMP, default_value
 from services.transform.engine.views import has_advertising_view
 from services.transform.pathtrie import PathTrie
@@ -22,7 +23,7 @@ SPARK_TYPES = {
     "real": "float",
     "double precision": "double",
     "boolean": "boolean",
-    "timestamp": "timestamp_ntz",
+    "timestamp": "timestamp",  # an instant (TimestampType), written as Parquet isAdjustedToUTC=true
     "date": "date",
 }
 
@@ -86,7 +87,7 @@ def _iso_from_micros(micros: int) -> str:
     days, second_of_day = divmod(seconds, 86_400)
     day = date.fromordinal(719163 + days)
     clock = f"{second_of_day // 3600:02d}:{second_of_day // 60 % 60:02d}:{second_of_day % 60:02d}"
-    return f"{day.isoformat()} {clock}.{rest:06d}"
+    return f"{day.isoformat()} {clock}.{rest:06d}Z"
 
 
 def build_spec(schema: TableSchema) -> dict[str, Any]:
@@ -130,6 +131,7 @@ def build_spec(schema: TableSchema) -> dict[str, Any]:
         "objects": _ddl_fields(objects) or None,
         "arrays": _ddl_fields(arrays) or None,
         "partition_column": schema.partition_column,
+        "file_columns": file_columns(schema, partitioned=True),
         "advertising_view": has_advertising_view(schema),
         "iso_pattern": ISO_TIMESTAMP.pattern,
     }

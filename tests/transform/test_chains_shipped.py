@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import uvicorn
 from fastapi import FastAPI, HTTPException, Request
+from pydantic import SecretStr
 
 from services.transform.chains.mycroft import backfill_chain
 from services.transform.settings import TransformSettings
@@ -102,7 +103,7 @@ async def test_backfill_loads_one_day_per_task_and_resumes_at_the_failed_day(
     loader, url = stub_loader
     monkeypatch.setattr(backfill_chain.LoadDayTask, "poll_s", 0.05)
     monkeypatch.setattr(backfill_chain.LoadDayTask, "retries", 0)
-    worker_settings = fast(settings).model_copy(update={"loader_url": url, "loader_api_key": "loader-key"})
+    worker_settings = fast(settings).model_copy(update={"loader_url": url, "loader_api_key": SecretStr("loader-key")})
     params = {
         "schema_name": "ad_events",
         "source": "s3://hw-raw/beacon/dt=YYYY-MM-DD/",

@@ -1,4 +1,5 @@
-"""The DAG page in headless Chromium draws a chain's tasks with their states."""
+"""The DAG page in headless Chromium: draws a chain's tasks with their states; a failing chain shows red with its
+traceback, Retry after the fix turns it green, and the page updates itself (server-sent events)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ import uvicorn
 
 from services.transform.app import create_app
 from services.transform.settings import TransformSettings
-from tests.browser import CHROMIUM
+from tests.browser import CHROMIUM, LAUNCH_ARGS
 from tests.helpers import free_port, wait_until
+from tests.transform.chain_helpers import abc_params, background_worker, fast
 
 pytestmark = [
     pytest.mark.browser,
@@ -81,4 +83,53 @@ async def test_dag_page_draws_the_tasks_of_a_finished_chain(
 
     assert sorted(titles) == ["HelloTask", "ShoutTask"]
     assert state == "DONE"
+    assert errors == []
+
+
+async def test_a_failing_chain_shows_red_with_its_traceback_and_retry_turns_it_green_live(
+    served: str,
+    admin_headers: dict[str, str],
+    settings: TransformSettings,
+    tmp_path: Any,
+) -> None:
+    from playwright.async_api import async_playwright
+
+    broken = tmp_path / "broken"
+    broken.touch()
+    key = admin_headers["Authorization"].removeprefix("Bearer ")
+    async with background_worker(fast(settings)), async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        page = await browser.new_page()
+        errors: list[str] = []
+        navigations: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        await page.goto(f"{served}/ui/chains.html")
+        await page.evaluate(f"localStorage.setItem('headwater.key', {key!r})")
+        await page.reload()
+        page.on("framenavigated", lambda frame: navigations.append(frame.url))
+        async with httpx.AsyncClient(base_url=served, headers=admin_headers) as client:
+            params = abc_params(tmp_path, fail_file=str(broken))
+            await client.post("/v1/chains/testchains/abc/CTask", json=params)
+        await page.click("tr.run >> nth=0", timeout=15_000)  # the overview lists the run without typing a target
+        await page.wait_for_selector("g.node.FAILED[data-task='BTask']", timeout=20_000)
+        await page.click("g.node[data-task='BTask']")
+        await page.wait_for_selector("#retry:not([hidden])", timeout=10_000)
+        traceback = await page.text_content("#task-traceback")
+        log = await page.text_content("#task-log")
+        failed_count = await page.locator("g.node.FAILED").count()
+        await page.screenshot(path=str(tmp_path / "failed.png"))
+
+        broken.unlink()  # the fix
+        await page.click("#retry")
+        await page.wait_for_selector("g.node.DONE >> nth=2", timeout=20_000)
+        state = await page.text_content("#state")
+        run_badge = await page.text_content("tr.run >> nth=0 >> .badge")
+        await browser.close()
+
+    assert "Traceback (most recent call last)" in (traceback or "") and "RuntimeError: B is broken" in (traceback or "")
+    assert "B starts on b'a'" in (log or "")
+    assert failed_count == 2  # B, and C failed because of it
+    assert state == "DONE"
+    assert run_badge == "DONE"
+    assert navigations == []  # no reload: the events kept the page current
     assert errors == []

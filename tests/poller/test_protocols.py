@@ -170,3 +170,33 @@ def test_local_protocols_need_a_host_and_the_cloud_takes_none() -> None:
     assert (
         DeviceCreate.model_validate(base | {"protocol": "eagle100-local", "host": "10.0.0.7:80"}).host == "10.0.0.7:80"
     )
+
+
+async def test_update_checks_protocol_and_host_together(registry: Registry, fleet: SimulatedFleet) -> None:
+    from services.poller.models import DeviceUpdate
+    from shared.errors import UnprocessableError
+
+    await registry.create(device_in=DeviceCreate.model_validate(record(fleet, CLOUD)))
+    with pytest.raises(UnprocessableError, match="host is required"):
+        await registry.update(cloud_id=CLOUD, device_in=DeviceUpdate(protocol="eagle200-local"))
+    moved = await registry.update(cloud_id=CLOUD, device_in=DeviceUpdate(protocol="eagle100-local", host="10.0.0.7"))
+    assert (moved.protocol, moved.host) == ("eagle100-local", "10.0.0.7")
+    back = await registry.update(cloud_id=CLOUD, device_in=DeviceUpdate(protocol="cloud"))
+    assert (back.protocol, back.host) == ("cloud", None)
+
+
+def test_cloud_tls_is_verified_unless_configured(make_settings: Callable[..., Any], tmp_path: Any) -> None:
+    import ssl
+
+    import certifi
+
+    from services.poller.http_pool import tls_context
+    from services.poller.settings import PollerSettings
+
+    assert tls_context(make_settings(PollerSettings)) is None  # the default: verified against certifi's CAs
+    bundle = tmp_path / "chain.pem"
+    bundle.write_bytes(open(certifi.where(), "rb").read())
+    own = tls_context(make_settings(PollerSettings, eagle_ca_file=bundle))
+    assert own is not None and own.verify_mode == ssl.CERT_REQUIRED and own.check_hostname
+    off = tls_context(make_settings(PollerSettings, eagle_verify_tls=False))
+    assert off is not None and off.verify_mode == ssl.CERT_NONE

@@ -9,8 +9,11 @@ Only a single SELECT is accepted; file access is limited to the mirror and confi
 from __future__ import annotations
 
 import re
+import shutil
 import threading
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -122,6 +125,15 @@ def parse_check(sql: str) -> str:
         con.close()
 
 
+@dataclass(frozen=True)
+class SandboxLimits:
+    """Resource limits of one sandbox: DuckDB memory, and spill to ``temp_parent`` (none when unset)."""
+
+    memory_limit: str = "512MB"
+    temp_parent: Path | None = None
+    max_temp_size: str = "2GB"
+
+
 class Sandbox:
     """One DuckDB connection set up with the views; use once, then close."""
 
@@ -134,8 +146,18 @@ class Sandbox:
         live: pa.Table | None,
         sources: list[str] | None = None,
         window: TimeWindow | None = None,
+        limits: SandboxLimits | None = None,
     ) -> None:
-        self.con = duckdb.connect(":memory:", config={"threads": 2})
+        limits = limits or SandboxLimits()
+        config: dict[str, str | int] = {"threads": 2, "memory_limit": limits.memory_limit}
+        self._temp_dir: Path | None = None
+        if limits.temp_parent is not None:
+            # Spill goes to a folder of its own, bounded, and removed with the sandbox.
+            self._temp_dir = limits.temp_parent / uuid.uuid4().hex
+            self._temp_dir.mkdir(parents=True, mode=0o700)
+            config["temp_directory"] = str(self._temp_dir)
+            config["max_temp_directory_size"] = limits.max_temp_size
+        self.con = duckdb.connect(":memory:", config=config)
         self.con.execute("SET TimeZone = 'UTC'")
         raw_root = cache_dir / raw_bucket
         self.con.execute(f"CREATE VIEW _raw_lines AS {_raw_lines_sql(raw_root, sources, window)}")
@@ -187,7 +209,9 @@ class Sandbox:
             return
         latest = max(versions, key=lambda p: int(p.name[1:]))
         pattern = _sql_path(latest / "dt=*" / "*.parquet")
-        self.con.execute(f"CREATE VIEW \"{view}\" AS SELECT * FROM read_parquet('{pattern}', union_by_name=true)")
+        # dt comes from the path (curated files leave it to their dt= directory)
+        source = f"read_parquet('{pattern}', union_by_name=true, hive_partitioning=true)"
+        self.con.execute(f"CREATE VIEW \"{view}\" AS SELECT * FROM {source}")
 
     def check_select(self, sql: str) -> str:
         """Return ``sql`` without a trailing semicolon if it is exactly one SELECT, else raise QueryRefused."""
@@ -232,9 +256,15 @@ class Sandbox:
             if produced >= max_rows:
                 break
 
+    def interrupt(self) -> None:
+        """Stop the running statement from any thread (its caller sees duckdb.InterruptException)."""
+        self.con.interrupt()
+
     def close(self) -> None:
-        """Stop the timer and close the connection."""
+        """Stop the timer, close the connection and remove the spill folder."""
         timer = getattr(self, "_timer", None)
         if timer is not None:
             timer.cancel()
         self.con.close()
+        if self._temp_dir is not None:
+            shutil.rmtree(self._temp_dir, ignore_errors=True)

@@ -21,10 +21,10 @@ COPY requirements.lock ./
 # Wheels only, every file checked against the lock's hashes: no compiler in the image, nothing unpinned.
 RUN pip install --no-deps --require-hashes --only-binary=:all: -r requirements.lock \
     && site=$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') \
-    # pyarrow parts Headwater never loads (Flight RPC, Substrait, C++ headers, Cython sources, its tests).
+    # pyarrow parts Headwater never loads (Flight RPC, C++ headers, Cython sources, its tests; pyarrow.dataset
+    # links libarrow_substrait, so that stays).
     && rm -rf "$site"/pyarrow/include "$site"/pyarrow/tests "$site"/pyarrow/src \
        "$site"/pyarrow/libarrow_flight.so* "$site"/pyarrow/_flight*.so "$site"/pyarrow/flight.py \
-       "$site"/pyarrow/libarrow_substrait.so* "$site"/pyarrow/_substrait*.so "$site"/pyarrow/substrait.py \
     && find "$site"/pyarrow \( -name '*.pyx' -o -name '*.pxd' -o -name '*.pxi' \) -delete \
     # botocore's models of the AWS services Headwater calls (shared/aws.py and the services), not all ~400.
     && keep=" s3 sqs kinesis firehose dynamodb cloudwatch logs events glue emr ses sesv2 athena redshift \

@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from services.transform.builtin_schemas import AD_EVENTS_V1
+from services.transform.builtin_schemas import AD_EVENTS_V1, BUILTIN_SCHEMAS
 from services.transform.settings import TransformSettings
 from shared.schemas import parse_schema_yaml
 
@@ -31,7 +31,10 @@ async def test_builtin_schemas_are_registered_in_db_and_s3_at_startup(
     response = await app_client.get("/v1/schemas", headers=read_headers)
 
     assert response.status_code == 200
-    assert [(i["name"], i["version"]) for i in response.json()["items"]] == [("ad_events", 1), ("meter_reads", 1)]
+    listed = sorted((i["name"], i["version"]) for i in response.json()["items"])
+    # The ad and meter tables, and one per generic analytics type (Segment/Snowplow: track, page, identify, ...).
+    assert listed == sorted((name, 1) for name in BUILTIN_SCHEMAS)
+    assert {"ad_events", "meter_reads", "track", "page", "identify"} <= {name for name, _ in listed}
     text = await _s3_text(s3, settings.bucket("curated"), "_schemas/ad_events/v1.yaml")
     assert parse_schema_yaml(text).partition_column == "dt"
     assert text == AD_EVENTS_V1

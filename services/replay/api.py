@@ -6,20 +6,22 @@ domain errors of ``shared.errors`` (``QueryRefused`` is a 400), which the app ma
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from services.replay import jobs as job_service
-from services.replay.deps import ArqDep, AwsDep, ProgressDep, SessionDep, SettingsDep
+from services.replay.deps import ArqDep, AwsDep, ProgressDep, QuerySlotsDep, SessionDep, SettingsDep
 from services.replay.models import PreviewRead, PreviewRequest, QueryRequest, ReplayCreate, ReplayList, ReplayRead
 from services.replay.pump import preview
-from services.replay.query import MEDIA_TYPES, start_query
+from services.replay.query import MEDIA_TYPES, TRUNCATED_HEADER, start_query
 from shared.auth import ReadScope, ReplayRunScope
 from shared.openapi import error_responses
 
 router = APIRouter(prefix="/v1")
 
-_JSONL_EXAMPLE = '{"type":"click","n":2}\n{"type":"impression","n":5}\n'
+_JSONL_EXAMPLE = (
+    '{"type":"click","n":2}\n{"type":"impression","n":5}\n{"_truncated":true,"reason":"max_rows","rows":2}\n'
+)
 
 
 @router.post(
@@ -28,22 +30,39 @@ _JSONL_EXAMPLE = '{"type":"click","n":2}\n{"type":"impression","n":5}\n'
     summary="Run a read-only SQL SELECT over the archive and the live tail",
     description=(
         "Views: `raw_events`, `live_events`, `all_events` (de-duplicated by event id, archive wins) and one view "
-        "per curated table. Anything but a single SELECT, and a query over its time limit, is refused with 400. "
-        "Rows stream back as JSON lines (`application/x-ndjson`) or an Arrow IPC stream (`format: arrow`)."
+        "per curated table. Anything but a single SELECT, and a query that fails or runs out of time before its "
+        "first row, is refused with 400. Rows stream back as JSON lines (`application/x-ndjson`) or an Arrow IPC "
+        "stream (`format: arrow`).\n\n"
+        "**Limits.** Each query has its own DuckDB memory and spill limits; `timeout_s` (capped by the server) "
+        "counts from the request, archive listing included; `start`..`end` may span at most the server's "
+        "`query_max_window_days` (422 beyond); a process runs a few queries at once and answers 429 with "
+        "`Retry-After` when full; a client that disconnects stops its query.\n\n"
+        "**Truncation is said.** A result cut by `max_rows`, the response byte cap, the time limit or an error "
+        'while streaming ends with a last JSON line `{"_truncated": true, "reason": "max_rows|max_bytes|timeout|'
+        'error", "rows": N}`, or, in Arrow, with an empty record batch whose custom metadata holds `truncated` '
+        f"(the reason) and `rows`. When known before the first byte, the `{TRUNCATED_HEADER}` header says it too."
     ),
     response_class=StreamingResponse,
     responses={
         200: {
-            "description": "the rows",
+            "description": "the rows (last line the truncation marker when the result was cut)",
+            "headers": {
+                TRUNCATED_HEADER: {
+                    "description": "the reason, when the result is cut before its first byte is sent",
+                    "schema": {"type": "string", "enum": ["max_rows", "max_bytes", "timeout", "error"]},
+                }
+            },
             "content": {MEDIA_TYPES["jsonl"]: {"example": _JSONL_EXAMPLE}, MEDIA_TYPES["arrow"]: {}},
         },
-        **error_responses(400),
+        **error_responses(400, 429),
     },
 )
-async def run_query(body: QueryRequest, _: ReadScope, settings: SettingsDep, aws: AwsDep) -> StreamingResponse:
+async def run_query(
+    body: QueryRequest, _: ReadScope, request: Request, settings: SettingsDep, aws: AwsDep, slots: QuerySlotsDep
+) -> StreamingResponse:
     """Check the SQL, then stream its rows."""
-    rows = await start_query(settings=settings, aws=aws, request=body)
-    return StreamingResponse(rows.chunks(), media_type=rows.media_type)
+    rows = await start_query(settings=settings, aws=aws, request=body, slots=slots, gone=request.is_disconnected)
+    return StreamingResponse(rows.chunks(), media_type=rows.media_type, headers=rows.headers)
 
 
 @router.post(

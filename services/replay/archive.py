@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +22,10 @@ from shared.contracts import (
     advertising_view_table_prefix,
     curated_table_prefix,
     parse_partition,
-    raw_day_prefix,
 )
 from shared.logging import get_logger
 
 log = get_logger(__name__)
-
-_DOWNLOAD_CONCURRENCY = 16
 
 
 @dataclass(frozen=True)
@@ -37,17 +34,6 @@ class TimeWindow:
 
     start: datetime | None = None
     end: datetime | None = None
-
-    def days(self) -> list[date] | None:
-        """Return every UTC day the window touches, or None when it is unbounded."""
-        if self.start is None or self.end is None:
-            return None
-        day, last = self.start.astimezone(UTC).date(), (self.end.astimezone(UTC) - timedelta(microseconds=1)).date()
-        out = []
-        while day <= last:
-            out.append(day)
-            day += timedelta(days=1)
-        return out
 
     def touches(self, key: str) -> bool:
         """Return whether the dt/hour partition of ``key`` can hold events inside the window."""
@@ -83,7 +69,9 @@ async def list_top_level(s3: Any, bucket: str, prefix: str = "") -> list[str]:
     return names
 
 
-async def mirror(s3: Any, bucket: str, objects: Iterable[tuple[str, int]], cache_dir: Path) -> int:
+async def mirror(
+    s3: Any, bucket: str, objects: Iterable[tuple[str, int]], cache_dir: Path, *, concurrency: int = 16
+) -> int:
     """Copy objects missing from the mirror; return how many were downloaded."""
     root = cache_dir / bucket
     missing = []
@@ -91,7 +79,7 @@ async def mirror(s3: Any, bucket: str, objects: Iterable[tuple[str, int]], cache
         path = root / key
         if not (path.exists() and path.stat().st_size == size):
             missing.append((key, path))
-    semaphore = asyncio.Semaphore(_DOWNLOAD_CONCURRENCY)
+    semaphore = asyncio.Semaphore(concurrency)
 
     async def _one(key: str, path: Path) -> None:
         async with semaphore:
@@ -114,19 +102,38 @@ def _write_atomically(path: Path, body: bytes) -> None:
 
 
 async def sync_raw(
-    s3: Any, *, bucket: str, cache_dir: Path, sources: list[str] | None = None, window: TimeWindow | None = None
+    s3: Any,
+    *,
+    bucket: str,
+    cache_dir: Path,
+    sources: list[str] | None = None,
+    window: TimeWindow | None = None,
+    concurrency: int = 8,
 ) -> int:
-    """Mirror the raw archive's ``*.json.gz`` objects of ``sources`` inside ``window`` (pruned on dt/hour)."""
+    """Mirror the raw archive's ``*.json.gz`` objects of ``sources`` inside ``window`` (pruned on dt/hour).
+
+    Listing is by prefix: one delimited listing per source names the days that exist, and only the days inside
+    the window are listed further, at most ``concurrency`` listings at a time (a wide window costs what the
+    archive holds, not one listing per calendar day).
+    """
     window = window or TimeWindow()
+    slots = asyncio.Semaphore(concurrency)
+
+    async def _bounded(call: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        async with slots:
+            return await call(*args)
+
     chosen = sources or await list_top_level(s3, bucket)
-    days = window.days()
-    if days is None:
-        prefixes = [f"{src}/" for src in chosen]
-    else:
-        prefixes = [raw_day_prefix(src, day) for src in chosen for day in days]
-    listed = await asyncio.gather(*(list_keys(s3, bucket, prefix) for prefix in prefixes))
+    days = await asyncio.gather(*(_bounded(list_top_level, s3, bucket, f"{src}/") for src in chosen))
+    prefixes = [
+        f"{src}/{name}/"
+        for src, names in zip(chosen, days, strict=True)
+        for name in names
+        if parse_partition(f"{name}/") is not None and window.touches(f"{name}/")
+    ]
+    listed = await asyncio.gather(*(_bounded(list_keys, s3, bucket, prefix) for prefix in prefixes))
     objects = [(k, n) for batch in listed for k, n in batch if k.endswith(".json.gz") and window.touches(k)]
-    return await mirror(s3, bucket, objects, cache_dir)
+    return await mirror(s3, bucket, objects, cache_dir, concurrency=concurrency)
 
 
 async def _table_versions(s3: Any, bucket: str, table: str) -> list[int]:

@@ -7,7 +7,7 @@ import re
 
 from services.replay.archive import TimeWindow, list_top_level, sync_curated, sync_raw
 from services.replay.live import read_live_tail
-from services.replay.sandbox import Sandbox
+from services.replay.sandbox import Sandbox, SandboxLimits
 from services.replay.settings import ReplaySettings
 from shared.aws import AwsClients
 
@@ -33,7 +33,14 @@ async def open_sandbox(
     cache = settings.cache_dir
     live = None
     if _mentions(sql, "raw_events") or _mentions(sql, "all_events"):
-        await sync_raw(s3, bucket=settings.bucket("raw"), cache_dir=cache, sources=sources, window=window)
+        await sync_raw(
+            s3,
+            bucket=settings.bucket("raw"),
+            cache_dir=cache,
+            sources=sources,
+            window=window,
+            concurrency=settings.listing_concurrency,
+        )
     if _mentions(sql, "live_events") or _mentions(sql, "all_events"):
         kinesis = await aws.get("kinesis")
         live = await read_live_tail(kinesis, settings.stream("events"), settings.live_max_records)
@@ -51,4 +58,9 @@ async def open_sandbox(
         live=live,
         sources=sources,
         window=window,
+        limits=SandboxLimits(
+            memory_limit=settings.query_memory_limit,
+            temp_parent=settings.temp_dir,
+            max_temp_size=settings.query_max_temp_size,
+        ),
     )

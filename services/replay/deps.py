@@ -7,6 +7,7 @@ from typing import Annotated, cast
 from fastapi import Depends
 
 from services.replay.progress import ProgressStore
+from services.replay.query import QuerySlots
 from services.replay.settings import ReplaySettings
 from services.replay.wiring import ReplayWiring
 from shared.deps import ArqDep, AwsDep, ClientsDep, SessionDep
@@ -30,7 +31,13 @@ def get_progress(wiring: WiringDep) -> ProgressStore:
     return wiring.progress
 
 
+def get_query_slots(wiring: WiringDep) -> QuerySlots:
+    """Return the process's archive SQL slots."""
+    return wiring.query_slots
+
+
 SettingsDep = Annotated[ReplaySettings, Depends(get_settings)]
 ProgressDep = Annotated[ProgressStore, Depends(get_progress)]
+QuerySlotsDep = Annotated[QuerySlots, Depends(get_query_slots)]
 
-__all__ = ["ArqDep", "AwsDep", "ProgressDep", "SessionDep", "SettingsDep", "WiringDep"]
+__all__ = ["ArqDep", "AwsDep", "ProgressDep", "QuerySlotsDep", "SessionDep", "SettingsDep", "WiringDep"]

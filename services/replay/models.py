@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
 
+from shared.contracts import SOURCE_NAME_PATTERN
 from shared.messages import utc_now
 
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -39,18 +40,43 @@ class ReplayJob(SQLModel, table=True):
     summary_json: str | None = None
 
 
+# A source is a name of the raw archive (ingest's event type, or ``beacon``), never a path.
+SourceName = Annotated[str, StringConstraints(pattern=SOURCE_NAME_PATTERN)]
+Sources = Annotated[list[SourceName], Field(max_length=100)]
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    # Naive times are UTC; the API never depends on the server's local zone.
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+def check_window(start: datetime | None, end: datetime | None) -> tuple[datetime | None, datetime | None]:
+    """Return the bounds as UTC times; raise ValueError unless start < end when both are given."""
+    start, end = _utc(start), _utc(end)
+    if start is not None and end is not None and end <= start:
+        raise ValueError("end must be after start")
+    return start, end
+
+
 class Selection(BaseModel):
     """A structured selection of events; every given criterion must hold."""
 
     model_config = ConfigDict(extra="forbid")
 
     view: EventView = Field("raw_events", description="archive only, the live tail only, or both de-duplicated")
-    sources: list[str] | None = Field(None, description="event sources (beacon, meter_read, ...)")
+    sources: Sources | None = Field(None, description="event sources (beacon, meter_read, ...): names, not paths")
     start: datetime | None = Field(None, description="event_time >= start (UTC)")
-    end: datetime | None = Field(None, description="event_time < end (UTC)")
+    end: datetime | None = Field(
+        None, description="event_time < end (UTC); after start, at most `query_max_window_days` from it"
+    )
     event_types: list[str] | None = None
     ad_ids: list[str] | None = None
     where: str | None = Field(None, description="any SQL boolean expression over the view's columns")
+
+    @model_validator(mode="after")
+    def _window(self) -> Selection:
+        self.start, self.end = check_window(self.start, self.end)
+        return self
 
 
 class ReplayOptions(BaseModel):
@@ -272,6 +298,14 @@ class QueryRequest(BaseModel):
     format: QueryFormat = "jsonl"
     max_rows: int | None = Field(None, ge=1)
     timeout_s: float | None = Field(None, gt=0)
-    sources: list[str] | None = Field(None, description="only mirror these sources of the raw archive")
+    sources: Sources | None = Field(None, description="only mirror these sources of the raw archive (names)")
     start: datetime | None = Field(None, description="only mirror raw partitions from this time")
-    end: datetime | None = Field(None, description="only mirror raw partitions before this time")
+    end: datetime | None = Field(
+        None,
+        description="only mirror raw partitions before this time; after start, at most `query_max_window_days` on",
+    )
+
+    @model_validator(mode="after")
+    def _window(self) -> QueryRequest:
+        self.start, self.end = check_window(self.start, self.end)
+        return self

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
+
 from shared.settings import HeadwaterSettings
 
 
@@ -13,9 +15,23 @@ class ReplaySettings(HeadwaterSettings):
     service_name: str = "replay"
     # Target stream (logical name) when a replay job names none.
     default_target_stream: str = "replay"
-    # Archive SQL limits.
+    # Logical streams a replay job may write to (replay's own by default). Adding "events", ingest's stream, makes
+    # replayed records live data: each must then pass ingest's record validation (shared.contracts.RawRecord).
+    replay_target_streams: list[str] = Field(default_factory=lambda: ["replay"])
+    # Archive SQL limits: rows, time (mirroring included), response bytes, queries at once (429 beyond).
     query_max_rows: int = 100_000
     query_timeout_s: float = 60.0
+    query_max_response_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    query_max_concurrent: int = Field(default=4, ge=1)
+    # Widest start..end window of a query or a replay selection (422 beyond), and S3 listings at once.
+    query_max_window_days: int = Field(default=92, ge=1)
+    listing_concurrency: int = Field(default=8, ge=1)
+    # Each query's (and each job selection's) DuckDB: memory and spill-to-disk limits (DuckDB size strings).
+    query_memory_limit: str = "512MB"
+    query_max_temp_size: str = "2GB"
+    # A job's selection: its time limit and the most rows it may hold (the job fails beyond).
+    job_selection_timeout_s: float = 600.0
+    job_max_rows: int = Field(default=5_000_000, ge=1)
     # Upper bound of live records read from the events stream per query (the tail not yet archived).
     live_max_records: int = 200_000
     # Kinesis PutRecords limits and retry policy.
@@ -47,6 +63,11 @@ class ReplaySettings(HeadwaterSettings):
     def cache_dir(self) -> Path:
         """Return the local mirror of archived S3 objects (immutable, so cached by key)."""
         return self.replay_dir / "cache"
+
+    @property
+    def temp_dir(self) -> Path:
+        """Return the parent of each query's DuckDB spill folder (removed when the query ends)."""
+        return self.replay_dir / "tmp"
 
     @property
     def jobs_dir(self) -> Path:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from arq import create_pool
 
 from services.replay.progress import ProgressStore
+from services.replay.query import QuerySlots
 from services.replay.settings import ReplaySettings
 from shared.redis import arq_redis_settings
 from shared.wiring import Clients
@@ -18,16 +19,22 @@ from shared.wiring import Clients
 
 @dataclass(kw_only=True)
 class ReplayWiring(Clients):
-    """The common clients plus replay's own: the progress store (counters, checkpoints, leases) and the arq pool."""
+    """The common clients plus replay's own: the progress store, the query slots and the arq pool."""
 
     settings: ReplaySettings
     progress: ProgressStore
+    # The archive SQL queries this process runs at once (the API's; the worker runs none).
+    query_slots: QuerySlots
 
 
 async def open_replay(settings: ReplaySettings, *, job_queue: bool = True) -> ReplayWiring:
     """Open replay's clients; ``job_queue=False`` leaves ``arq`` unset (the worker's connection is its pool)."""
     clients = Clients.base_kwargs(settings)
-    wiring = ReplayWiring(**clients, progress=ProgressStore(clients["redis"], settings.resource_prefix))
+    wiring = ReplayWiring(
+        **clients,
+        progress=ProgressStore(clients["redis"], settings.resource_prefix),
+        query_slots=QuerySlots(settings.query_max_concurrent),
+    )
     if job_queue:
         try:
             wiring.arq = await create_pool(arq_redis_settings(settings), default_queue_name=settings.arq_queue)

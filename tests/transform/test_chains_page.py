@@ -123,6 +123,8 @@ async def test_a_failing_chain_shows_red_with_its_traceback_and_retry_turns_it_g
         await page.click("#retry")
         await page.wait_for_selector("g.node.DONE >> nth=2", timeout=20_000)
         state = await page.text_content("#state")
+        # The overview has its own stream: its badge turns green on its next event.
+        await page.wait_for_selector("tr.run >> nth=0 >> .badge.DONE", timeout=10_000)
         run_badge = await page.text_content("tr.run >> nth=0 >> .badge")
         await browser.close()
 

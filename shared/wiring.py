@@ -20,7 +20,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from arq import ArqRedis
+from arq import ArqRedis, create_pool
 from fastapi import FastAPI
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
@@ -29,7 +29,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from shared.aws import AwsClients
 from shared.db import create_engine, session_factory
 from shared.logging import configure_logging
-from shared.redis import open_redis
+from shared.redis import arq_redis_settings, open_redis
 from shared.settings import HeadwaterSettings
 
 
@@ -66,6 +66,12 @@ class Clients:
             "sessions": session_factory(engine),
             "aws": AwsClients(settings),
         }
+
+    async def open_job_queue(self) -> ArqRedis:
+        """Open the arq pool this service enqueues its own jobs on (on its queue; closed with the wiring)."""
+        self.arq = await create_pool(arq_redis_settings(self.settings), default_queue_name=self.settings.arq_queue)
+        self.on_close(self.arq.aclose)
+        return self.arq
 
     def on_close(self, closer: Callable[[], Awaitable[Any]]) -> None:
         """Run ``closer`` when the wiring closes (before the common clients close)."""

@@ -17,7 +17,7 @@ from rich.table import Table
 from headwater import ui
 from headwater.config import SERVICES, CliSettings
 from headwater.mesh import Mesh, adopt_running_mesh_environment
-from headwater.setup_steps import ensure_admin_key, ensure_poller_ingest_key, migrate
+from headwater.setup_steps import ensure_admin_key, ensure_poller_ingest_key, migrate, provision_keys
 from shared.bootstrap import BOOTSTRAP_STEPS
 from shared.bootstrap import bootstrap as bootstrap_resources
 
@@ -151,6 +151,8 @@ def run_bootstrap(settings: CliSettings) -> None:
         asyncio.run(bootstrap_resources(settings, on_step=_done))
         asyncio.run(migrate(settings))
         _done("database tables")
+        # A deployment's Secret may hand over the poller's ingest key and the first admin key's hash.
+        asyncio.run(provision_keys(settings))
 
 
 def bootstrap() -> None:

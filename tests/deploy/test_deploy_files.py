@@ -260,7 +260,7 @@ def test_workers_run_as_replicas_with_a_per_replica_liveness_probe(manifests: li
         settings = f"services.{name}.worker.WorkerSettings"
         assert container["command"] == [*WORKER_RUN, settings]
         assert container["livenessProbe"]["exec"]["command"] == [*WORKER_CHECK, settings]
-        env = {item["name"]: item["value"] for item in container["env"]}
+        env = {item["name"]: item.get("value") for item in container["env"]}
         grace = workload["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
         assert 0 < int(env["HEADWATER_WORKER_SHUTDOWN_WAIT_S"]) < grace
 
@@ -359,3 +359,11 @@ def test_values_schema_rejects_an_unknown_top_level_key(tools: Tools) -> None:
     result = tools.run([tools.helm, "template", "hw", CHART_DIR, "--set", "servces.ingest.port=1"])
     assert result.returncode != 0
     assert "servces" in result.stderr
+
+
+def test_compose_poller_sends_with_the_key_bootstrap_provisions(compose_config: dict[str, Any]) -> None:
+    services = compose_config["services"]
+    provisioned = services["bootstrap"]["environment"]["HEADWATER_POLLER_INGEST_API_KEY"]
+    assert provisioned.startswith("hw_")
+    for name in ("poller", "poller-worker"):
+        assert services[name]["environment"]["HEADWATER_INGEST_API_KEY"] == provisioned, name

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import boto3
 import pytest
+import yaml
 
 from tests.deploy.conftest import REPO_ROOT, Tools, parse_manifests
 
@@ -85,3 +86,84 @@ def test_helm_hook_jobs_prepare_postgres_and_the_emulator(
         _run_step(job["spec"]["template"]["spec"]["containers"][0]["command"], env)
     assert "api_key" in _tables(postgres_url)
     assert {"hwk8s-raw", "hwk8s-curated"} <= _buckets(aws_endpoint)
+
+
+POLLER_KEY = "hw_pollerk8s01_" + "s" * 43
+
+
+def _rendered_env(manifests: list[dict[str, object]]) -> dict[str, str]:
+    configmap = next(doc for doc in manifests if doc["kind"] == "ConfigMap")
+    secret = next(doc for doc in manifests if doc["kind"] == "Secret")
+    return dict(configmap["data"]) | {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}  # type: ignore[index, union-attr]
+
+
+def _verify(postgres_url: str, key: str) -> frozenset[str] | None:
+    from shared.auth import KeyVerifier
+    from shared.db import create_engine, session_factory
+    from shared.settings import HeadwaterSettings
+
+    async def _check() -> frozenset[str] | None:
+        url = postgres_url.replace("postgresql://", "postgresql+asyncpg://", 1)
+        engine = create_engine(HeadwaterSettings(database_url=url))
+        try:
+            principal = await KeyVerifier(session_factory(engine)).verify(key)
+        finally:
+            await engine.dispose()
+        return None if principal is None else principal.scopes
+
+    return asyncio.run(_check())
+
+
+def test_bootstrap_provisions_the_poller_ingest_key_the_rendered_poller_sends(
+    tools: Tools, postgres_url: str, aws_endpoint: str, redis_url: str, tmp_path: Path
+) -> None:
+    from argon2 import PasswordHasher
+
+    admin_key = "hw_firstadmin1_" + "a" * 43
+    database = urlsplit(postgres_url)
+    values = {
+        "database": {
+            "host": database.hostname,
+            "port": database.port,
+            "user": database.username,
+            "name": database.path.lstrip("/"),
+        },
+        "redis": {"url": redis_url},
+        "config": {"awsEndpointUrl": aws_endpoint, "dataDir": str(tmp_path)},
+        # The argon2 hash holds "," and "=", which --set would split: a values file, as an operator would use.
+        "secrets": {
+            "pollerIngestApiKey": POLLER_KEY,
+            "adminKeyHash": f"firstadmin1:{PasswordHasher().hash(admin_key)}",
+        },
+    }
+    values_file = tmp_path / "values.yaml"
+    values_file.write_text(yaml.safe_dump(values))
+    manifests = parse_manifests(tools.helm_template("-f", str(values_file)))
+    env = _rendered_env(manifests)
+    # Every poller container (API and worker) gets the key under the name the poller reads, from the Secret.
+    pollers = [
+        doc
+        for doc in manifests
+        if doc["kind"] == "Deployment"
+        and doc["metadata"]["name"] in ("hw-headwater-poller", "hw-headwater-poller-worker")
+    ]
+    assert len(pollers) == 2
+    for deployment in pollers:
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        refs = {item["name"]: item.get("valueFrom", {}).get("secretKeyRef") for item in container.get("env", [])}
+        ref = refs.get("HEADWATER_INGEST_API_KEY")
+        assert ref is not None, deployment["metadata"]["name"]
+        assert env[ref["key"]] == POLLER_KEY
+    # The migrate and bootstrap Jobs, run for real: afterwards the poller's key verifies with ingest:write only,
+    # and the first admin key (given as a hash) verifies with admin.
+    jobs = sorted(
+        (doc for doc in manifests if doc["kind"] == "Job"),
+        key=lambda job: int(job["metadata"]["annotations"]["helm.sh/hook-weight"]),
+    )
+    for job in jobs:
+        _run_step(job["spec"]["template"]["spec"]["containers"][0]["command"], env)
+    assert _verify(postgres_url, POLLER_KEY) == frozenset({"ingest:write"})
+    assert _verify(postgres_url, admin_key) == frozenset({"admin"})
+    # Idempotent: a second bootstrap (every upgrade) keeps both keys working.
+    _run_step(jobs[-1]["spec"]["template"]["spec"]["containers"][0]["command"], env)
+    assert _verify(postgres_url, POLLER_KEY) == frozenset({"ingest:write"})

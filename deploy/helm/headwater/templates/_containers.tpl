@@ -22,9 +22,12 @@
       protocol: TCP
   envFrom:
     {{- include "headwater.envFrom" $root | nindent 4 }}
-  {{- with .svc.api.env }}
+  {{- if or .svc.api.env (eq .name "poller") }}
   env:
+    {{- include "headwater.pollerIngestKeyEnv" (dict "root" $root "name" .name) | nindent 4 }}
+    {{- with .svc.api.env }}
     {{- include "headwater.envList" . | nindent 4 }}
+    {{- end }}
   {{- end }}
   startupProbe:
     httpGet:
@@ -67,6 +70,7 @@
     # Jobs in hand get this long after SIGTERM before arq cancels them; below the pod's grace period.
     - name: HEADWATER_WORKER_SHUTDOWN_WAIT_S
       value: {{ sub (include "headwater.workerGracePeriod" $root) 15 | quote }}
+    {{- include "headwater.pollerIngestKeyEnv" (dict "root" $root "name" .name) | nindent 4 }}
     {{- with .svc.worker.env }}
     {{- include "headwater.envList" . | nindent 4 }}
     {{- end }}
@@ -137,4 +141,18 @@ spec:
 {{/* Grace period of a worker pod: long enough for the jobs in hand to finish after SIGTERM. */}}
 {{- define "headwater.workerGracePeriod" -}}
 {{- max 120 .Values.terminationGracePeriodSeconds -}}
+{{- end }}
+
+{{/*
+The poller's ingest key under the name the poller reads, for poller containers; call with (dict "root" $ "name" .name).
+Not optional: without it meter reads would silently never reach ingest, so the pod waits for the Secret key instead.
+*/}}
+{{- define "headwater.pollerIngestKeyEnv" -}}
+{{- if eq .name "poller" -}}
+- name: HEADWATER_INGEST_API_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "headwater.secretName" .root }}
+      key: HEADWATER_POLLER_INGEST_API_KEY
+{{- end }}
 {{- end }}

@@ -9,13 +9,15 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 
 from services.loader import jobs as job_service
 from services.loader import runs as run_service
 from services.loader import scanner
 from services.loader.deps import AwsDep, SessionDep, SettingsDep, WiringDep
 from services.loader.models import (
+    ID_MAX,
+    TABLE_NAME,
     DeleteResult,
     JobAction,
     JobCreate,
@@ -32,6 +34,8 @@ from shared.auth import JobsAdminScope, ReadScope
 from shared.openapi import error_responses
 
 router = APIRouter()
+
+JobId = Annotated[int, Path(ge=1, le=ID_MAX, description="the job's id")]
 
 
 @router.post("/v1/jobs", tags=["jobs"], summary="Create a load job", status_code=201, response_model=JobRead)
@@ -53,7 +57,7 @@ async def list_jobs(session: SessionDep, _: ReadScope) -> list[JobRead]:
 @router.get(
     "/v1/jobs/{job_id}", tags=["jobs"], summary="Get a load job", response_model=JobRead, responses=error_responses(404)
 )
-async def get_job(job_id: int, session: SessionDep, _: ReadScope) -> JobRead:
+async def get_job(job_id: JobId, session: SessionDep, _: ReadScope) -> JobRead:
     """Return one job."""
     return await job_service.read_job(session=session, job_id=job_id)
 
@@ -66,7 +70,7 @@ async def get_job(job_id: int, session: SessionDep, _: ReadScope) -> JobRead:
     responses=error_responses(404),
 )
 async def update_job(
-    job_id: int, job_in: JobUpdate, session: SessionDep, settings: SettingsDep, aws: AwsDep, _: JobsAdminScope
+    job_id: JobId, job_in: JobUpdate, session: SessionDep, settings: SettingsDep, aws: AwsDep, _: JobsAdminScope
 ) -> JobRead:
     """Move the job to a newer schema version (columns are added, never dropped) or change end, mails, retention."""
     await job_service.update_job(session=session, settings=settings, aws=aws, job_id=job_id, job_in=job_in)
@@ -80,7 +84,7 @@ async def update_job(
     response_model=JobAction,
     responses=error_responses(404, 409),
 )
-async def pause_job(job_id: int, session: SessionDep, _: JobsAdminScope) -> JobAction:
+async def pause_job(job_id: JobId, session: SessionDep, _: JobsAdminScope) -> JobAction:
     """Pause an active job: no new dates start (the step in flight finishes); arriving days wait."""
     await job_service.apply_action(session=session, job_id=job_id, action="pause")
     return JobAction(job=await job_service.read_job(session=session, job_id=job_id), action="pause")
@@ -93,7 +97,7 @@ async def pause_job(job_id: int, session: SessionDep, _: JobsAdminScope) -> JobA
     response_model=JobAction,
     responses=error_responses(404, 409),
 )
-async def resume_job(job_id: int, session: SessionDep, wiring: WiringDep, _: JobsAdminScope) -> JobAction:
+async def resume_job(job_id: JobId, session: SessionDep, wiring: WiringDep, _: JobsAdminScope) -> JobAction:
     """Resume a paused job: its waiting dates start again and the days that arrived meanwhile are scanned."""
     await job_service.apply_action(session=session, job_id=job_id, action="resume")
     await scanner.dispatch_job(wiring, job_id)
@@ -108,7 +112,7 @@ async def resume_job(job_id: int, session: SessionDep, wiring: WiringDep, _: Job
     response_model=JobAction,
     responses=error_responses(404, 409),
 )
-async def cancel_job(job_id: int, session: SessionDep, _: JobsAdminScope) -> JobAction:
+async def cancel_job(job_id: JobId, session: SessionDep, _: JobsAdminScope) -> JobAction:
     """Cancel an active or paused job: waiting dates are cancelled, the step in flight finishes unloaded."""
     await job_service.apply_action(session=session, job_id=job_id, action="cancel")
     return JobAction(job=await job_service.read_job(session=session, job_id=job_id), action="cancel")
@@ -122,14 +126,18 @@ async def cancel_job(job_id: int, session: SessionDep, _: JobsAdminScope) -> Job
     responses=error_responses(404, 409),
 )
 async def delete_job(
-    job_id: int,
+    job_id: JobId,
     session: SessionDep,
     settings: SettingsDep,
     aws: AwsDep,
     _: JobsAdminScope,
     drop_data: Annotated[bool, Query(description="also delete the loaded dates from the warehouse")] = False,
 ) -> DeleteResult:
-    """Delete a job and its runs (not while dates are in flight on an active job); optionally drop its data."""
+    """Delete a job and its runs (not while dates are in flight on an active job); optionally drop its data.
+
+    ``drop_data`` deletes the job's loaded dates from its table; when another job loads any of those dates into
+    the same table the answer is 409 naming those jobs, and nothing is deleted.
+    """
     dropped = await job_service.delete_job(
         session=session, settings=settings, aws=aws, job_id=job_id, drop_data=drop_data
     )
@@ -143,7 +151,7 @@ async def delete_job(
     response_model=list[RunRead],
     responses=error_responses(404),
 )
-async def list_job_runs(job_id: int, session: SessionDep, _: ReadScope) -> list[RunRead]:
+async def list_job_runs(job_id: JobId, session: SessionDep, _: ReadScope) -> list[RunRead]:
     """Return each date's state, attempts, error, row counts and timings, in date order."""
     await job_service.get_job(session=session, job_id=job_id)
     return [RunRead.of(run) for run in await run_service.runs_of(session, job_id)]
@@ -156,7 +164,7 @@ async def list_job_runs(job_id: int, session: SessionDep, _: ReadScope) -> list[
     response_model=RunRead,
     responses=error_responses(404, 409),
 )
-async def retry_job_run(job_id: int, dt: date, session: SessionDep, wiring: WiringDep, _: JobsAdminScope) -> RunRead:
+async def retry_job_run(job_id: JobId, dt: date, session: SessionDep, wiring: WiringDep, _: JobsAdminScope) -> RunRead:
     """Send a failed (or cancelled) date back to the queue with fresh attempts."""
     run = await job_service.retry_date(session=session, job_id=job_id, dt=dt)
     await scanner.dispatch_job(wiring, job_id)
@@ -171,7 +179,7 @@ async def retry_job_run(job_id: int, dt: date, session: SessionDep, wiring: Wiri
     response_model=list[RunEventRead],
     responses=error_responses(404),
 )
-async def list_job_history(job_id: int, session: SessionDep, _: ReadScope) -> list[RunEventRead]:
+async def list_job_history(job_id: JobId, session: SessionDep, _: ReadScope) -> list[RunEventRead]:
     """Return every state change, failure and deletion of the job's dates."""
     events = await job_service.history(session=session, job_id=job_id)
     return [RunEventRead.model_validate(event, from_attributes=True) for event in events]
@@ -181,13 +189,13 @@ async def list_job_history(job_id: int, session: SessionDep, _: ReadScope) -> li
     "/v1/warehouse/{table}/count", tags=["warehouse"], summary="Count warehouse rows", response_model=WarehouseCount
 )
 async def get_warehouse_count(
-    table: str,
+    table: Annotated[str, Path(pattern=TABLE_NAME.pattern, description="lower-case letters, digits and _")],
     settings: SettingsDep,
     aws: AwsDep,
     _: ReadScope,
     dt: Annotated[date | None, Query(description="count only this date's rows")] = None,
     warehouse: Literal["duckdb", "postgres"] = "duckdb",
-    column: Annotated[str, Query(description="the date column `dt` filters on")] = "dt",
+    column: Annotated[str, Query(pattern=TABLE_NAME.pattern, description="the date column `dt` filters on")] = "dt",
 ) -> WarehouseCount:
     """Count a table's rows (of one date with ``dt``); a table not created yet counts 0."""
     rows = await count_rows(settings=settings, aws=aws, warehouse=warehouse, table=table, dt=dt, column=column)
@@ -198,6 +206,9 @@ async def get_warehouse_count(
     "/v1/advertising/traffic/{ad_id}",
     tags=["traffic"],
     summary="Get the per-day traffic of an ad",
+    description="Impressions, clicks and CTR per day from `start` to `end` (both included; `end` on or after "
+    "`start`, at most 3660 days later, else 422). An unknown ad gives an empty series. The seed's path "
+    "`/advertising/traffic/{ad_id}` is an alias kept for existing clients.",
     response_model=TrafficSeries,
 )
 # The seed's path, kept for existing clients; the spec shows only the /v1 path (the description says so).

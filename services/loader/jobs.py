@@ -26,6 +26,9 @@ from services.loader.schema_store import SchemaNotFound, load_schema
 from services.loader.settings import LoaderSettings
 from shared.errors import ConflictError, NotFoundError, UnprocessableError
 
+# The run states whose rows are in the warehouse (drop_data deletes them).
+DROPPABLE = (RunState.LOADED, RunState.LOADING)
+
 # action -> (states it applies to, resulting state)
 ACTIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "pause": ((JobState.ACTIVE,), JobState.PAUSED),
@@ -148,8 +151,9 @@ async def delete_job(*, session: AsyncSession, settings: LoaderSettings, aws: An
         raise ConflictError("the job has dates in flight: pause or cancel it first")
     dropped = 0
     if drop_data:
+        await _refuse_shared_dates(session, job, [run.dt for run in runs if run.state in DROPPABLE])
         for run in runs:
-            if run.state in (RunState.LOADED, RunState.LOADING):
+            if run.state in DROPPABLE:
                 await drop_date(settings, aws, job, run.dt, expire_curated=False)
                 dropped += 1
     await session.exec(delete(RunEvent).where(col(RunEvent.job_id) == job_id))  # type: ignore[call-overload]
@@ -157,6 +161,44 @@ async def delete_job(*, session: AsyncSession, settings: LoaderSettings, aws: An
     await session.delete(job)
     await session.commit()
     return dropped
+
+
+def _dates_text(days: list[date], shown: int = 10) -> str:
+    text = ", ".join(day.isoformat() for day in days[:shown])
+    return text + (f" and {len(days) - shown} more" if len(days) > shown else "")
+
+
+async def _refuse_shared_dates(session: AsyncSession, job: Job, dates: list[date]) -> None:
+    """Raise ConflictError when another job loads any of ``dates`` into the same table (its rows are theirs too)."""
+    if not dates:
+        return
+    # A date is replaced whole in the table, whichever job loaded it: another job's loaded (or loading) date
+    # holds the same rows, and dropping them would take that job's data.
+    result = await session.exec(
+        select(Job.id, Job.name, JobRun.dt)
+        .join(JobRun, col(JobRun.job_id) == col(Job.id))
+        .where(
+            col(Job.id) != job.id,
+            Job.warehouse == job.warehouse,
+            Job.table_name == job.table_name,
+            col(JobRun.dt).in_(dates),
+            col(JobRun.state).in_([*DROPPABLE, RunState.TRANSFORMING]),
+        )
+        .order_by(col(Job.id), col(JobRun.dt))
+    )
+    shared: dict[tuple[int | None, str], list[date]] = {}
+    for other_id, other_name, dt in result.all():
+        shared.setdefault((other_id, other_name), []).append(dt)
+    if shared:
+        others = ", ".join(f"job {other_id} ({name!r}, {len(days)} dates)" for (other_id, name), days in shared.items())
+        raise ConflictError(
+            f"drop_data would delete dates of {job.warehouse} table {job.table_name} that other jobs load too: "
+            f"{others}; delete without drop_data, or delete those jobs' data first",
+            details=[
+                {"field": "drop_data", "reason": f"job {other_id} loads {_dates_text(days)}"}
+                for (other_id, _), days in shared.items()
+            ],
+        )
 
 
 async def retry_date(*, session: AsyncSession, job_id: int, dt: date) -> JobRun:

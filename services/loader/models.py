@@ -13,9 +13,16 @@ from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from services.loader.templates import SourceTemplate, TemplateError
+from shared.redaction import redact_account_ids
 
 TABLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# Ids and versions are INTEGER columns (32-bit on Postgres): anything larger can name nothing.
+ID_MAX = 2**31 - 1
+RETENTION_DAYS_MAX = 36_500  # a hundred years; more overflows date arithmetic
+# A job name goes into mail headers: no control characters or line separators, not blank.
+_NAME_CHAR = r"[^\x00-\x1f\x7f-\x9f\u2028\u2029]"
+JOB_NAME_PATTERN = rf"^{_NAME_CHAR}*[^\s\x00-\x1f\x7f-\x9f\u2028\u2029]{_NAME_CHAR}*$"
 Warehouse = Literal["duckdb", "postgres", "redshift"]
 Engine = Literal["local", "emr", "glue"]
 
@@ -48,6 +55,8 @@ class Job(SQLModel, table=True):
     """A load job: watch a source template from a start date and keep a warehouse table loaded."""
 
     __tablename__ = "loader_job"
+    # Ids are never reused after a delete (Postgres sequences never are; SQLite needs AUTOINCREMENT for that).
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=200, index=True)
@@ -80,7 +89,7 @@ class JobRun(SQLModel, table=True):
     """One date of one job: its state, attempts, row counts and timings. Unique per (job, date)."""
 
     __tablename__ = "loader_job_run"
-    __table_args__ = (UniqueConstraint("job_id", "dt", name="uq_loader_run_job_dt"),)
+    __table_args__ = (UniqueConstraint("job_id", "dt", name="uq_loader_run_job_dt"), {"sqlite_autoincrement": True})
 
     id: int | None = Field(default=None, primary_key=True)
     job_id: int = Field(index=True)
@@ -134,9 +143,11 @@ class JobCreate(BaseModel):
         }
     )
 
-    name: str = PydanticField(min_length=1, max_length=200)
+    name: str = PydanticField(
+        min_length=1, max_length=200, pattern=JOB_NAME_PATTERN, description="not blank, no control characters"
+    )
     schema_name: str = PydanticField(min_length=1, max_length=127)
-    schema_version: int = PydanticField(ge=1)
+    schema_version: int = PydanticField(ge=1, le=ID_MAX)
     source: str = PydanticField(description="s3://bucket/prefix/YYYY/MM/DD/ or s3://bucket/prefix/dt=YYYY-MM-DD/")
     start_date: date
     end_date: date | None = None
@@ -144,7 +155,7 @@ class JobCreate(BaseModel):
     engine: Engine = PydanticField(default="local", description="transform engine: local, emr or glue")
     table: str | None = PydanticField(default=None, description="warehouse table; defaults to the schema name")
     emails: list[str] = PydanticField(default_factory=list)
-    retention_days: int | None = PydanticField(default=None, ge=1)
+    retention_days: int | None = PydanticField(default=None, ge=1, le=RETENTION_DAYS_MAX)
 
     @field_validator("source")
     @classmethod
@@ -184,10 +195,10 @@ class JobUpdate(BaseModel):
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"schema_version": 2, "retention_days": 30}]})
 
-    schema_version: int | None = PydanticField(default=None, ge=1)
+    schema_version: int | None = PydanticField(default=None, ge=1, le=ID_MAX)
     end_date: date | None = None
     emails: list[str] | None = None
-    retention_days: int | None = PydanticField(default=None, ge=1)
+    retention_days: int | None = PydanticField(default=None, ge=1, le=RETENTION_DAYS_MAX)
 
     @field_validator("emails")
     @classmethod
@@ -308,6 +319,11 @@ class RunRead(BaseModel):
     finished_at: datetime | None
     load_seconds: float | None = None
 
+    @field_validator("error")
+    @classmethod
+    def _redact(cls, value: str | None) -> str | None:
+        return redact_account_ids(value)
+
     @classmethod
     def of(cls, run: JobRun) -> RunRead:
         """Build from a JobRun row."""
@@ -340,6 +356,11 @@ class RunEventRead(BaseModel):
     event: str
     detail: str
     at: datetime
+
+    @field_validator("detail")
+    @classmethod
+    def _redact(cls, value: str) -> str:
+        return redact_account_ids(value) or ""
 
 
 class JobAction(BaseModel):

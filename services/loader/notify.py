@@ -1,12 +1,15 @@
 """Email notifications: loaded dates and failures are queued in Redis and sent in batches per job.
 
 A flush sends one mail per job and recipient list: the dates one by one when there are few, a summary
-when there are many (a 300-day backfill gives one summary, not 300 mails).
+when there are many (a 300-day backfill gives one summary, not 300 mails). Each mail stands alone: a batch
+that cannot be sent is queued again (the SMTP server is away) or dropped with a log line (the batch itself is
+bad), and the other batches are sent all the same. Header text never carries control characters.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from email.message import EmailMessage
 from typing import Any
@@ -18,6 +21,13 @@ from shared.logging import get_logger
 
 log = get_logger(__name__)
 MAX_QUEUED = 10_000
+# Control characters and line separators: in a header they would end it and start another.
+_UNSAFE_IN_HEADER = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
+def header_safe(text: str) -> str:
+    """Return ``text`` fit for one mail header line (control characters become a space)."""
+    return _UNSAFE_IN_HEADER.sub(" ", text).strip()
 
 
 def _key(settings: LoaderSettings) -> str:
@@ -49,7 +59,13 @@ async def _take_all(redis: Any, key: str) -> list[dict[str, Any]]:
         pipe.lrange(key, 0, -1)
         pipe.delete(key)
         raw, _ = await pipe.execute()
-    return [json.loads(item) for item in raw]
+    entries = []
+    for item in raw:
+        try:
+            entries.append(json.loads(item))
+        except ValueError:
+            log.warning("mail_entry_dropped", entry=str(item)[:200])
+    return entries
 
 
 def compose(entries: list[dict[str, Any]], detail_limit: int) -> tuple[str, str]:
@@ -59,7 +75,7 @@ def compose(entries: list[dict[str, Any]], detail_limit: int) -> tuple[str, str]
     for entry in entries:
         by_kind[entry["kind"]].append(entry)
     counts = ", ".join(f"{len(items)} {kind}" for kind, items in sorted(by_kind.items()))
-    subject = f"[headwater] {job}: {counts}"
+    subject = header_safe(f"[headwater] {job}: {counts}")
     lines = [f"Job {job}: {counts}.", ""]
     for kind, items in sorted(by_kind.items()):
         dates = sorted(e["dt"] for e in items if e["dt"])
@@ -102,17 +118,22 @@ async def flush_notifications(redis: Any, settings: LoaderSettings) -> int:
     entries = await _take_all(redis, _key(settings))
     groups: dict[tuple[Any, tuple[str, ...]], list[dict[str, Any]]] = defaultdict(list)
     for entry in entries:
-        groups[(entry["job_id"], tuple(entry["to"]))].append(entry)
+        if isinstance(entry, dict) and isinstance(entry.get("to"), list):
+            groups[(entry.get("job_id"), tuple(entry["to"]))].append(entry)
+        else:
+            log.warning("mail_entry_dropped", entry=str(entry)[:200])
     sent = 0
     for (job_id, recipients), batch in groups.items():
-        subject, body = compose(batch, settings.notify_detail_limit)
         try:
+            subject, body = compose(batch, settings.notify_detail_limit)
             await send_mail(settings, list(recipients), subject, body)
             sent += 1
         except (aiosmtplib.SMTPException, OSError) as exc:
             log.warning("mail_failed", job_id=job_id, error=str(exc))
             for entry in batch:
                 await redis.rpush(_key(settings), json.dumps(entry))
+        except Exception as exc:  # this batch cannot make a mail: drop it, never the others
+            log.exception("mail_dropped", job_id=job_id, events=len(batch), error=str(exc))
     if sent:
         log.info("mail_sent", mails=sent, events=len(entries))
     return sent

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.transform.chains.base import Task, TaskContext
+from shared.logging import get_logger
+
+log = get_logger(__name__)
 
 
 class AbcParams(BaseModel):
@@ -54,6 +58,8 @@ class BTask(Task):
     async def run(self, context: TaskContext, params: Any, inputs: list[bytes]) -> bytes:
         _trace(params, "B")
         print(f"B starts on {inputs[0]!r}")
+        log.info("b_started", run=params.run, input_bytes=len(inputs[0]))  # structlog, as service code logs
+        logging.getLogger(__name__).warning("B reads %d bytes", len(inputs[0]))
         await asyncio.sleep(params.sleep_s)
         if _broken(params):
             raise RuntimeError(f"B is broken while {params.fail_file} exists")

@@ -1,8 +1,13 @@
 """Mycroft backfill: load a date range into the warehouse through the loader's API, one resumable task per day.
 
-Each day is a loader job of that one day (``POST {loader_url}/v1/jobs`` with ``start_date = end_date``, found
-again by name on a retry), followed until its run is ``loaded`` (``GET /v1/jobs/{id}/runs``); a day the loader
-fails fails its task (and the range), and a resubmit resumes at the days not loaded yet.
+Each day is one loader job of that one day (``POST {loader_url}/v1/jobs`` with ``start_date = end_date``, named
+``backfill <schema> v<version> <day>`` so a retry finds it again), followed until its run is ``loaded``
+(``GET /v1/jobs/{id}/runs``). A day the loader fails fails its task (and the range). A resubmit re-runs only the
+days whose targets are missing; such a day retries its failed date on the same loader job
+(``POST /v1/jobs/{id}/runs/{dt}/retry``), so the loader keeps one job per day. A second job (``... #2``) is made
+only when the day's job was cancelled or its date expired, which the loader's retry refuses.
+
+The key (``loader_api_key``) needs the ``jobs:admin`` and ``read`` scopes.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from services.transform.chains.base import Task, TaskContext
 
 LOADED, FAILED_STATES = "loaded", ("failed", "cancelled", "expired")
+# Dates the loader retries in place (an expired date, or any date of a cancelled job, needs a new job).
+RETRYABLE_STATES = ("failed", "cancelled")
 
 
 class LoadSpec(BaseModel):
@@ -71,28 +78,35 @@ class LoadDayTask(Task):
         async with httpx.AsyncClient(base_url=settings.loader_url, headers=headers, timeout=30) as loader:
             job = await self._job(loader, params, context)
             while True:
-                response = await loader.get(f"/v1/jobs/{job['id']}/runs")
-                response.raise_for_status()
-                run = next((r for r in response.json() if r["dt"] == params.day.isoformat()), None)
+                run = await _day_run(loader, job["id"], params.day)
                 state = run["state"] if run else "waiting"
                 if state == LOADED:
+                    assert run is not None
                     context.log(f"job {job['id']}: {params.day} loaded, {run.get('rows_loaded')} rows")
                     return json.dumps({"job_id": job["id"], "run": run}, sort_keys=True).encode()
                 if state in FAILED_STATES:
+                    assert run is not None
                     raise RuntimeError(f"loader job {job['id']} {state} {params.day}: {run.get('error')}")
                 await asyncio.sleep(self.poll_s)
 
     async def _job(self, loader: httpx.AsyncClient, params: DayParams, context: TaskContext) -> dict[str, Any]:
+        """Return the day's loader job: the existing one (its failed date retried), else a new one."""
         name = _job_name(params)
         listing = await loader.get("/v1/jobs")
         listing.raise_for_status()
         mine = [job for job in listing.json() if job["name"] == name or job["name"].startswith(name + " #")]
-        if mine:  # a retry or a resubmit: follow the newest job unless the loader failed that day there
+        if mine:  # a retry or a resubmit
             newest = max(mine, key=lambda job: job["id"])
-            runs = await loader.get(f"/v1/jobs/{newest['id']}/runs")
-            runs.raise_for_status()
-            if not any(r["dt"] == params.day.isoformat() and r["state"] in FAILED_STATES for r in runs.json()):
-                context.log(f"following loader job {newest['id']} ({newest['name']})")
+            run = await _day_run(loader, newest["id"], params.day) if newest["state"] != "cancelled" else None
+            state = run["state"] if run else ("cancelled" if newest["state"] == "cancelled" else "waiting")
+            if state in RETRYABLE_STATES and newest["state"] != "cancelled":
+                retried = await loader.post(f"/v1/jobs/{newest['id']}/runs/{params.day.isoformat()}/retry")
+                if retried.status_code != 409:  # 409: retried by someone else meanwhile; follow it all the same
+                    retried.raise_for_status()
+                context.log(f"retrying {params.day} on loader job {newest['id']} (it was {state})")
+                return newest
+            if state not in FAILED_STATES:
+                context.log(f"following loader job {newest['id']} ({newest['name']}), {params.day} is {state}")
                 return newest
             name = f"{name} #{len(mine) + 1}"
         body = {
@@ -105,6 +119,13 @@ class LoadDayTask(Task):
         created.raise_for_status()
         context.log(f"created loader job {created.json()['id']} ({name}) at {time.strftime('%H:%M:%S')}")
         return created.json()
+
+
+async def _day_run(loader: httpx.AsyncClient, job_id: int, day: date) -> dict[str, Any] | None:
+    """Return the loader's run of ``day`` in job ``job_id`` (None before the loader found the day's data)."""
+    response = await loader.get(f"/v1/jobs/{job_id}/runs")
+    response.raise_for_status()
+    return next((run for run in response.json() if run["dt"] == day.isoformat()), None)
 
 
 class BackfillTask(Task):

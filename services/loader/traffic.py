@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 
 from services.loader.models import TrafficDay, TrafficSeries
 from services.loader.s3io import read_object
+from shared.contracts import parse_partition
 from shared.errors import UnprocessableError
 from shared.settings import TRAFFIC_TABLE, HeadwaterSettings
 
@@ -20,15 +21,17 @@ MAX_RANGE_DAYS = 3660  # ten years
 
 
 def _read_view(data: bytes) -> list[dict[str, Any]]:
-    table = pq.read_table(io.BytesIO(data), columns=["ad_id", "dt", "impressions", "clicks", "ctr"])
-    return table.to_pylist()
+    # The day is the view path's dt= (files written before that also carry a dt column: read it when there).
+    parquet = pq.ParquetFile(io.BytesIO(data))
+    wanted = ["ad_id", "dt", "impressions", "clicks", "ctr"]
+    return parquet.read(columns=[name for name in wanted if name in parquet.schema_arrow.names]).to_pylist()
 
 
 def _item(row: dict[str, Any], dt: date) -> dict[str, Any]:
     impressions = int(row["impressions"] or 0)
     clicks = int(row["clicks"] or 0)
     ctr = row["ctr"] if row["ctr"] is not None else (clicks / impressions if impressions else 0.0)
-    day = row["dt"] or dt
+    day = row.get("dt") or dt
     return {
         "ad_id": {"S": str(row["ad_id"])},
         "dt": {"S": day.isoformat() if isinstance(day, date) else str(day)},
@@ -70,8 +73,9 @@ async def delete_view_days(s3: Any, dynamodb: Any, settings: HeadwaterSettings, 
         for obj in page.get("Contents", []):
             if obj["Key"].endswith(".parquet"):
                 rows = await asyncio.to_thread(_read_view, await read_object(s3, bucket, obj["Key"]))
+                partition = parse_partition(obj["Key"])
                 for row in rows:
-                    day = row.get("dt")
+                    day = row.get("dt") or (partition[0] if partition else None)
                     if row.get("ad_id") is not None and day is not None:
                         keys.add((str(row["ad_id"]), day.isoformat() if isinstance(day, date) else str(day)))
     requests = [{"DeleteRequest": {"Key": {"ad_id": {"S": ad}, "dt": {"S": day}}}} for ad, day in sorted(keys)]

@@ -62,15 +62,14 @@ ARROW = pa.schema(
         ("campaign_id", pa.string()),
         ("placement", pa.string()),
         ("user_id", pa.string()),
-        ("event_time", pa.timestamp("us")),
-        ("received_at", pa.timestamp("us")),
-        ("dt", pa.date32()),
+        ("event_time", pa.timestamp("us", tz="UTC")),
+        ("received_at", pa.timestamp("us", tz="UTC")),
     ]
-)
+)  # as transform writes it: UTC instants, dt in the partition path only
 
 
 def _ts(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).replace(tzinfo=None)
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def beacon_events(day: date, ads: dict[str, tuple[int, int]]) -> list[dict[str, Any]]:
@@ -180,7 +179,6 @@ class FakeTransform:
                 "user_id": r["user_id"],
                 "event_time": _ts(r["event_time"]),
                 "received_at": _ts(r["received_at"]),
-                "dt": _ts(r["event_time"]).date(),
             }
             for r in records
         ]
@@ -216,13 +214,12 @@ class FakeTransform:
             pair[0 if row["event_type"] == "impression" else 1] += 1
         view = pa.Table.from_pylist(
             [
-                {"ad_id": ad, "dt": request.dt, "impressions": imp, "clicks": clk, "ctr": clk / imp if imp else 0.0}
+                {"ad_id": ad, "impressions": imp, "clicks": clk, "ctr": clk / imp if imp else 0.0}
                 for ad, (imp, clk) in sorted(counts.items())
             ],
             schema=pa.schema(
                 [
                     ("ad_id", pa.string()),
-                    ("dt", pa.date32()),
                     ("impressions", pa.int64()),
                     ("clicks", pa.int64()),
                     ("ctr", pa.float64()),

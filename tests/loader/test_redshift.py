@@ -32,10 +32,22 @@ def test_ddl_comes_from_the_schema_with_dist_and_sort_keys() -> None:
 
 
 def test_a_date_load_deletes_the_date_then_copies_the_manifest() -> None:
-    delete, copy = load_sqls("ad_events", SCHEMA, date(2026, 11, 20), MANIFEST, "arn:aws:iam::1:role/copy")
+    delete, create, copy, insert, drop = load_sqls(
+        "ad_events", SCHEMA, date(2026, 11, 20), MANIFEST, "arn:aws:iam::1:role/copy"
+    )
     assert delete == 'DELETE FROM "ad_events" WHERE "dt" = \'2026-11-20\''
-    assert copy.startswith('COPY "ad_events" ("event_id", "event_type", "ad_id", ')
-    assert copy.endswith(f"FROM '{MANIFEST}' IAM_ROLE 'arn:aws:iam::1:role/copy' FORMAT AS PARQUET MANIFEST")
+    # the files hold every column but dt (their dt= path carries it): COPY them as they are, add the date after
+    assert create.startswith('CREATE TEMP TABLE "ad_events__load" ("event_id" varchar(64), "event_type" varchar(32)')
+    assert '"dt"' not in create
+    assert copy == (
+        f"COPY \"ad_events__load\" FROM '{MANIFEST}' IAM_ROLE 'arn:aws:iam::1:role/copy' FORMAT AS PARQUET MANIFEST"
+    )
+    assert insert.startswith('INSERT INTO "ad_events" ("event_id", "event_type", "ad_id", ')
+    assert insert.endswith(
+        '"received_at", "dt") SELECT "event_id", "event_type", "ad_id", "campaign_id", "placement", '
+        '"user_id", "event_time", "received_at", DATE \'2026-11-20\' FROM "ad_events__load"'
+    )
+    assert drop == 'DROP TABLE "ad_events__load"'
 
 
 @pytest.fixture
@@ -58,8 +70,9 @@ async def test_the_load_transaction_is_sent_to_the_data_api_and_cancelled_at_the
     sent = await client.describe_statement(Id=adapter.statement_ids[-1])
     assert (sent["ClusterIdentifier"], sent["Database"], sent["DbUser"]) == ("wh-1", "dev", "headwater")
     sql = sent["QueryString"]
-    assert sql.startswith('BEGIN;\nDELETE FROM "ad_events" WHERE "dt" = \'2026-11-20\';\nCOPY "ad_events"')
-    assert sql.endswith("FORMAT AS PARQUET MANIFEST;\nCOMMIT;")
+    assert sql.startswith('BEGIN;\nDELETE FROM "ad_events" WHERE "dt" = \'2026-11-20\';\nCREATE TEMP TABLE')
+    assert 'COPY "ad_events__load" FROM' in sql and "FORMAT AS PARQUET MANIFEST;\nINSERT" in sql
+    assert sql.endswith('DROP TABLE "ad_events__load";\nCOMMIT;')
     assert sent["Status"] == "ABORTED"  # cancelled at the deadline
 
 

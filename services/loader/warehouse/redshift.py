@@ -1,7 +1,8 @@
 """Redshift warehouse through the Data API (aiobotocore ``redshift-data``).
 
 DDL comes from the schema (DISTKEY, COMPOUND SORTKEY led by the partition column); a date loads with
-``DELETE`` of the date and ``COPY ... FROM '<manifest>' IAM_ROLE ... FORMAT AS PARQUET MANIFEST`` in one
+``DELETE`` of the date, ``COPY ... FROM '<manifest>' IAM_ROLE ... FORMAT AS PARQUET MANIFEST`` into a temporary
+table and an ``INSERT`` adding the date (the files carry it in their path only) in one
 transaction (BatchExecuteStatement runs its statements as one transaction). Every statement is polled
 with a deadline: FINISHED returns, FAILED and ABORTED raise, and a statement still running at the
 deadline is cancelled and raised as transient so the date is retried.
@@ -60,13 +61,24 @@ def _nullable(schema: TableSchema, name: str) -> bool:
 
 
 def load_sqls(table: str, schema: TableSchema, dt: date, manifest_url: str, iam_role: str) -> list[str]:
-    """Return the statements that replace one date: DELETE of the date, then COPY of its manifest."""
+    """Return the statements that replace one date: DELETE of the date, COPY of its manifest, INSERT with the date.
+
+    Curated files leave the partition column to their ``dt=`` path (Hive's convention) and Parquet COPY maps
+    columns by position, so the files go to a temporary table of their own columns first, and the date is added
+    by the INSERT into the table.
+    """
     part = partition_column(schema)
-    columns = ", ".join(quote(name) for name, _ in table_columns(schema))
+    stage = quote(f"{table[:100]}__load")
+    in_file = [(name, sql_type) for name, sql_type in table_columns(schema) if name != part]
+    names = ", ".join(quote(name) for name, _ in in_file)
+    ddl = ", ".join(f"{quote(name)} {sql_type}" for name, sql_type in in_file)
+    day = _literal(dt.isoformat())
     return [
-        f"DELETE FROM {quote(table)} WHERE {quote(part)} = {_literal(dt.isoformat())}",
-        f"COPY {quote(table)} ({columns}) FROM {_literal(manifest_url)} IAM_ROLE {_literal(iam_role)} "
-        "FORMAT AS PARQUET MANIFEST",
+        f"DELETE FROM {quote(table)} WHERE {quote(part)} = {day}",
+        f"CREATE TEMP TABLE {stage} ({ddl})",
+        f"COPY {stage} FROM {_literal(manifest_url)} IAM_ROLE {_literal(iam_role)} FORMAT AS PARQUET MANIFEST",
+        f"INSERT INTO {quote(table)} ({names}, {quote(part)}) SELECT {names}, DATE {day} FROM {stage}",
+        f"DROP TABLE {stage}",
     ]
 
 

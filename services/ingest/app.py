@@ -12,8 +12,8 @@ from services.ingest.api import router
 from services.ingest.fastpath import BeaconFastPath
 from services.ingest.sdk_api import router as sdk_router
 from services.ingest.settings import IngestSettings
-from services.ingest.wiring import open_ingest
-from shared.health import check_bucket, check_database, check_redis, check_stream
+from services.ingest.wiring import check_spool, open_ingest
+from shared.health import check_database, check_redis
 from shared.http import create_service_app
 from shared.wiring import wiring_lifespan
 
@@ -29,12 +29,8 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         description="The front door: beacons, event batches and meter reads, made durable in a local spool and "
         "shipped to the raw archive (S3) and the events stream (Kinesis); live per-minute counters.",
         lifespan=wiring_lifespan(open_ingest, settings),
-        readiness_checks={
-            "redis": check_redis,
-            "database": check_database,
-            "raw_bucket": check_bucket("raw"),
-            "events_stream": check_stream("events"),
-        },
+        # Only what accepting needs: the spool exists so that ingest keeps accepting while S3/Kinesis are away.
+        readiness_checks={"redis": check_redis, "database": check_database, "spool": check_spool},
         openapi_tags=[
             {"name": "beacons", "description": "Public impression and click beacons (rate-limited per client)."},
             {"name": "events", "description": "Typed events and meter reads (API key with ingest:write)."},

@@ -39,7 +39,15 @@ class DayMarkers:
     """Track shipped days and write their ``_COMPLETE`` markers when due."""
 
     def __init__(
-        self, *, redis: Redis, prefix: str, bucket: str, grace_s: float, instance_id: str, quiet_s: float = 0.0
+        self,
+        *,
+        redis: Redis,
+        prefix: str,
+        bucket: str,
+        grace_s: float,
+        instance_id: str,
+        quiet_s: float = 0.0,
+        slot_id: str = "",
     ) -> None:
         self._redis = redis
         self._bucket = bucket
@@ -49,6 +57,8 @@ class DayMarkers:
         self._shipped_at_key = f"{prefix}:ingest:open-days-shipped-at"
         self._pending_prefix = f"{prefix}:ingest:pending:"
         self._pending_key = f"{self._pending_prefix}{instance_id}"
+        # Days a stopped process left in its spool (no TTL): kept until that spool is opened again.
+        self._stranded_key = f"{self._pending_prefix}stranded-{slot_id or instance_id}"
         self._hdel_if_unchanged = redis.register_script(_HDEL_IF_UNCHANGED)
 
     async def note_shipped(self, days: set[Day]) -> None:
@@ -70,6 +80,23 @@ class DayMarkers:
     async def withdraw(self) -> None:
         """Stop announcing pending days (clean shutdown)."""
         await self._redis.delete(self._pending_key)
+
+    async def strand(self, days: set[Day]) -> None:
+        """Announce, without expiry, the days a stopping process leaves in its spool; stop the short-lived key.
+
+        A replica scaled away may never come back: its days stay unmarked rather than marked without its events.
+        """
+        value = orjson.dumps(sorted(f"{source}|{dt}" for source, dt in days))
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(self._stranded_key, value)
+            pipe.delete(self._pending_key)
+            await pipe.execute()
+        log.warning("pending_days_stranded", days=len(days), key=self._stranded_key)
+
+    async def reclaim(self, days: set[Day]) -> None:
+        """On opening a spool: announce what it holds under this process's key, then drop its stranded days."""
+        await self.publish_pending(days)
+        await self._redis.delete(self._stranded_key)
 
     async def _pending_elsewhere(self) -> set[str]:
         held: set[str] = set()

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import secrets
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import cast
 
 from services.ingest.cloudwatch import MetricsPublisher
 from services.ingest.dedup import Deduplicator
@@ -66,17 +70,27 @@ class IngestWiring(Clients):
             )
 
     async def shut_down(self) -> None:
-        """Stop the tasks, close the spool, ship what it can within the drain time, release the slot and sinks."""
+        """Stop the tasks, close the spool, ship until it is empty or the drain time ends, release slot and sinks.
+
+        What is still spooled then keeps its days unmarked (stranded in Redis, no expiry) until this spool is
+        opened again: a replica scaled away must not let a sibling mark a day whose events it still holds.
+        """
         self._stop.set()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.spool.close()
-        await self.shipper.final_drain(timeout_s=self.settings.shutdown_drain_s)
+        deadline = time.monotonic() + self.settings.shutdown_drain_s
+        # Retried until the deadline: one failed attempt (AWS briefly away) must not end the drain.
+        while self.spool.sealed() and (remaining := deadline - time.monotonic()) > 0:
+            await self.shipper.final_drain(timeout_s=remaining)
+            if self.spool.sealed():
+                await asyncio.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+        left = self.spool.pending_days()
+        try:
+            await (self.markers.strand(left) if left else self.markers.withdraw())
+        except Exception as exc:
+            log.warning("pending_days_update_failed", error=type(exc).__name__, stranded=len(left))
         self.spool.release()
         await self.sinks.close()
-        try:
-            await self.markers.withdraw()
-        except Exception as exc:
-            log.warning("pending_days_withdraw_failed", error=type(exc).__name__)
 
 
 async def open_ingest(settings: IngestSettings) -> IngestWiring:
@@ -94,6 +108,7 @@ async def open_ingest(settings: IngestSettings) -> IngestWiring:
     except BaseException:
         await Clients(**base).close()
         raise
+    slot_id = await asyncio.to_thread(slot_identity, spool)
     counters = RealtimeCounters(redis, prefix=prefix, retention_s=settings.realtime_retention_s)
     markers = DayMarkers(
         redis=redis,
@@ -102,6 +117,7 @@ async def open_ingest(settings: IngestSettings) -> IngestWiring:
         grace_s=settings.day_complete_grace_s,
         quiet_s=settings.day_quiet_s,
         instance_id=spool.run_id,
+        slot_id=slot_id,
     )
     sinks = SinkClients(settings)
     wiring = IngestWiring(
@@ -124,6 +140,7 @@ async def open_ingest(settings: IngestSettings) -> IngestWiring:
     )
     wiring.on_close(wiring.shut_down)
     try:
+        await markers.reclaim(spool.pending_days())
         await wiring.start_background()
     except BaseException:
         await wiring.close()
@@ -131,6 +148,36 @@ async def open_ingest(settings: IngestSettings) -> IngestWiring:
     if settings.gc_tuning:
         tune_gc(settings.gc_gen0_threshold)
     return wiring
+
+
+def slot_identity(spool: Spool) -> str:
+    """Return the lasting id of the spool's slot (kept in the slot, so the same volume gives the same id)."""
+    assert spool.slot is not None, "open the spool first"
+    path = spool.slot.path / "IDENTITY"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        identity = secrets.token_hex(8)
+        path.write_text(identity + "\n")
+        return identity
+
+
+async def check_spool(wiring: Clients) -> None:
+    """Readiness: the spool's slot takes a write and still has room for a largest request (else it refuses)."""
+    ingest = cast(IngestWiring, wiring)
+    spool = ingest.spool
+    headroom = min(ingest.settings.max_request_body_bytes, spool.max_bytes // 4)
+    if spool.slot is None:
+        raise RuntimeError("spool is not open")
+    probe = spool.slot.path / ".ready-probe"
+    await asyncio.to_thread(_write_probe, probe)
+    if spool.bytes_used > spool.max_bytes - headroom:
+        raise RuntimeError(f"spool is full ({spool.bytes_used} of {spool.max_bytes} bytes)")
+
+
+def _write_probe(path: Path) -> None:
+    path.write_bytes(b"ok")
+    path.unlink()
 
 
 def tune_gc(gen0_threshold: int) -> None:

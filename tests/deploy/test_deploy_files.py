@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from pathlib import Path
 from typing import Any
 
@@ -367,3 +368,31 @@ def test_compose_poller_sends_with_the_key_bootstrap_provisions(compose_config: 
     assert provisioned.startswith("hw_")
     for name in ("poller", "poller-worker"):
         assert services[name]["environment"]["HEADWATER_INGEST_API_KEY"] == provisioned, name
+
+
+def _duration_s(value: str) -> float:
+    """Seconds of a Go duration as compose prints it (e.g. 2m30s)."""
+    units = {"h": 3600, "m": 60, "s": 1}
+    return sum(float(number) * units[unit] for number, unit in re.findall(r"([\d.]+)([hms])", value))
+
+
+def test_ingest_drains_its_whole_spool_before_the_grace_period_ends(
+    manifests: list[dict[str, Any]], compose_config: dict[str, Any]
+) -> None:
+    ingest = _kind(manifests, "StatefulSet")["hw-headwater-ingest"]
+    container = _containers(ingest)[0]
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    drain = float(env["HEADWATER_SHUTDOWN_DRAIN_S"])
+    assert drain >= 60, "the drain time should cover shipping a full spool (its bound)"
+    # preStop: leave the Service's endpoints before SIGTERM, so no request arrives while the spool closes.
+    pre_stop = container["lifecycle"]["preStop"]
+    sleep = float(pre_stop["sleep"]["seconds"]) if "sleep" in pre_stop else float(pre_stop["exec"]["command"][-1])
+    command = container["command"]
+    graceful = float(command[command.index("--timeout-graceful-shutdown") + 1])
+    grace = ingest["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert grace >= sleep + graceful + drain + 5
+    compose = compose_config["services"]["ingest"]
+    compose_drain = float(compose["environment"]["HEADWATER_SHUTDOWN_DRAIN_S"])
+    assert compose_drain >= 60
+    compose_graceful = float(compose["command"][compose["command"].index("--timeout-graceful-shutdown") + 1])
+    assert _duration_s(compose["stop_grace_period"]) >= compose_graceful + compose_drain + 5

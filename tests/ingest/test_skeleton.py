@@ -167,16 +167,15 @@ async def _shipper_idle(ingest: Ingest) -> bool:
     return wiring.spool.bytes_used == 0 and wiring.shipper.healthy
 
 
-async def test_readyz_checks_redis_database_bucket_and_stream(ingest: Ingest, aws: AwsClients) -> None:
+async def test_readyz_checks_redis_database_and_the_spool_not_aws(ingest: Ingest, aws: AwsClients) -> None:
     async def _readyz(status: int) -> dict | None:
         response = await ingest.http.get("/readyz")
         return response.json() if response.status_code == status else None
 
     # Polled: on a loaded machine one check may exceed the readiness timeout once.
     ready = await wait_until(lambda: _readyz(200), message="ready")
-    assert set(ready["checks"]) == {"redis", "database", "raw_bucket", "events_stream"}
+    assert set(ready["checks"]) == {"redis", "database", "spool"}
+    # Without the stream ingest still accepts into its spool, so it stays ready (tests/deploy covers a full spool).
     kinesis = await aws.get("kinesis")
     await kinesis.delete_stream(StreamName=ingest.settings.stream("events"))
-    not_ready = await wait_until(lambda: _readyz(503), message="not ready without the stream")
-    assert not_ready["checks"]["events_stream"] != "ok"
-    assert not_ready["checks"]["raw_bucket"] == "ok"
+    assert await wait_until(lambda: _readyz(200), message="still ready without the stream")

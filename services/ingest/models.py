@@ -11,8 +11,10 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
-EVENT_ID_PATTERN = r"^[A-Za-z0-9._:\-]{1,128}$"
-CUSTOM_TYPE_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+# Defined once in shared.contracts: replay validates what it writes to ingest's stream with the same patterns.
+from shared.contracts import EVENT_ID_PATTERN
+from shared.contracts import SOURCE_NAME_PATTERN as CUSTOM_TYPE_PATTERN
+
 BUILTIN_TYPES = ("impression", "click", "meter_read")
 
 _EVENT_TIME = Field(

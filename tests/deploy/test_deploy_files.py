@@ -204,20 +204,37 @@ def test_each_api_has_an_autoscaler_on_its_workload(manifests: list[dict[str, An
     assert all("replicas" not in workloads[name]["spec"] for name in targets)
 
 
-def test_migrate_hook_job_runs_before_install_and_upgrade(manifests: list[dict[str, Any]]) -> None:
+def test_migrate_hook_job_runs_after_install_and_before_upgrade(manifests: list[dict[str, Any]]) -> None:
     jobs = _kind(manifests, "Job")
     migrate = jobs["hw-headwater-migrate"]
     annotations = migrate["metadata"]["annotations"]
-    assert set(annotations["helm.sh/hook"].split(",")) == {"pre-install", "pre-upgrade"}
+    # post-install: the release's ConfigMap, Secret and ServiceAccount (ordinary resources) exist by then;
+    # pre-upgrade: the schema moves before any replica of the new version rolls.
+    assert set(annotations["helm.sh/hook"].split(",")) == {"post-install", "pre-upgrade"}
     assert _containers(migrate)[0]["command"] == ["headwater", "migrate"]
     assert migrate["spec"]["template"]["spec"]["restartPolicy"] == "Never"
-    # The config and secret the job reads exist before it: hooks with a lower weight.
     weight = int(annotations["helm.sh/hook-weight"])
-    for doc in (*_kind(manifests, "ConfigMap").values(), *_kind(manifests, "Secret").values()):
-        assert int(doc["metadata"]["annotations"]["helm.sh/hook-weight"]) < weight
     bootstrap = jobs["hw-headwater-bootstrap"]
     assert _containers(bootstrap)[0]["command"] == ["headwater", "bootstrap"]
     assert int(bootstrap["metadata"]["annotations"]["helm.sh/hook-weight"]) > weight
+
+
+def test_configmap_secret_and_service_account_are_ordinary_resources(manifests: list[dict[str, Any]]) -> None:
+    kinds = ("ConfigMap", "Secret", "ServiceAccount")
+    found = [doc for doc in manifests if doc["kind"] in kinds]
+    assert {doc["kind"] for doc in found} == set(kinds)
+    for doc in found:
+        annotations = doc["metadata"].get("annotations") or {}
+        assert not [key for key in annotations if key.startswith("helm.sh/hook")], doc["metadata"]["name"]
+
+
+def test_two_renders_are_byte_identical(tools: Tools) -> None:
+    # GitOps renders with `helm template`: a value generated per render would change stored credentials' key.
+    for args in ((), ("--set", f"secrets.fernetKey={'k' * 43}=", "--set", "secrets.ipHashSalt=salt")):
+        assert tools.helm_template(*args) == tools.helm_template(*args)
+    for template in (CHART_DIR / "templates").iterdir():
+        text = template.read_text()
+        assert "randBytes" not in text and "lookup " not in text, template.name
 
 
 def test_ingest_is_a_statefulset_whose_spool_volume_survives_restarts(manifests: list[dict[str, Any]]) -> None:
@@ -310,12 +327,11 @@ def test_secret_values_appear_only_in_the_secret(tools: Tools) -> None:
         assert not set(decoded) & set(configmap["data"])
 
 
-def test_generated_fernet_key_is_a_valid_key(manifests: list[dict[str, Any]]) -> None:
-    from cryptography.fernet import Fernet
-
+def test_without_secret_values_the_secret_omits_them_and_nothing_is_generated(manifests: list[dict[str, Any]]) -> None:
+    # Production settings refuse a missing Fernet key or salt at start, so a forgotten value fails loudly
+    # instead of a generated one that the next render would replace.
     secret = _kind(manifests, "Secret")["hw-headwater-secrets"]
-    key = base64.b64decode(secret["data"]["HEADWATER_FERNET_KEY"])
-    assert Fernet(key).decrypt(Fernet(key).encrypt(b"device-password")) == b"device-password"
+    assert not {"HEADWATER_FERNET_KEY", "HEADWATER_IP_HASH_SALT"} & set(secret["data"])
 
 
 def test_existing_secret_replaces_the_rendered_one(tools: Tools) -> None:

@@ -68,13 +68,15 @@ def test_helm_hook_jobs_prepare_postgres_and_the_emulator(
         "config.awsEndpointUrl": aws_endpoint,
         "config.dataDir": str(tmp_path),
         "config.resourcePrefix": "hwk8s",
+        "secrets.fernetKey": "k" * 43 + "=",
+        "secrets.ipHashSalt": "test-salt",
     }
     manifests = parse_manifests(
         tools.helm_template(*(arg for key, value in values.items() for arg in ("--set", f"{key}={value}")))
     )
     configmap = next(doc for doc in manifests if doc["kind"] == "ConfigMap")
     secret = next(doc for doc in manifests if doc["kind"] == "Secret")
-    # What envFrom gives the pods: the ConfigMap, then the Secret (production environment, generated Fernet key).
+    # What envFrom gives the pods: the ConfigMap, then the Secret (production environment).
     env = dict(configmap["data"]) | {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
     assert env["HEADWATER_ENVIRONMENT"] == "production"
     jobs = sorted(
@@ -132,6 +134,8 @@ def test_bootstrap_provisions_the_poller_ingest_key_the_rendered_poller_sends(
         "config": {"awsEndpointUrl": aws_endpoint, "dataDir": str(tmp_path)},
         # The argon2 hash holds "," and "=", which --set would split: a values file, as an operator would use.
         "secrets": {
+            "fernetKey": "k" * 43 + "=",
+            "ipHashSalt": "test-salt",
             "pollerIngestApiKey": POLLER_KEY,
             "adminKeyHash": f"firstadmin1:{PasswordHasher().hash(admin_key)}",
         },

@@ -102,7 +102,9 @@ metadata:
   labels:
     {{- include "headwater.componentLabels" (dict "root" $root "component" .step) | nindent 4 }}
   annotations:
-    helm.sh/hook: pre-install,pre-upgrade
+    # post-install: the ConfigMap, Secret and ServiceAccount exist (ordinary resources); pre-upgrade: before the
+    # new version's replicas roll (reading the Secret and ConfigMap as the release last left them).
+    helm.sh/hook: post-install,pre-upgrade
     helm.sh/hook-weight: {{ .weight | quote }}
     helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
 spec:

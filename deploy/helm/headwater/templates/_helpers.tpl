@@ -89,24 +89,6 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end }}
 
-{{/*
-A secret value that must stay stable across upgrades; call with (dict "root" $ "key" "HEADWATER_FERNET_KEY"
-"value" .Values.secrets.fernetKey). Returns the value given, else the one already stored in the release's Secret,
-else 32 new random bytes in url-safe base64 (a valid Fernet key, and a strong salt).
-*/}}
-{{- define "headwater.keptSecret" -}}
-{{- if .value }}
-{{- .value }}
-{{- else }}
-{{- $existing := lookup "v1" "Secret" .root.Release.Namespace (include "headwater.secretName" .root) }}
-{{- if and $existing $existing.data (hasKey $existing.data .key) }}
-{{- index $existing.data .key | b64dec }}
-{{- else }}
-{{- randBytes 32 | replace "+" "-" | replace "/" "_" }}
-{{- end }}
-{{- end }}
-{{- end }}
-
 {{/* Environment of every Headwater container: the shared ConfigMap and Secret. */}}
 {{- define "headwater.envFrom" -}}
 - configMapRef:

@@ -159,4 +159,4 @@ def test_worker_settings_are_built_when_first_read_not_at_import(
     assert "settings" not in vars(worker) and "WorkerSettings" not in vars(worker)
     built = worker.build_worker_settings(settings)
     assert built.queue_name == settings.arq_queue and built.ctx == {"settings": settings}
-    assert built.on_startup is worker.startup and built.cron_jobs
+    assert built.on_startup is worker.startup and built.on_shutdown is worker.shutdown  # rotation: per replica

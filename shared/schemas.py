@@ -2,6 +2,9 @@
 
 A schema maps fields of raw JSON events (by path, nested keys with dots, array items with [i])
 to typed, Redshift-compatible columns.
+
+Documents are read without alias expansion: an ``*alias`` is refused with its line, so a few hundred bytes cannot
+expand to millions of nodes (the "billion laughs") each time a schema is read.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ SQL_TYPE_PATTERN = re.compile(
     r"|decimal\(\d{1,2},\s*\d{1,2}\))$"
 )
 NAME_PATTERN = re.compile(r"^[a-z_][a-z0-9_]{0,126}$")
+# Versions are stored in INTEGER columns (32-bit on Postgres).
+MAX_VERSION = 2**31 - 1
 # One step of a source path: a key (anything but '.' and '['), then any number of [index] suffixes.
 _PATH_STEP = re.compile(r"^([^.\[\]]+)((?:\[\d+\])*)$")
 _INDEX = re.compile(r"\[(\d+)\]")
@@ -130,7 +135,7 @@ class TableSchema(BaseModel):
     """A table's schema at one version."""
 
     name: str
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_VERSION)
     description: str = ""
     columns: list[Column] = Field(min_length=1)
     partition_column: str | None = None
@@ -184,11 +189,29 @@ def _line_of(node: yaml.Node | None, path: tuple[Any, ...]) -> int | None:
     return line
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """The safe loader, refusing aliases: nodes are never shared, so the document is as big as its text."""
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise SchemaError(f"YAML aliases are not allowed in a schema (*{event.anchor})", event.start_mark.line + 1)
+        return super().compose_node(parent, index)  # type: ignore[no-any-return]
+
+
+def _load(text: str) -> tuple[yaml.Node | None, Any]:
+    loader = _NoAliasLoader(text)
+    try:
+        root = loader.get_single_node()
+        return root, loader.construct_document(root) if root is not None else None
+    finally:
+        loader.dispose()
+
+
 def parse_schema_yaml(text: str) -> TableSchema:
     """Parse and validate a schema document; raise SchemaError naming the line and the reason."""
     try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
+        root, data = _load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise SchemaError(f"not valid YAML: {getattr(exc, 'problem', exc)}", mark.line + 1 if mark else None) from exc

@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import UniqueConstraint
 from sqlmodel import Field as SqlField
 from sqlmodel import SQLModel
 
 from shared.messages import utc_now
+from shared.redaction import redact_account_ids
+from shared.schemas import MAX_VERSION
 
 Engine = Literal["local", "emr", "glue"]
 
@@ -127,11 +129,17 @@ class SchemaList(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"items": [SCHEMA_SUMMARY_EXAMPLE]}]})
 
 
+MAX_RANGE_DAYS = 366
+
+
 class TransformCreate(BaseModel):
-    """Ask for a transform of one date or a range of dates."""
+    """Ask for a transform of one date (`dt`) or of a range of dates (`start` and `end`, not both forms).
+
+    `end` is on or after `start`, at most 366 days later; `source_path` starts with `s3://bucket/`.
+    """
 
     table: str = Field(examples=["ad_events"])
-    version: int = Field(ge=1, examples=[1])
+    version: int = Field(ge=1, le=MAX_VERSION, examples=[1])
     source_path: str = Field(
         description="raw partition location; {dt} (YYYY-MM-DD) is replaced per date, e.g. s3://hw-raw/beacon/dt={dt}/",
         examples=["s3://hw-raw/beacon/dt={dt}/"],
@@ -144,6 +152,11 @@ class TransformCreate(BaseModel):
 
     model_config = ConfigDict(
         json_schema_extra={
+            # The rule _one_date_or_range enforces (a null is the same as an absent field).
+            "oneOf": [
+                {"required": ["dt"], "properties": {"dt": {"type": "string"}}},
+                {"required": ["start", "end"], "properties": {"start": {"type": "string"}, "end": {"type": "string"}}},
+            ],
             "examples": [
                 {"table": "ad_events", "version": 1, "source_path": "s3://hw-raw/beacon/dt={dt}/", "dt": "2026-11-24"},
                 {
@@ -154,7 +167,7 @@ class TransformCreate(BaseModel):
                     "end": "2026-11-24",
                     "engine": "emr",
                 },
-            ]
+            ],
         }
     )
 
@@ -162,8 +175,8 @@ class TransformCreate(BaseModel):
     def _one_date_or_range(self) -> TransformCreate:
         if (self.dt is None) == (self.start is None or self.end is None):
             raise ValueError("give either dt, or start and end")
-        if self.start and self.end and (self.end < self.start or (self.end - self.start).days > 366):
-            raise ValueError("end must be on or after start, at most 366 days later")
+        if self.start and self.end and (self.end < self.start or (self.end - self.start).days > MAX_RANGE_DAYS):
+            raise ValueError(f"end must be on or after start, at most {MAX_RANGE_DAYS} days later")
         if not self.source_path.startswith("s3://") or "/" not in self.source_path[5:]:
             raise ValueError("source_path must look like s3://bucket/prefix/")
         return self
@@ -236,6 +249,11 @@ class TransformRead(BaseModel):
 
     model_config = ConfigDict(json_schema_extra={"examples": [TRANSFORM_READ_EXAMPLE]})
 
+    @field_validator("error", "log_url")
+    @classmethod
+    def _redact(cls, value: str | None) -> str | None:
+        return redact_account_ids(value)  # errors and EMR's default log bucket name the AWS account
+
 
 class TransformList(BaseModel):
     """Transform runs, newest first."""
@@ -252,6 +270,11 @@ class TransformLogs(BaseModel):
     engine: str
     log_url: str | None
     text: str = Field(description="last 64 kB of the engine's logs; empty for the local engine or before any exist")
+
+    @field_validator("log_url", "text")
+    @classmethod
+    def _redact(cls, value: str | None) -> str | None:
+        return redact_account_ids(value)
 
     model_config = ConfigDict(
         json_schema_extra={

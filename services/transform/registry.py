@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from typing import Any
 
@@ -51,9 +52,10 @@ async def register_schema(
 ) -> tuple[SchemaVersion, bool]:
     """Register a schema version; return (row, created). Re-uploading the same document is a no-op.
 
-    Versions are immutable: a different document under an existing name and version is a 409.
+    Versions are immutable: a different document under an existing name and version is a 409. The document is
+    parsed in a thread: a large one never holds the event loop.
     """
-    schema = validate_schema_text(text)
+    schema = await asyncio.to_thread(validate_schema_text, text)
     digest = hashlib.sha256(text.encode()).hexdigest()
     existing = await _find(session, schema.name, schema.version)
     if existing is not None:

@@ -1,20 +1,30 @@
-"""HTTP routes of the schema registry: register, list and read schema versions."""
+"""HTTP routes of the schema registry: register, list and read schema versions.
+
+An upload is bounded (``MAX_SCHEMA_BYTES``, 413 beyond, while streaming) and parsed off the event loop, like
+every read of a stored version: a big or slow document never stalls the service's other requests.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 
 from services.transform import registry
 from services.transform.deps import AwsDep, SessionDep, SettingsDep
 from services.transform.models import SchemaList, SchemaRead
 from shared.auth import JobsAdminScope, ReadScope
 from shared.errors import UnprocessableError
+from shared.guard import body_limit
 from shared.openapi import error_responses
+from shared.schemas import MAX_VERSION, NAME_PATTERN
 
 router = APIRouter(tags=["schemas"])
+
+# A schema is a few kilobytes (Redshift tables have at most 1,600 columns, ~100 bytes each as YAML).
+MAX_SCHEMA_BYTES = 256 * 1024
 
 _EXAMPLE_YAML = """name: clicks
 version: 1
@@ -78,7 +88,7 @@ SchemaText = Annotated[str, Depends(schema_text)]
         200: {"model": SchemaRead, "description": "identical version already registered"},
         **error_responses(409),
     },
-    openapi_extra=_SCHEMA_BODY,
+    openapi_extra=_SCHEMA_BODY | body_limit(MAX_SCHEMA_BYTES),
 )
 async def create_schema(
     _principal: JobsAdminScope,  # first: a request without a key gets 401 before its body is read
@@ -92,7 +102,7 @@ async def create_schema(
     row, created = await registry.register_schema(session=session, s3=await aws.get("s3"), settings=settings, text=text)
     if not created:
         response.status_code = status.HTTP_200_OK
-    return registry.read_model(row, settings)
+    return await asyncio.to_thread(registry.read_model, row, settings)
 
 
 @router.get("/v1/schemas", summary="List schema versions", response_model=SchemaList)
@@ -114,8 +124,12 @@ async def list_schemas(
     responses=error_responses(404),
 )
 async def get_schema(
-    name: str, version: int, session: SessionDep, settings: SettingsDep, _principal: ReadScope
+    name: Annotated[str, Path(pattern=NAME_PATTERN.pattern, description="the table's name")],
+    version: Annotated[int, Path(ge=1, le=MAX_VERSION, description="the version")],
+    session: SessionDep,
+    settings: SettingsDep,
+    _principal: ReadScope,
 ) -> SchemaRead:
     """Return one schema version with its definition and YAML."""
     row = await registry.get_schema_row(session=session, name=name, version=version)
-    return registry.read_model(row, settings)
+    return await asyncio.to_thread(registry.read_model, row, settings)

@@ -5,7 +5,8 @@ is mapped with the built-in ``ad_events`` v1 schema. Each engine runs in a fresh
 - ours: ``transform_sources`` (streaming, vectorised, Parquet zstd, bad rows, advertising view);
 - DuckDB: ``COPY (SELECT <same mapping> FROM read_json(...)) TO '...parquet' (COMPRESSION zstd)``.
 The engines take turns for ``--rounds`` rounds (3 by default), the one going first alternating by round;
-ratio_vs_duckdb = our median rows/s / DuckDB's median rows/s (goal >= 1.0); peak_rss_mib is our children's highest peak RSS (goal <= 512).
+ratio_vs_duckdb = our median rows/s / DuckDB's median rows/s (goal >= 1.0);
+peak_rss_mib is our children's highest peak RSS (goal <= 512).
 
 Usage: python bench/transform.py [--quick] [--keep DIR] [--rounds N]   (last line printed: one JSON object)
 """

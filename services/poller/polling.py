@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import traceback
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -59,6 +60,15 @@ class DeviceEntry:
     failures: int = 0
     next_tick: int = 0
     in_flight: bool = False
+
+
+def _where(exc: BaseException) -> str:
+    """Return where ``exc`` was raised, as "file:line in function" (no message, no locals)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return "?"
+    frame = frames[-1]
+    return f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno} in {frame.name}"
 
 
 class Poller:
@@ -251,7 +261,11 @@ class Poller:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.exception("poll_crashed", cloud_id=entry.cloud_id, error=type(exc).__name__)
+            # No traceback and no message: both can quote the credentials being sent (a UnicodeEncodeError names
+            # the character it could not encode). The code location is enough to find the bug; the device shows
+            # the failure and backs off instead of crashing again every interval.
+            log.error("poll_crashed", cloud_id=entry.cloud_id, error=type(exc).__name__, at=_where(exc))
+            self._unreachable(entry, tick, f"poll failed: {type(exc).__name__}")
         finally:
             entry.in_flight = False
 

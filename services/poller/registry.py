@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from services.poller.crypto import decrypt_credentials, encrypt_credentials
+from services.poller.devices.transport import unsendable_credential
 from services.poller.keys import Keys, shard_of
 from services.poller.models import DEVICE_STATES, DeviceCreate, DeviceRead, DeviceUpdate, ItemResult, check_host
 from shared.errors import NotFoundError, UnprocessableError, validation_details
@@ -106,6 +107,18 @@ def _time(value: bytes | None) -> datetime | None:
     return datetime.fromtimestamp(float(value), UTC) if value else None
 
 
+def check_credentials(protocol: str, *, user: str, password: str, user_field: str) -> None:
+    """Raise 422 naming the credential field ``protocol`` cannot send (the value is never quoted)."""
+    unsendable = unsendable_credential(protocol, user, password)
+    if unsendable is None:
+        return
+    which, why = unsendable
+    field = "eagle_password" if which == "password" else user_field
+    raise UnprocessableError(
+        f"invalid request: {field}", details=[{"field": field, "reason": why, "type": "value_error"}]
+    )
+
+
 class Registry:
     """Device registry operations (used by the API and by the poller)."""
 
@@ -131,12 +144,11 @@ class Registry:
         return result.decode() if isinstance(result, bytes) else str(result)
 
     async def create(self, *, device_in: DeviceCreate, upsert: bool = False) -> str:
-        """Register a device; return "created", "updated" (upsert) or "exists"."""
-        secret = encrypt_credentials(
-            self.fernet,
-            user=device_in.eagle_user or device_in.owner_email,
-            password=device_in.eagle_password.get_secret_value(),
-        )
+        """Register a device; return "created", "updated" (upsert) or "exists" (422 for credentials it cannot send)."""
+        user, password = device_in.eagle_user or device_in.owner_email, device_in.eagle_password.get_secret_value()
+        user_field = "eagle_user" if device_in.eagle_user else "owner_email"
+        check_credentials(device_in.protocol, user=user, password=password, user_field=user_field)
+        secret = encrypt_credentials(self.fernet, user=user, password=password)
         return await self._run_save(
             cloud_id=device_in.cloud_id,
             mode="upsert" if upsert else "create",
@@ -163,7 +175,13 @@ class Registry:
                     ItemResult(index=index, cloud_id=shown, status="invalid", errors=validation_details(exc.errors()))
                 )
                 continue
-            status = await self.create(device_in=device_in, upsert=upsert)
+            try:
+                status = await self.create(device_in=device_in, upsert=upsert)
+            except UnprocessableError as exc:
+                results.append(
+                    ItemResult(index=index, cloud_id=device_in.cloud_id, status="invalid", errors=exc.details)
+                )
+                continue
             errors = [{"field": "cloud_id", "reason": "already registered"}] if status == "exists" else []
             results.append(ItemResult(index=index, cloud_id=device_in.cloud_id, status=status, errors=errors))
         return results
@@ -199,6 +217,9 @@ class Registry:
                 if device_in.eagle_password is not None
                 else (current[1] if current else "")
             )
+            stored = await self.redis.hget(self.keys.device(cloud_id), "protocol")
+            protocol = fields.get("protocol") or _text(stored) or "cloud"
+            check_credentials(protocol, user=user, password=password, user_field="eagle_user")
             fields["secret"] = encrypt_credentials(self.fernet, user=user, password=password)
         status = await self._run_save(
             cloud_id=cloud_id, mode="update", fields=fields, state=device_in.state, creds_changed=creds_changed

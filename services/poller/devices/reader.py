@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import httpx
 
-from services.poller.devices import DeviceError, Sample
+from services.poller.devices import DeviceAuthError, DeviceError, Sample
 from services.poller.devices.eagle import EagleRestClient
 from services.poller.devices.eagle200 import Eagle200Client
-from services.poller.devices.transport import PostSender
+from services.poller.devices.transport import PostSender, unsendable_credential
 
 
 class DeviceReader:
@@ -36,6 +36,11 @@ class DeviceReader:
         with_summation: bool = True,
     ) -> Sample:
         """Read one device; ``password`` is the cloud password or, on the LAN, the install code."""
+        unsendable = unsendable_credential(protocol, user, password)
+        if unsendable is not None:
+            # Registration refuses these; a record stored before that check stops here, never in httpx.
+            which, why = unsendable
+            raise DeviceAuthError(f"credentials cannot be sent: the {which}: {why}")
         if protocol == "cloud":
             return await self.rest.read_cloud(
                 cloud_id=cloud_id, user=user, password=password, with_summation=with_summation

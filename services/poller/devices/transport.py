@@ -10,12 +10,24 @@ comes in one of two ways, and both are read here:
   credentials; the public manuals give no error schema, so the text decides: words about credentials
   (authentication, password, user, cloud id, install code, unauthorized) make :class:`DeviceAuthError`,
   anything else (unknown command, no meter) a plain :class:`DeviceError`.
+
+Credentials and their encoding (:func:`unsendable_credential`, checked at registration and again before each poll):
+
+- ``cloud`` sends the user and password as the ``User`` and ``Password`` header values. httpx encodes a header
+  value as ASCII (a non-ASCII password raised ``UnicodeEncodeError`` on every poll) and RFC 9110 keeps field values
+  to visible ASCII (other bytes are obsolete, and how the Rainforest cloud would decode them is documented nowhere):
+  both must be printable ASCII.
+- the local protocols send HTTP Basic, whose ``user-pass`` RFC 7617 encodes as UTF-8 (``charset="UTF-8"``) and as
+  ``aioeagle`` does (``aiohttp.encode_basic_auth``, UTF-8 by default; ``eagle100`` leaves it to ``requests``, which
+  uses latin-1: the same bytes for the ASCII of a real Install Code). Any text goes, but no control character
+  (RFC 7617 forbids them) and no lone surrogate (not encodable).
 """
 
 from __future__ import annotations
 
 import base64
 import re
+import unicodedata
 
 import httpx
 import orjson
@@ -30,6 +42,25 @@ _XML_TEXT = re.compile(rb"<text>(.*?)</text>", re.IGNORECASE | re.DOTALL)
 _AUTH_WORDS = re.compile(
     r"auth|credential|password|passwd|unauthori[sz]ed|forbidden|login|user|cloud.?id|install.?code", re.IGNORECASE
 )
+
+
+_HEADER_TEXT = re.compile(r"^[\x20-\x7e]*$")
+CLOUD_CREDENTIAL_RULE = "the cloud protocol sends it in an HTTP header, which takes printable ASCII only"
+BASIC_CREDENTIAL_RULE = "HTTP Basic credentials must not contain control characters"
+
+
+def unsendable_credential(protocol: str, user: str, password: str) -> tuple[str, str] | None:
+    """Return ("user" or "password", why) when ``protocol`` cannot send that credential, else None."""
+    if protocol == "cloud":
+        for which, value in (("password", password), ("user", user)):
+            if not _HEADER_TEXT.match(value):
+                return which, CLOUD_CREDENTIAL_RULE
+        return None
+    # On the LAN the Basic user is the Cloud ID (a checked pattern): only the Install Code comes from the owner.
+    # Cc: control characters; Cs: lone surrogates, which UTF-8 cannot encode.
+    if any(unicodedata.category(char) in ("Cc", "Cs") for char in password):
+        return "password", BASIC_CREDENTIAL_RULE
+    return None
 
 
 def basic_authorization(cloud_id: str, install_code: str) -> str:

@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from shared.logging import get_logger
 
@@ -125,6 +126,21 @@ def validation_details(errors: Any) -> list[dict[str, Any]]:
     return details
 
 
+def allowed_methods(request: Request) -> str:
+    """Return the ``Allow`` value of a 405: the methods of every route on the path, not only the first route's."""
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # FastAPI before lazy router inclusion: included routes are plain routes
+        routes: list[Any] = list(request.app.routes)
+    else:
+        routes = [context.route for context in iter_route_contexts(request.app.routes)]
+    methods: set[str] = set()
+    for route in routes:
+        if getattr(route, "methods", None) and route.matches(request.scope)[0] is not Match.NONE:
+            methods |= route.methods
+    return ", ".join(sorted(methods))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Route every error through the one JSON shape."""
 
@@ -140,8 +156,16 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+            # FastAPI answers 422 to a body that is not JSON but 400 to one that is not UTF-8: one rule, the 422.
+            details = [{"field": "body", "reason": "the JSON body is not valid UTF-8", "type": "json_invalid"}]
+            return error_response(422, "validation_error", "invalid request: body", details)
         code = _STATUS_CODES.get(exc.status_code, f"http_{exc.status_code}")
-        return error_response(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            # Starlette names only the first route matching the path; one route per method is FastAPI's way.
+            headers = {**(headers or {}), "Allow": allowed_methods(_request) or (headers or {}).get("Allow", "")}
+        return error_response(exc.status_code, code, str(exc.detail), headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:

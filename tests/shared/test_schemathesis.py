@@ -1,0 +1,246 @@
+"""schemathesis fuzzes every service's OpenAPI document (#13): no server error, every answer as documented.
+
+Each service gets a throwaway app (test settings on the session's moto, this suite's Redis db and a fresh SQLite
+file) served by uvicorn on a free port in a thread of its own, and a key holding every scope. schemathesis (v4)
+then runs as ``schemathesis run --checks all --seed SEED --max-examples N`` would: the engine the CLI drives
+(``schemathesis.engine.from_schema``), every phase (examples, coverage, fuzzing, stateful), every check. The test
+fails on any failed check or engine error and lists each one with its operation, status and a curl to replay it.
+
+Budget: ``HEADWATER_FUZZ_EXAMPLES`` (examples per operation and phase) and ``HEADWATER_FUZZ_SEED`` change the run;
+the defaults keep the five services under about four minutes on two cores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+import schemathesis
+import uvicorn
+from fastapi import APIRouter, FastAPI
+from pydantic import BaseModel
+from schemathesis.engine import Status, from_schema
+from schemathesis.engine.events import EngineFinished, FatalError, NonFatalError, ScenarioFinished
+
+from headwater.config import SERVICES
+from headwater.setup_steps import import_all_models
+from shared.auth import SCOPES, create_api_key
+from shared.db import create_engine, create_tables, session_factory
+from shared.errors import install_error_handlers
+from shared.settings import HeadwaterSettings
+from tests.helpers import free_port, wait_until_sync
+
+SEED = int(os.environ.get("HEADWATER_FUZZ_SEED", "13"))
+MAX_EXAMPLES = int(os.environ.get("HEADWATER_FUZZ_EXAMPLES", "10"))
+# A check that fails this many times in one run stops it: the report is already long enough to act on.
+MAX_FAILURES = 200
+
+
+@schemathesis.serializer("application/x-ndjson")
+def _json_lines(ctx: schemathesis.SerializationContext, value: Any) -> bytes:
+    """Send a JSON-lines body (the poller's device import) as the text the schema generates, or one line of JSON."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogatepass")
+    return json.dumps(value).encode("utf-8")
+
+
+def _settings_class(service: str) -> type[HeadwaterSettings]:
+    module = importlib.import_module(f"services.{service}.settings")
+    return next(
+        v for k, v in vars(module).items() if k.endswith("Settings") and getattr(v, "__module__", "") == module.__name__
+    )
+
+
+async def _all_scopes_key(settings: HeadwaterSettings) -> str:
+    """Create every table of the mesh in the test's SQLite file and return a key holding every scope."""
+    import_all_models()
+    engine = create_engine(settings)
+    try:
+        await create_tables(engine)
+        async with session_factory(engine)() as session:
+            return await create_api_key(session=session, scopes=list(SCOPES), name="schemathesis")
+    finally:
+        await engine.dispose()
+
+
+@asynccontextmanager
+async def served(service: str, settings: HeadwaterSettings) -> AsyncIterator[str]:
+    """Serve ``service``'s app on a free port in a thread; yield its base URL once it is ready."""
+    app = importlib.import_module(f"services.{service}.app").create_app(settings)
+    port = free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=10
+    )
+    # A thread with its own event loop (uvicorn installs no signal handlers there): the fuzzer blocks this one.
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{service}", daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+
+    def _ready() -> bool:
+        if not thread.is_alive():
+            raise AssertionError(f"{service} stopped while starting")
+        try:
+            return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    await asyncio.to_thread(wait_until_sync, _ready, timeout=60, message=f"{service} not ready")
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        await asyncio.to_thread(thread.join, 30)
+
+
+@dataclass
+class FuzzReport:
+    """What one schemathesis run did and found."""
+
+    requests: int = 0
+    checks: Counter[str] = field(default_factory=Counter)
+    failures: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    stop_reason: str = ""
+    seconds: float = 0.0
+
+    def summary(self, service: str) -> str:
+        """Return one line with the run's numbers."""
+        return (
+            f"{service}: {self.requests} requests, {sum(self.checks.values())} checks, "
+            f"{len(self.failures)} distinct failures, {len(self.errors)} errors, {self.seconds:.0f} s "
+            f"(seed {SEED}, {MAX_EXAMPLES} examples, stop: {self.stop_reason})"
+        )
+
+
+def _record(report: FuzzReport, event: ScenarioFinished) -> None:
+    recorder = event.recorder
+    report.requests += len(recorder.interactions)
+    for case_id, nodes in recorder.checks.items():
+        for node in nodes:
+            report.checks[node.name] += 1
+            if node.status != Status.FAILURE or node.failure_info is None:
+                continue
+            failure = node.failure_info.failure
+            interaction = recorder.interactions.get(case_id)
+            status = interaction.response.status_code if interaction and interaction.response else "-"
+            key = (recorder.label, node.name, failure.title)
+            report.failures.setdefault(
+                key,
+                f"{recorder.label} [{node.name}] {failure.title} (status {status})\n"
+                f"    {failure.message.strip()[:600]}\n    {node.failure_info.code_sample}",
+            )
+
+
+def fuzz(url: str, key: str) -> FuzzReport:
+    """Run every schemathesis phase and check against the document ``url`` serves; return what it found."""
+    config = schemathesis.Config.from_dict(
+        {
+            "seed": SEED,
+            "max-failures": MAX_FAILURES,
+            "base-url": url,
+            "headers": {"Authorization": f"Bearer {key}"},
+            "generation": {"max-examples": MAX_EXAMPLES, "deterministic": True, "database": "none"},
+            "request-timeout": 30,
+            "workers": 1,
+        }
+    )
+    config.projects.override.checks.update(included_check_names=["all"])
+    schema = schemathesis.openapi.from_url(f"{url}/openapi.json", config=config)
+    report = FuzzReport()
+    started = time.monotonic()
+    for event in from_schema(schema).execute():
+        if isinstance(event, ScenarioFinished):
+            _record(report, event)
+        elif isinstance(event, NonFatalError):
+            report.errors.append(f"{event.label}: {event.info.title}: {event.info.message}"[:800])
+        elif isinstance(event, FatalError):
+            report.errors.append(f"fatal: {event.exception!r}")
+        elif isinstance(event, EngineFinished):
+            report.stop_reason = str(event.stop_reason)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+@pytest.mark.fuzz
+@pytest.mark.parametrize("service", SERVICES)
+async def test_schemathesis_finds_nothing(
+    service: str, make_settings: Callable[..., Any], bootstrapped: Any, request: pytest.FixtureRequest
+) -> None:
+    settings = make_settings(_settings_class(service))
+    key = await _all_scopes_key(settings)
+    async with served(service, settings) as url:
+        report = await asyncio.to_thread(fuzz, url, key)
+    # The numbers go to the terminal even when the test passes (capsys would leave loggers on a closed file).
+    terminal = request.config.pluginmanager.get_plugin("terminalreporter")
+    if terminal is not None:
+        terminal.write_line(f"\n{report.summary(service)}")
+    found = [*report.errors, *report.failures.values()]
+    assert not found, report.summary(service) + "\n" + "\n".join(found)
+
+
+# What the first runs found in shared code, pinned without the fuzzer.
+
+
+class Thing(BaseModel):
+    """A body FastAPI parses."""
+
+    name: str = "x"
+
+
+def _small_app() -> FastAPI:
+    app = FastAPI()
+    install_error_handlers(app)
+    router = APIRouter(prefix="/v1")
+
+    @router.post("/things")
+    async def create_thing(thing: Thing) -> Thing:
+        return thing
+
+    @router.get("/things")
+    async def list_things() -> list[Thing]:
+        return []
+
+    @router.put("/things/{name}")
+    async def update_thing(name: str, thing: Thing) -> Thing:
+        return thing
+
+    @router.delete("/things/{name}")
+    async def delete_thing(name: str) -> None:
+        return None
+
+    app.include_router(router)
+    return app
+
+
+async def test_405_allows_every_method_of_the_path() -> None:
+    transport = httpx.ASGITransport(app=_small_app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        collection = await client.options("/v1/things")
+        item = await client.patch("/v1/things/a")
+    assert collection.status_code == 405 and collection.headers["allow"] == "GET, POST"
+    assert item.status_code == 405 and item.headers["allow"] == "DELETE, PUT"
+    assert item.json()["error"]["code"] == "method_not_allowed"
+
+
+async def test_a_json_body_that_is_not_utf8_is_the_documented_422() -> None:
+    transport = httpx.ASGITransport(app=_small_app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await client.put(
+            "/v1/things/a", content=b"\x1b\xef\x1eM\xef", headers={"Content-Type": "application/json"}
+        )
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["details"][0]["field"] == "body"

@@ -236,3 +236,40 @@ async def test_backfill_loads_one_day_per_loader_job_and_a_resubmit_redoes_only_
     async with httpx.AsyncClient() as plain:
         summary = (await plain.get(done["resource_url"])).json()
     assert summary["days"] == {"2026-11-01": 3, "2026-11-02": 4, "2026-11-03": 5}
+
+
+async def test_backfill_makes_a_second_job_for_a_day_whose_loader_job_was_cancelled(
+    app_client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    settings: TransformSettings,
+    real_loader: RealLoader,
+    s3: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(backfill_chain.LoadDayTask, "poll_s", 0.05)
+    monkeypatch.setattr(backfill_chain.LoadDayTask, "retries", 0)
+    await put_day(s3, settings, DAY1, beacon_events(DAY1, {"ad-1": (2, 1)}))
+    worker_settings = fast(settings).model_copy(
+        update={"loader_url": real_loader.url, "loader_api_key": SecretStr(real_loader.key)}
+    )
+    params = {**BACKFILL, "end": "2026-11-01"}
+    real_loader.transform.fail_dates.add(DAY1)
+    headers = {"Authorization": f"Bearer {real_loader.key}"}
+    async with background_worker(worker_settings):
+        first = await app_client.post("/v1/chains/mycroft/backfill/BackfillTask", json=params, headers=admin_headers)
+        failed = await _every_task_settled(app_client, admin_headers, first.json()["target"])
+        [job] = await real_loader.jobs()
+        async with httpx.AsyncClient(base_url=real_loader.url, headers=headers) as loader:
+            cancelled = await loader.post(f"/v1/jobs/{job['id']}/cancel")  # the retry API refuses cancelled jobs
+        real_loader.transform.fail_dates.clear()
+        await app_client.post("/v1/chains/mycroft/backfill/BackfillTask", json=params, headers=admin_headers)
+        done = await settled(app_client, admin_headers, first.json()["target"])
+    jobs = await real_loader.jobs()
+
+    assert failed["job_status"] == "FAILED" and cancelled.status_code == 200, cancelled.text
+    assert done["job_status"] == "DONE"
+    assert [(j["name"], j["state"]) for j in jobs] == [
+        ("backfill ad_events v1 2026-11-01", "cancelled"),
+        ("backfill ad_events v1 2026-11-01 #2", "active"),
+    ]
+    assert [(r["state"], r["rows_loaded"]) for r in await real_loader.runs(jobs[1]["id"])] == [("loaded", 3)]

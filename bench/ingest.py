@@ -153,7 +153,12 @@ def sample_record() -> dict[str, Any]:
     }
 
 
-def batch_script(path: Path, api_key: str) -> Path:
+def batch_script(path: Path, api_key: str, *, with_ids: bool = False, size: int = BATCH_SIZE, run: int = 0) -> Path:
+    """Write a wrk script posting plain ``/v1/events`` batches of ``size`` impressions and clicks.
+
+    ``with_ids``: every event carries a fresh ``event_id`` (run, wrk thread, request counter), so each takes the
+    same Redis dedup claim as a Segment message with its messageId, and none is a duplicate.
+    """
     events = [
         {
             "type": "impression" if i % 3 else "click",
@@ -161,15 +166,35 @@ def batch_script(path: Path, api_key: str) -> Path:
             "campaign_id": "c-1",
             "placement": "top",
             "user_id": f"u-{i}",
+            **({"event_id": f"EVID-{i}"} if with_ids else {}),
         }
-        for i in range(BATCH_SIZE)
+        for i in range(size)
     ]
     body = json.dumps({"events": events}).replace("\\", "\\\\").replace('"', '\\"')
+    if not with_ids:
+        path.write_text(
+            'wrk.method = "POST"\n'
+            f'wrk.body = "{body}"\n'
+            'wrk.headers["Content-Type"] = "application/json"\n'
+            f'wrk.headers["Authorization"] = "Bearer {api_key}"\n'
+        )
+        return path
+    return _fresh_ids_script(path, body, "EVID", run, {"Authorization": f"Bearer {api_key}"})
+
+
+def _fresh_ids_script(path: Path, template: str, marker: str, run: int, headers: dict[str, str]) -> Path:
+    """Write a wrk script sending ``template`` with ``marker`` replaced per request by a unique prefix."""
+    header_lua = "".join(f", ['{name}'] = '{value}'" for name, value in headers.items())
     path.write_text(
-        'wrk.method = "POST"\n'
-        f'wrk.body = "{body}"\n'
-        'wrk.headers["Content-Type"] = "application/json"\n'
-        f'wrk.headers["Authorization"] = "Bearer {api_key}"\n'
+        f'local template = "{template}"\n'
+        "local counter = 0\n"
+        "local threads = 0\n"
+        "function setup(thread) threads = threads + 1; thread:set('tid', threads) end\n"
+        "request = function()\n"
+        "  counter = counter + 1\n"
+        f"  local body = template:gsub('{marker}', 'r{run}t' .. tostring(tid) .. 'n' .. counter)\n"
+        f"  return wrk.format('POST', nil, {{['Content-Type'] = 'application/json'{header_lua}}}, body)\n"
+        "end\n"
     )
     return path
 
@@ -195,19 +220,7 @@ def segment_script(path: Path, api_key: str, run: int) -> Path:
     body = json.dumps({"batch": messages, "sentAt": "2026-11-25T12:00:01+00:00", "writeKey": api_key})
     template = body.replace("\\", "\\\\").replace('"', '\\"')
     auth = base64.b64encode(f"{api_key}:".encode()).decode()
-    path.write_text(
-        f'local template = "{template}"\n'
-        "local counter = 0\n"
-        "local threads = 0\n"
-        "function setup(thread) threads = threads + 1; thread:set('tid', threads) end\n"
-        "request = function()\n"
-        "  counter = counter + 1\n"
-        f"  local body = template:gsub('MSGID', 'r{run}t' .. tostring(tid) .. 'n' .. counter)\n"
-        "  return wrk.format('POST', nil, {['Content-Type'] = 'application/json',"
-        f" ['Authorization'] = 'Basic {auth}'}}, body)\n"
-        "end\n"
-    )
-    return path
+    return _fresh_ids_script(path, template, "MSGID", run, {"Authorization": f"Basic {auth}"})
 
 
 def start(command: list[str], env: dict[str, str], log: Path, cpus: set[int]) -> subprocess.Popen[bytes]:
@@ -307,9 +320,101 @@ async def cleanup_redis() -> None:
         await redis.aclose()
 
 
+# Held off for the CPU comparison: no segment is sealed or shipped while it runs, so neither path pays for
+# shipping (the same code for both, at the emulator's pace, whatever the request rate) or for the other's backlog.
+SHIPPER_HELD_OFF = {
+    "HEADWATER_FLUSH_INTERVAL_S": "86400",
+    "HEADWATER_SPOOL_SEGMENT_MAX_EVENTS": str(10**9),
+    "HEADWATER_SPOOL_SEGMENT_MAX_BYTES": str(8 * 1024**3),
+    "HEADWATER_SPOOL_MAX_BYTES": str(8 * 1024**3),
+    "HEADWATER_SHUTDOWN_DRAIN_S": "0",
+}
+
+
+def compare_segment_cpu(
+    *,
+    work: Path,
+    env: dict[str, str],
+    api_key: str,
+    rounds: int,
+    seconds: int,
+    connections: int,
+    fresh_process_per_round: bool,
+    processes: list[subprocess.Popen[bytes]],
+) -> dict[str, Any]:
+    """Return the CPU per event of Segment ``/v1/batch`` (100 messages) vs plain ``/v1/events`` batches.
+
+    Fair by construction: both carry client ids (one dedup claim per event on both sides), the runs alternate
+    (plain first in even rounds, Segment first in odd ones), each round gets a fresh ingest process (full run) with
+    its own data dir and the shipper held off, a second of warm-up precedes each timed run, and only the ingest
+    process's CPU is counted. Figures are medians over the rounds; the ratio is the median of the rounds' ratios.
+    """
+    kinds = {
+        "plain": (
+            "/v1/events",
+            BATCH_SIZE,
+            lambda run: batch_script(work / f"plain-{run}.lua", api_key, with_ids=True, run=run),
+        ),
+        "plain100": (
+            "/v1/events",
+            SEGMENT_BATCH_SIZE,
+            lambda run: batch_script(
+                work / f"plain100-{run}.lua", api_key, with_ids=True, size=SEGMENT_BATCH_SIZE, run=run
+            ),
+        ),
+        "segment": (
+            "/v1/batch",
+            SEGMENT_BATCH_SIZE,
+            lambda run: segment_script(work / f"segment-{run}.lua", api_key, run),
+        ),
+    }
+    cpu_us: dict[str, list[float]] = {kind: [] for kind in kinds}
+    errors, ratios, ratios100 = 0, [], []
+    process: subprocess.Popen[bytes] | None = None
+    base = ""
+    for round_index in range(rounds):
+        if process is None or fresh_process_per_round:
+            if process is not None:
+                stop(process)
+                shutil.rmtree(work / f"cmp-{round_index - 1}", ignore_errors=True)
+            port = free_port()
+            process = start(
+                [*INGEST_COMMAND, "--port", str(port)],
+                {**env, **SHIPPER_HELD_OFF, "HEADWATER_DATA_DIR": str(work / f"cmp-{round_index}")},
+                work / "ingest-cmp.log",
+                SERVER_CPUS,
+            )
+            processes.append(process)
+            base = f"http://127.0.0.1:{port}"
+            wait_http(f"{base}/readyz")
+        order = list(kinds) if round_index % 2 == 0 else list(reversed(kinds))
+        for kind in order:
+            path, size, script_for = kinds[kind]
+            run_number = 2 * round_index + (10_000 if kind == "plain100" else 0)
+            run_wrk(f"{base}{path}", 1, connections, script_for(run_number + 1_000))  # warm-up, not counted
+            run = timed_wrk(process.pid, f"{base}{path}", seconds, connections, script_for(run_number))
+            errors += int(run["errors"] + run["socket_errors"])
+            cpu_us[kind].append(1e6 * run["cpu_s"] / max(1, size * run["requests"]))
+        ratios.append(cpu_us["segment"][-1] / cpu_us["plain"][-1])
+        ratios100.append(cpu_us["segment"][-1] / cpu_us["plain100"][-1])
+    return {
+        "segment_cpu_ratio_vs_batch": round(statistics.median(ratios), 2),
+        "segment_cpu_ratio_vs_batch_100": round(statistics.median(ratios100), 2),
+        "cpu_us_per_segment_event": round(statistics.median(cpu_us["segment"]), 2),
+        "cpu_us_per_plain_event_with_ids": round(statistics.median(cpu_us["plain"]), 2),
+        "cpu_us_per_plain100_event_with_ids": round(statistics.median(cpu_us["plain100"]), 2),
+        "segment_cpu_ratio_rounds": [round(ratio, 2) for ratio in ratios],
+        "segment_comparison_errors": errors,
+        "segment_comparison_rounds": rounds,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shorter runs (under a minute)")
+    parser.add_argument(
+        "--segment-only", action="store_true", help="only the Segment /v1/batch vs /v1/events CPU comparison"
+    )
     parser.add_argument("--serve-bare", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_bare:
@@ -369,99 +474,105 @@ def main() -> None:
         settings = HeadwaterSettings()
         api_key = asyncio.run(prepare(settings))
 
-        bare = start(
-            [sys.executable, str(Path(__file__).resolve()), "--serve-bare", str(bare_port)],
-            env,
-            work / "bare.log",
-            SERVER_CPUS,
-        )
-        ingest = start(
-            [*INGEST_COMMAND, "--port", str(ingest_port)],
-            env,
-            work / "ingest.log",
-            SERVER_CPUS,
-        )
-        processes += [bare, ingest]
-        bare_url = f"http://127.0.0.1:{bare_port}{BEACON_PATH}"
-        base = f"http://127.0.0.1:{ingest_port}"
-        wait_http(bare_url)
-        wait_http(f"{base}/readyz")
+        if not args.segment_only:
+            bare = start(
+                [sys.executable, str(Path(__file__).resolve()), "--serve-bare", str(bare_port)],
+                env,
+                work / "bare.log",
+                SERVER_CPUS,
+            )
+            ingest = start(
+                [*INGEST_COMMAND, "--port", str(ingest_port)],
+                env,
+                work / "ingest.log",
+                SERVER_CPUS,
+            )
+            processes += [bare, ingest]
+            bare_url = f"http://127.0.0.1:{bare_port}{BEACON_PATH}"
+            base = f"http://127.0.0.1:{ingest_port}"
+            wait_http(bare_url)
+            wait_http(f"{base}/readyz")
 
-        # Both servers stay up; their runs alternate so that load from elsewhere on the machine hits both alike.
-        sent = (
-            run_wrk(bare_url, 1, connections)["requests"] * 0
-            + run_wrk(f"{base}{BEACON_PATH}", 1, connections)["requests"]
-        )
-        bare_runs, single_runs, batch_runs = [], [], []
-        script = batch_script(work / "batch.lua", api_key)
-        for _ in range(rounds):
-            bare_runs.append(run_wrk(bare_url, seconds, connections))
-            single_runs.append(timed_wrk(ingest.pid, f"{base}{BEACON_PATH}", seconds, connections))
-        spool_drained(base, 10 if args.quick else 120)  # batches start with an idle shipper
-        for _ in range(rounds):
-            batch_runs.append(timed_wrk(ingest.pid, f"{base}/v1/events", seconds, batch_connections, script))
-        # Segment's /v1/batch (100 messages a request) against the same process: its CPU per event vs the above.
-        segment_runs = []
-        for run in range(rounds):
-            segment = segment_script(work / f"segment-{run}.lua", api_key, run)
-            segment_runs.append(timed_wrk(ingest.pid, f"{base}/v1/batch", seconds, batch_connections, segment))
-        segment_events = SEGMENT_BATCH_SIZE * sum(run["requests"] for run in segment_runs)
-        sent += sum(run["requests"] for run in single_runs) + BATCH_SIZE * sum(run["requests"] for run in batch_runs)
-        sent += segment_events
+            # Both servers stay up; their runs alternate so that load from elsewhere on the machine hits both alike.
+            sent = (
+                run_wrk(bare_url, 1, connections)["requests"] * 0
+                + run_wrk(f"{base}{BEACON_PATH}", 1, connections)["requests"]
+            )
+            bare_runs, single_runs, batch_runs = [], [], []
+            script = batch_script(work / "batch.lua", api_key)
+            for _ in range(rounds):
+                bare_runs.append(run_wrk(bare_url, seconds, connections))
+                single_runs.append(timed_wrk(ingest.pid, f"{base}{BEACON_PATH}", seconds, connections))
+            spool_drained(base, 10 if args.quick else 120)  # batches start with an idle shipper
+            for _ in range(rounds):
+                batch_runs.append(timed_wrk(ingest.pid, f"{base}/v1/events", seconds, batch_connections, script))
+            sent += sum(run["requests"] for run in single_runs) + BATCH_SIZE * sum(
+                run["requests"] for run in batch_runs
+            )
 
-        load_stopped, cpu_at_stop, moto_at_stop = time.monotonic(), cpu_seconds(ingest.pid), cpu_seconds(moto.pid)
-        shipped_at_stop = metric(httpx.get(f"{base}/metrics", timeout=5).text, "headwater_ingest_shipped_events_total")
-        drained_after = spool_drained(base, 4 if args.quick else 240)
-        drain_window, drain_cpu = time.monotonic() - load_stopped, cpu_seconds(ingest.pid) - cpu_at_stop
-        moto_share = (cpu_seconds(moto.pid) - moto_at_stop) / drain_window
-        shipped = metric(httpx.get(f"{base}/metrics", timeout=5).text, "headwater_ingest_shipped_events_total")
-        # Is the emulator the limit? The same kind of calls, bare, against the same moto with ingest stopped.
-        stop(ingest)
-        line = orjson.dumps(sample_record()) + b"\n"
-        bare_sink = asyncio.run(bare_sink_rate(settings, line, 3 if args.quick else 20))
-        drain_rate = (shipped - shipped_at_stop) / drain_window
+            load_stopped, cpu_at_stop, moto_at_stop = time.monotonic(), cpu_seconds(ingest.pid), cpu_seconds(moto.pid)
+            shipped_at_stop = metric(
+                httpx.get(f"{base}/metrics", timeout=5).text, "headwater_ingest_shipped_events_total"
+            )
+            drained_after = spool_drained(base, 4 if args.quick else 240)
+            drain_window, drain_cpu = time.monotonic() - load_stopped, cpu_seconds(ingest.pid) - cpu_at_stop
+            moto_share = (cpu_seconds(moto.pid) - moto_at_stop) / drain_window
+            shipped = metric(httpx.get(f"{base}/metrics", timeout=5).text, "headwater_ingest_shipped_events_total")
+            # Is the emulator the limit? The same kind of calls, bare, against the same moto with ingest stopped.
+            stop(ingest)
+            line = orjson.dumps(sample_record()) + b"\n"
+            bare_sink = asyncio.run(bare_sink_rate(settings, line, 3 if args.quick else 20))
+            drain_rate = (shipped - shipped_at_stop) / drain_window
 
-        bare_rps = statistics.median(run["rps"] for run in bare_runs)
-        single_rps = statistics.median(run["rps"] for run in single_runs)
-        batch_events = BATCH_SIZE * statistics.median(run["rps"] for run in batch_runs)
-        # CPU the ingest process spent per event (shipper included): steadier than rates on a busy machine.
-        single_cpu_us = 1e6 * sum(r["cpu_s"] for r in single_runs) / max(1, sum(r["requests"] for r in single_runs))
-        batch_cpu_us = (
-            1e6 * sum(r["cpu_s"] for r in batch_runs) / max(1, BATCH_SIZE * sum(r["requests"] for r in batch_runs))
+            bare_rps = statistics.median(run["rps"] for run in bare_runs)
+            single_rps = statistics.median(run["rps"] for run in single_runs)
+            batch_events = BATCH_SIZE * statistics.median(run["rps"] for run in batch_runs)
+            # CPU the ingest process spent per event (shipper included): steadier than rates on a busy machine.
+            single_cpu_us = 1e6 * sum(r["cpu_s"] for r in single_runs) / max(1, sum(r["requests"] for r in single_runs))
+            batch_cpu_us = (
+                1e6 * sum(r["cpu_s"] for r in batch_runs) / max(1, BATCH_SIZE * sum(r["requests"] for r in batch_runs))
+            )
+            figures = {
+                "ratio_single_vs_bare": round(single_rps / bare_rps, 3),
+                "ratio_batch_vs_single": round(batch_events / single_rps, 2),
+                "single_rps": round(single_rps, 1),
+                "batch_events_per_s": round(batch_events, 1),
+                "p99_ms": round(statistics.median(run["p99_ms"] for run in single_runs), 2),
+                "cpu_us_per_single": round(single_cpu_us, 1),
+                "cpu_us_per_batch_event": round(batch_cpu_us, 2),
+                "cpu_ratio_single_vs_batch_event": round(single_cpu_us / batch_cpu_us, 2) if batch_cpu_us else None,
+                "bare_rps": round(bare_rps, 1),
+                "bare_p99_ms": round(statistics.median(run["p99_ms"] for run in bare_runs), 2),
+                "errors": int(sum(run["errors"] for run in bare_runs + single_runs + batch_runs)),
+                "socket_errors": int(sum(run["socket_errors"] for run in bare_runs + single_runs + batch_runs)),
+                "sent_events": int(sent),
+                "shipped_events": int(shipped),
+                "shipper_drain_s": round(drained_after, 2) if drained_after is not None else None,
+                "shipper_drain_events_per_s": round(drain_rate, 1),
+                "bare_sink_events_per_s": round(bare_sink, 1),
+                "ratio_shipper_vs_bare_sink": round(drain_rate / bare_sink, 3),
+                "moto_cpu_share_during_drain": round(moto_share, 2),
+                "cpu_us_per_shipped_event": round(1e6 * drain_cpu / (shipped - shipped_at_stop), 2)
+                if shipped > shipped_at_stop
+                else None,
+                "connections": connections,
+                "batch_connections": batch_connections,
+                "rounds": rounds,
+                "seconds_per_run": seconds,
+            }
+        # Segment /v1/batch vs plain /v1/events batches, both with client ids: the CPU per event of each path.
+        figures.update(
+            compare_segment_cpu(
+                work=work,
+                env=env,
+                api_key=api_key,
+                rounds=max(3, rounds),
+                seconds=2 if args.quick else seconds,
+                connections=batch_connections,
+                fresh_process_per_round=not args.quick,
+                processes=processes,
+            )
         )
-        segment_cpu_us = 1e6 * sum(r["cpu_s"] for r in segment_runs) / max(1, segment_events)
-        figures = {
-            "ratio_single_vs_bare": round(single_rps / bare_rps, 3),
-            "ratio_batch_vs_single": round(batch_events / single_rps, 2),
-            "single_rps": round(single_rps, 1),
-            "batch_events_per_s": round(batch_events, 1),
-            "p99_ms": round(statistics.median(run["p99_ms"] for run in single_runs), 2),
-            "cpu_us_per_single": round(single_cpu_us, 1),
-            "cpu_us_per_batch_event": round(batch_cpu_us, 2),
-            "cpu_ratio_single_vs_batch_event": round(single_cpu_us / batch_cpu_us, 2) if batch_cpu_us else None,
-            "cpu_us_per_segment_batch_event": round(segment_cpu_us, 2),
-            "cpu_ratio_segment_vs_batch_event": round(segment_cpu_us / batch_cpu_us, 2) if batch_cpu_us else None,
-            "bare_rps": round(bare_rps, 1),
-            "bare_p99_ms": round(statistics.median(run["p99_ms"] for run in bare_runs), 2),
-            "errors": int(sum(run["errors"] for run in bare_runs + single_runs + batch_runs + segment_runs)),
-            "socket_errors": int(
-                sum(run["socket_errors"] for run in bare_runs + single_runs + batch_runs + segment_runs)
-            ),
-            "sent_events": int(sent),
-            "shipped_events": int(shipped),
-            "shipper_drain_s": round(drained_after, 2) if drained_after is not None else None,
-            "shipper_drain_events_per_s": round(drain_rate, 1),
-            "bare_sink_events_per_s": round(bare_sink, 1),
-            "ratio_shipper_vs_bare_sink": round(drain_rate / bare_sink, 3),
-            "moto_cpu_share_during_drain": round(moto_share, 2),
-            "cpu_us_per_shipped_event": round(1e6 * drain_cpu / (shipped - shipped_at_stop), 2)
-            if shipped > shipped_at_stop
-            else None,
-            "connections": connections,
-            "batch_connections": batch_connections,
-            "rounds": rounds,
-            "seconds_per_run": seconds,
-        }
     finally:
         for process in reversed(processes):
             stop(process)

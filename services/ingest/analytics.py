@@ -14,11 +14,14 @@ bad-rows bucket instead of the archive and the stream.
 from __future__ import annotations
 
 import hashlib
+import re
+from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
-from services.ingest.records import EVENT_ID, iso_z, server_event_id
+from services.ingest.records import EVENT_ID, encode_lines, iso_z, server_event_id
+from services.ingest.spool import Day
 
 GENERIC_TYPES = ("track", "page", "screen", "identify", "group", "alias")
 UNMAPPED = "_unmapped"
@@ -32,6 +35,27 @@ class AnalyticsBatch:
     received_iso: str
     records: list[dict[str, Any]] = field(default_factory=list)
     unmapped: list[dict[str, Any]] = field(default_factory=list)
+
+    def prepare(self, ip_hash: str | None) -> None:
+        """Stamp the received time and client hash (and the received time where the event had no time)."""
+        received = self.received_iso
+        for record in self.records:
+            record["received_at"], record["client_ip_hash"] = received, ip_hash
+            if record["event_time"] is None:
+                record["event_time"] = received
+        for record in self.unmapped:
+            record["received_at"] = record["event_time"] = received
+
+    def event_ids(self) -> list[str]:
+        """Return the records' event ids, in order."""
+        return [record["event_id"] for record in self.records]
+
+    def encode(self, records: list[Any]) -> tuple[bytes, set[Day], Counter[tuple[str, str | None]]]:
+        """Return the JSON lines of ``records`` (a subset of ``self.records``) and of the unmapped events, the
+        days of ``records`` (unmapped events make no raw day: they go to bad rows) and their counts."""
+        days = {(record["source"], record["event_time"][:10]) for record in records}
+        counts = Counter((record["type"], record["ad_id"]) for record in records)
+        return encode_lines(records + self.unmapped), days, counts
 
 
 def client_event_id(value: Any, protocol: str) -> str | None:
@@ -98,10 +122,18 @@ def _text(value: Any, limit: int) -> str | None:
     return (value if isinstance(value, str) else str(value))[:limit]
 
 
+# The UTC form SDKs send (analytics-python: ``datetime.now(tzutc()).isoformat()``), turned into ours by slicing.
+UTC_TEXT_PATTERN = r"^\d{4}-\d{2}-\d{2}T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?(Z|\+00:00)\Z"
+_UTC_TEXT = re.compile(UTC_TEXT_PATTERN)
+_VALID_DAYS: dict[str, bool] = {}
+
+
 def iso_from_text(value: Any) -> str | None:
     """Return an ISO-8601 timestamp (any offset, or none: UTC) as our UTC form; None when it is not one."""
-    if not isinstance(value, str) or not value:
+    if type(value) is not str or not value:
         return None
+    if _UTC_TEXT.match(value) is not None:
+        return iso_from_utc_text(value)
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
@@ -109,6 +141,31 @@ def iso_from_text(value: Any) -> str | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return iso_z(moment)
+
+
+def iso_from_utc_text(value: str) -> str | None:
+    """Return a timestamp matching ``UTC_TEXT_PATTERN`` in our UTC form (None when its date does not exist)."""
+    day = value[:10]
+    valid = _VALID_DAYS.get(day)
+    if valid is None:
+        if len(_VALID_DAYS) > 10_000:
+            _VALID_DAYS.clear()
+        valid = _VALID_DAYS[day] = _is_date(day)
+    if not valid:
+        return None
+    if len(value) == 20 or len(value) == 25:  # no fraction: "...:SSZ" or "...:SS+00:00"
+        return value[:19] + ".000Z"
+    # Milliseconds truncated, as ``iso_z`` formats them.
+    fraction = value[20:-1] if value[-1] == "Z" else value[20:-6]
+    return f"{value[:19]}.{(fraction + '000')[:3]}Z"
+
+
+def _is_date(text: str) -> bool:
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
 
 
 def iso_from_millis(millis: int) -> str | None:

@@ -45,15 +45,23 @@ def pixel_response(kind: Literal["gif", "204"]) -> Response:
     return Response(content=PIXEL, media_type="image/gif", headers=NO_CACHE)
 
 
-def batch_response(outcome: BatchOutcome) -> Response:
-    """Answer 202 when something was taken (422 when nothing was); a lone invalid event is an error."""
+def batch_response(outcome: BatchOutcome, key: str = "events") -> Response:
+    """Answer 202 when something was taken; when nothing was, the error shape: 422 with one detail per event
+    (``field`` ``<key>.<index>``), or 503 when an event is only in flight elsewhere (retry)."""
     reason = outcome.lone_rejection()
     if reason == RETRY_REASON:
         raise ServiceUnavailableError(reason, headers={"Retry-After": "1"})
     if reason is not None:
         raise UnprocessableError(f"invalid event: {reason}", details=[{"field": "event", "reason": reason}])
-    status = 202 if outcome.accepted or outcome.duplicates else 422
-    return Response(outcome.encode(), status_code=status, media_type="application/json")
+    if outcome.accepted or outcome.duplicates:
+        return Response(outcome.encode(), status_code=202, media_type="application/json")
+    rejections = outcome.rejections()
+    if any(reason == RETRY_REASON for _, reason in rejections):
+        raise ServiceUnavailableError(RETRY_REASON, headers={"Retry-After": "1"})
+    raise UnprocessableError(
+        f"every event was rejected ({len(rejections)})",
+        details=[{"field": f"{key}.{index}", "reason": reason} for index, reason in rejections],
+    )
 
 
 def _add_beacon_routes(kind: Literal["impression", "click"]) -> None:
@@ -108,8 +116,10 @@ _add_beacon_routes("click")
     responses=error_responses(413, 503),
     openapi_extra=openapi.EVENTS_BODY,
     description="Accepted events are durable (fsync'd spool) when this answers 202; each event's outcome is "
-    "listed by index. When every event of a batch is rejected the answer is 422 with the same per-event body. "
-    "503 with Retry-After when the spool is full.",
+    "listed by index (a bad event rejects only itself). When no event is taken the answer is an error: 422 with "
+    "one detail per event (`field` `events.<index>`, `reason`), 422 for an empty batch or JSON nested deeper "
+    "than the archive stores, 413 beyond the batch limit (`batch_max_events`, 500 by default). 503 with "
+    "Retry-After when the spool is full or an event's id is being accepted by another request.",
 )
 async def create_events(
     request: Request, intake: IntakeDep, settings: SettingsDep, ip: ClientIp, _: IngestWriteScope
@@ -126,13 +136,14 @@ async def create_events(
     response_model=IngestResponse,
     responses=error_responses(413, 503),
     openapi_extra=openapi.METER_BODY,
-    description="Answers as `POST /v1/events` does; a read without `type` is a `meter_read`.",
+    description="Answers as `POST /v1/events` does (422 details name `reads.<index>`); a read without `type` "
+    "is a `meter_read`, and needs `cloud_id` and a finite `demand_kw`.",
 )
 async def create_meter_reads(
     request: Request, intake: IntakeDep, settings: SettingsDep, ip: ClientIp, _: IngestWriteScope
 ) -> Response:
     body = await read_body(request, settings.max_body_bytes)
-    return batch_response(await intake.accept(EventBatch(body, meter_reads=True), client_ip=ip))
+    return batch_response(await intake.accept(EventBatch(body, meter_reads=True), client_ip=ip), "reads")
 
 
 @router.get(

@@ -9,11 +9,13 @@ else the general path that validates event by event; both build the same records
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from operator import itemgetter
-from typing import Annotated, Any, Literal, overload
+from typing import Annotated, Any, Literal, TypeVar, overload
 
+import msgspec
 import orjson
 from pydantic import BaseModel, Discriminator, Tag, TypeAdapter, ValidationError
 
@@ -47,11 +49,13 @@ from services.ingest.records import (
     server_event_ids,
 )
 from services.ingest.registry import SchemaRegistry
+from services.ingest.segmentbatch import SegmentBatch
 from services.ingest.spool import Day, Spool, SpoolFullError
 from shared.errors import ApiError, ServiceUnavailableError, UnprocessableError
 from shared.logging import get_logger
 
 log = get_logger(__name__)
+_T = TypeVar("_T")
 
 _MODELS: dict[str, type[BaseModel]] = {"impression": AdEventIn, "click": AdEventIn, "meter_read": MeterReadIn}
 _TAGS = {"impression": "ad", "click": "ad", "meter_read": "meter"}
@@ -121,6 +125,18 @@ class BatchOutcome:
         """Return the answer's JSON (the shape of ``models.IngestResponse``)."""
         return encode_answer(self.accepted, self.duplicates, self.rejected, self.results)
 
+    def rejections(self) -> list[tuple[int, str]]:
+        """Return (index, reason) of each rejected event, in order."""
+        found = []
+        for result in self.results:
+            if isinstance(result, dict):
+                index, status, reason = result["index"], result["status"], result.get("reason")
+            else:
+                index, status, reason = result.index, result.status, result.reason
+            if status == "rejected":
+                found.append((index, reason or "invalid event"))
+        return found
+
     def lone_rejection(self) -> str | None:
         """Return why the body's one event (not a list) was rejected, or None."""
         if not self.single or not self.rejected:
@@ -164,15 +180,17 @@ class Intake:
     @overload
     async def accept(self, submission: Beacon, *, client_ip: str | None) -> BeaconAck: ...
     @overload
-    async def accept(self, submission: EventBatch | AnalyticsBatch, *, client_ip: str | None) -> BatchOutcome: ...
+    async def accept(
+        self, submission: EventBatch | AnalyticsBatch | SegmentBatch, *, client_ip: str | None
+    ) -> BatchOutcome: ...
 
     async def accept(
-        self, submission: Beacon | EventBatch | AnalyticsBatch, *, client_ip: str | None
+        self, submission: Beacon | EventBatch | AnalyticsBatch | SegmentBatch, *, client_ip: str | None
     ) -> BeaconAck | BatchOutcome:
         """Accept a beacon or a body of events; accepted events are durable (fsync'd) when this returns."""
         if isinstance(submission, Beacon):
             return await self._accept_beacon(submission.kind, submission.fields, client_ip=client_ip)
-        if isinstance(submission, AnalyticsBatch):
+        if isinstance(submission, AnalyticsBatch | SegmentBatch):
             return await self._accept_analytics(submission, client_ip=client_ip)
         if not submission.meter_reads:
             plain = decode_plain_batch(submission.body)
@@ -297,29 +315,20 @@ class Intake:
         await self._store(fresh, claimed=[], count=False)
         return len(fresh)
 
-    async def _accept_analytics(self, batch: AnalyticsBatch, *, client_ip: str | None) -> BatchOutcome:
+    async def _accept_analytics(self, batch: AnalyticsBatch | SegmentBatch, *, client_ip: str | None) -> BatchOutcome:
         """Accept mapped SDK events (dedup by their ids) and spool the unmapped ones for the bad-rows bucket.
 
         Results list the mapped records in order (the SDKs only need the request's status).
         """
-        received, ip_hash = batch.received_iso, self.hasher(client_ip)
-        for record in batch.records:
-            record["received_at"], record["client_ip_hash"] = received, ip_hash
-            if record["event_time"] is None:
-                record["event_time"] = received
-        for record in batch.unmapped:
-            record["received_at"] = record["event_time"] = received
-        records = batch.records
-        ids = [(index, record["event_id"]) for index, record in enumerate(records)]
+        batch.prepare(self.hasher(client_ip))
+        records, event_ids = batch.records, batch.event_ids()
+        ids = list(enumerate(event_ids))
         duplicates, in_flight = await self._find_duplicates(ids) if ids else (set(), set())
         skip = duplicates | in_flight
-        fresh = [record for index, record in enumerate(records) if index not in skip] if skip else records
+        fresh: list[Any] = [record for index, record in enumerate(records) if index not in skip] if skip else records
         claimed = [event_id for index, event_id in ids if index not in skip]
         if fresh or batch.unmapped:
-            # Only mapped records make a raw day; unmapped ones go to bad rows when shipped.
-            days: set[Day] = {(record["source"], record["event_time"][:10]) for record in fresh}
-            counts = Counter(map(_TYPE_AND_AD, fresh))
-            data = encode_lines(fresh + batch.unmapped)
+            data, days, counts = await self._encode_or_release(batch.encode, fresh, claimed)
             await self._store_encoded(data, len(fresh) + len(batch.unmapped), days, claimed=claimed, counts=counts)
         if in_flight:
             raise ServiceUnavailableError(
@@ -327,8 +336,8 @@ class Intake:
             )
         status = {index: "duplicate" for index in duplicates}
         results = [
-            {"index": index, "event_id": record["event_id"], "status": status.get(index, "accepted")}
-            for index, record in enumerate(records)
+            {"index": index, "event_id": event_id, "status": status.get(index, "accepted")}
+            for index, event_id in enumerate(event_ids)
         ]
         return BatchOutcome(
             accepted=len(fresh), duplicates=len(duplicates), rejected=len(batch.unmapped), results=results
@@ -363,7 +372,19 @@ class Intake:
             return
         days: set[Day] = {(source, moment[:10]) for source, moment in set(map(_SOURCE_AND_TIME, records))}
         counts = Counter(map(_TYPE_AND_AD, records)) if count else None
-        await self._store_encoded(encode_lines(records), len(records), days, claimed=claimed, counts=counts)
+        data = await self._encode_or_release(encode_lines, records, claimed)
+        await self._store_encoded(data, len(records), days, claimed=claimed, counts=counts)
+
+    async def _encode_or_release(self, encode: Callable[[list[Any]], _T], records: list[Any], claimed: list[str]) -> _T:
+        """Encode records for the spool; when they cannot be (nested deeper than the encoder writes: the body
+        check in ``nesting.py`` should have refused them already), give the claimed ids back and answer 422."""
+        try:
+            return encode(records)
+        except (orjson.JSONEncodeError, msgspec.EncodeError, RecursionError) as exc:
+            await self.dedup.release(claimed)
+            raise UnprocessableError(
+                "an event cannot be stored as JSON", details=[{"field": "body", "reason": str(exc)}]
+            ) from exc
 
     async def _store_encoded(
         self,

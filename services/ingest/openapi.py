@@ -4,7 +4,30 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.ingest.models import BeaconIn
+from services.ingest.models import AdEventIn, BeaconIn, CustomEventIn, MeterReadIn
+from services.ingest.settings import IngestSettings
+
+# What the server enforces, said in the schema: at least one event, at most the batch limit (the default here;
+# ``batch_max_events`` may set another: 413 beyond), each event of one of the three kinds.
+_MAX_EVENTS = IngestSettings.model_fields["batch_max_events"].default
+
+
+def _schema(model: Any, *, required_type: bool = False) -> dict[str, Any]:
+    schema = model.model_json_schema()
+    if required_type and "type" not in schema.get("required", []):
+        schema["required"] = [*schema.get("required", []), "type"]
+    return schema
+
+
+_EVENT = {
+    "anyOf": [
+        _schema(AdEventIn),
+        _schema(MeterReadIn, required_type=True),
+        {**_schema(CustomEventIn), "description": "An event of a registered custom type (a schema of that name)"},
+    ]
+}
+_EVENTS = {"type": "array", "minItems": 1, "maxItems": _MAX_EVENTS, "items": _EVENT}
+_READS = {"type": "array", "minItems": 1, "maxItems": _MAX_EVENTS, "items": _schema(MeterReadIn)}
 
 EVENTS_EXAMPLES = {
     "single": {
@@ -34,9 +57,9 @@ EVENTS_BODY = {
                     "schema name. Optional: event_id (dedup), timestamp/event_time, properties; unknown fields "
                     "are kept in properties.",
                     "oneOf": [
-                        {"type": "object", "properties": {"events": {"type": "array", "items": {"type": "object"}}}},
-                        {"type": "array", "items": {"type": "object"}},
-                        {"type": "object", "required": ["type"]},
+                        {"type": "object", "required": ["events"], "properties": {"events": _EVENTS}},
+                        _EVENTS,
+                        {**_EVENT, "type": "object", "not": {"required": ["events"]}},
                     ],
                 },
                 "examples": EVENTS_EXAMPLES,
@@ -52,7 +75,10 @@ METER_BODY = {
                 "schema": {
                     "description": "{'reads': [...]} or a list; each read: cloud_id (string), timestamp, demand_kw, "
                     "summation_delivered_kwh, summation_received_kwh, raw (object), optional event_id.",
-                    "type": "object",
+                    "oneOf": [
+                        {"type": "object", "required": ["reads"], "properties": {"reads": _READS}},
+                        _READS,
+                    ],
                 },
                 "examples": {
                     "poller": {

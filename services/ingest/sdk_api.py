@@ -12,11 +12,12 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict
 
-from services.ingest import segment, snowplow
+from services.ingest import segment, segmentbatch, snowplow
 from services.ingest.api import read_body
 from services.ingest.beacons import NO_CACHE, PIXEL
 from services.ingest.deps import BeaconClientIp, ClientIp, IntakeDep, SettingsDep, WriteKey
 from services.ingest.openapi import PIXEL_RESPONSES
+from services.ingest.records import iso_z
 from shared.openapi import error_responses
 
 router = APIRouter()
@@ -138,9 +139,10 @@ async def _segment(request: Request, intake: IntakeDep, ip: str | None, *, singl
     limit = segment.MAX_BATCH_BYTES if single is None else segment.MAX_MESSAGE_BYTES
     body = segment.inflate(await read_body(request, limit), request.headers.get("content-encoding"), limit)
     received = datetime.now(UTC)
-    batch = segment.map_messages(
-        segment.parse_messages(body, single=single), received=received, check_sizes=len(body) > limit // 16
-    )
+    batch = segmentbatch.map_batch(body, received_iso=iso_z(received)) if single is None else None
+    if batch is None:
+        messages = segment.parse_messages(body, single=single)
+        batch = segment.map_messages(messages, received=received, check_sizes=len(body) > limit // 16)
     await intake.accept(batch, client_ip=ip)
     return SegmentAck()
 

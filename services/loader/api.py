@@ -6,7 +6,6 @@ the domain errors of ``shared.errors``, which the app maps to HTTP statuses.
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
@@ -19,6 +18,7 @@ from services.loader.models import (
     ID_MAX,
     TABLE_NAME,
     DeleteResult,
+    IsoDate,
     JobAction,
     JobCreate,
     JobRead,
@@ -164,7 +164,9 @@ async def list_job_runs(job_id: JobId, session: SessionDep, _: ReadScope) -> lis
     response_model=RunRead,
     responses=error_responses(404, 409),
 )
-async def retry_job_run(job_id: JobId, dt: date, session: SessionDep, wiring: WiringDep, _: JobsAdminScope) -> RunRead:
+async def retry_job_run(
+    job_id: JobId, dt: IsoDate, session: SessionDep, wiring: WiringDep, _: JobsAdminScope
+) -> RunRead:
     """Send a failed (or cancelled) date back to the queue with fresh attempts."""
     run = await job_service.retry_date(session=session, job_id=job_id, dt=dt)
     await scanner.dispatch_job(wiring, job_id)
@@ -193,7 +195,7 @@ async def get_warehouse_count(
     settings: SettingsDep,
     aws: AwsDep,
     _: ReadScope,
-    dt: Annotated[date | None, Query(description="count only this date's rows")] = None,
+    dt: Annotated[IsoDate | None, Query(description="count only this date's rows")] = None,
     warehouse: Literal["duckdb", "postgres"] = "duckdb",
     column: Annotated[str, Query(pattern=TABLE_NAME.pattern, description="the date column `dt` filters on")] = "dt",
 ) -> WarehouseCount:
@@ -218,8 +220,8 @@ async def get_traffic(
     settings: SettingsDep,
     aws: AwsDep,
     _: ReadScope,
-    start: Annotated[date, Query(description="first day, YYYY-MM-DD")],
-    end: Annotated[date, Query(description="last day, YYYY-MM-DD")],
+    start: Annotated[IsoDate, Query(description="first day, YYYY-MM-DD")],
+    end: Annotated[IsoDate, Query(description="last day, YYYY-MM-DD")],
 ) -> TrafficSeries:
     """Return impressions, clicks and CTR per day and in total (an unknown ad gives an empty series)."""
     return await traffic_of(aws=aws, settings=settings, ad_id=ad_id, start=start, end=end)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationInfo, field_validator
 from pydantic import Field as PydanticField
 from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
@@ -17,6 +17,21 @@ from shared.redaction import redact_account_ids
 
 TABLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# The spec shows the rule _valid_emails enforces on each address (the error names the field ``emails``).
+EMAILS_SCHEMA: dict[str, Any] = {"items": {"type": "string", "pattern": EMAIL.pattern, "maxLength": 254}}
+ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _iso_date_only(value: Any) -> Any:
+    # Pydantic also reads a number as a Unix time ("0" is 1970-01-01): the spec says YYYY-MM-DD, so only that.
+    if isinstance(value, str) and not ISO_DATE.match(value):
+        raise ValueError("a date is YYYY-MM-DD")
+    if isinstance(value, int | float):
+        raise ValueError("a date is YYYY-MM-DD")
+    return value
+
+
+IsoDate = Annotated[date, BeforeValidator(_iso_date_only)]
 # Ids and versions are INTEGER columns (32-bit on Postgres): anything larger can name nothing.
 ID_MAX = 2**31 - 1
 RETENTION_DAYS_MAX = 36_500  # a hundred years; more overflows date arithmetic
@@ -149,12 +164,12 @@ class JobCreate(BaseModel):
     schema_name: str = PydanticField(min_length=1, max_length=127)
     schema_version: int = PydanticField(ge=1, le=ID_MAX)
     source: str = PydanticField(description="s3://bucket/prefix/YYYY/MM/DD/ or s3://bucket/prefix/dt=YYYY-MM-DD/")
-    start_date: date
-    end_date: date | None = None
+    start_date: IsoDate
+    end_date: IsoDate | None = None
     warehouse: Warehouse = "duckdb"
     engine: Engine = PydanticField(default="local", description="transform engine: local, emr or glue")
     table: str | None = PydanticField(default=None, description="warehouse table; defaults to the schema name")
-    emails: list[str] = PydanticField(default_factory=list)
+    emails: list[str] = PydanticField(default_factory=list, json_schema_extra=EMAILS_SCHEMA)
     retention_days: int | None = PydanticField(default=None, ge=1, le=RETENTION_DAYS_MAX)
 
     @field_validator("source")
@@ -185,7 +200,7 @@ class JobCreate(BaseModel):
     @classmethod
     def _valid_emails(cls, value: list[str]) -> list[str]:
         for address in value:
-            if not EMAIL.match(address):
+            if len(address) > 254 or not EMAIL.match(address):
                 raise ValueError(f"not an email address: {address!r}")
         return value
 
@@ -196,15 +211,15 @@ class JobUpdate(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"schema_version": 2, "retention_days": 30}]})
 
     schema_version: int | None = PydanticField(default=None, ge=1, le=ID_MAX)
-    end_date: date | None = None
-    emails: list[str] | None = None
+    end_date: IsoDate | None = None
+    emails: list[str] | None = PydanticField(default=None, json_schema_extra=EMAILS_SCHEMA)
     retention_days: int | None = PydanticField(default=None, ge=1, le=RETENTION_DAYS_MAX)
 
     @field_validator("emails")
     @classmethod
     def _valid_emails(cls, value: list[str] | None) -> list[str] | None:
         for address in value or []:
-            if not EMAIL.match(address):
+            if len(address) > 254 or not EMAIL.match(address):
                 raise ValueError(f"not an email address: {address!r}")
         return value
 

@@ -48,6 +48,10 @@ async def test_integers_beyond_the_id_range_in_path_and_body_are_422(client: htt
     job_id = (await client.post("/v1/jobs", json=job_body())).json()["id"]
     patched = await client.patch(f"/v1/jobs/{job_id}", json={"retention_days": 1e20})
     assert patched.status_code == 422, patched.text
+    # Dates are YYYY-MM-DD as the spec says, not a number read as a Unix time.
+    for params in ({"dt": "0"}, {"dt": "2026-1-1"}):
+        assert (await client.get("/v1/warehouse/ad_events/count", params=params)).status_code == 422, params
+    assert (await client.post("/v1/jobs", json=job_body(start_date=0))).status_code == 422
 
 
 def test_the_spec_declares_the_bounds_the_server_enforces() -> None:
@@ -60,7 +64,7 @@ def test_the_spec_declares_the_bounds_the_server_enforces() -> None:
     create = spec["components"]["schemas"]["JobCreate"]["properties"]
     retention = next(s for s in create["retention_days"]["anyOf"] if s.get("type") == "integer")
     assert retention["maximum"] <= 36500
-    assert "pattern" in create["name"]
+    assert "pattern" in create["name"] and "pattern" in create["emails"]["items"]
     traffic = spec["paths"]["/v1/advertising/traffic/{ad_id}"]["get"]
     assert "at most" in traffic["description"] and "422" in traffic["responses"]
 

@@ -13,7 +13,9 @@ from fastapi import APIRouter, Body, Query, Request, Response, status
 from services.poller import registration
 from services.poller.deps import RegistryDep, SettingsDep
 from services.poller.models import (
+    MAX_BATCH,
     CreateResult,
+    DeviceBatch,
     DeviceCreate,
     DevicePage,
     DeviceRead,
@@ -58,7 +60,13 @@ _EXAMPLE_LINES = (
             "required": True,
             "content": {
                 "application/json": {
-                    "schema": DeviceCreate.model_json_schema(),
+                    "schema": {
+                        "anyOf": [
+                            DeviceCreate.model_json_schema(),
+                            DeviceBatch.model_json_schema(),
+                            {"type": "array", "items": {}, "minItems": 1, "maxItems": MAX_BATCH},
+                        ]
+                    },
                     "example": {"cloud_id": "002738", "owner_email": "owner@example.com", "eagle_password": "secret"},
                 },
                 "application/x-ndjson": {"schema": {"type": "string"}, "example": _EXAMPLE_LINES},

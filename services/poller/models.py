@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, StringConstraints, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    WithJsonSchema,
+    model_validator,
+)
 
 from services.poller.devices import LOCAL_PROTOCOLS, Protocol
 
+MAX_BATCH = 10_000
 DeviceState = Literal["active", "paused", "auth_failed", "unreachable"]
 DEVICE_STATES: tuple[str, ...] = ("active", "paused", "auth_failed", "unreachable")
 
@@ -18,7 +30,26 @@ CloudId = Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Za-z0-9_-]
 Host = Annotated[
     str, StringConstraints(strip_whitespace=True, pattern=r"^(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$")
 ]
-Email = Annotated[str, StringConstraints(strip_whitespace=True, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
+# Credentials are printable ASCII: the cloud sends the user (the owner's e-mail by default) and the password as HTTP
+# header values, which carry nothing else reliably (see services.poller.devices.transport), and an Install Code is
+# 16 hex digits. Declared in the spec and enforced per field, so a 422 names the field and never quotes the value.
+HEADER_TEXT = r"^[\x20-\x7e]*$"
+Email = Annotated[str, StringConstraints(strip_whitespace=True, max_length=320, pattern=r"^[!-?A-~]+@[!-?A-~]+$")]
+HeaderText = Annotated[str, StringConstraints(max_length=320, pattern=HEADER_TEXT)]
+
+
+def _printable_ascii(value: Any) -> Any:
+    secret = value.get_secret_value() if isinstance(value, SecretStr) else value
+    if isinstance(secret, str) and not re.fullmatch(HEADER_TEXT, secret):
+        raise ValueError("must be printable ASCII: the cloud sends it in an HTTP header and Install Codes are hex")
+    return value
+
+
+Password = Annotated[
+    SecretStr,
+    BeforeValidator(_printable_ascii),
+    WithJsonSchema({"type": "string", "format": "password", "writeOnly": True, "pattern": HEADER_TEXT}),
+]
 
 _EXAMPLE_CREATE = {"cloud_id": "002738", "owner_email": "owner@example.com", "eagle_password": "install-code"}
 _EXAMPLE_READ = {
@@ -75,8 +106,8 @@ class DeviceCreate(BaseModel):
 
     cloud_id: CloudId
     owner_email: Email = Field(validation_alias=AliasChoices("owner_email", "user_email"))
-    eagle_user: str | None = Field(default=None, max_length=320, description="Eagle cloud user; the owner by default")
-    eagle_password: SecretStr = Field(
+    eagle_user: HeaderText | None = Field(default=None, description="Eagle cloud user; the owner by default")
+    eagle_password: Password = Field(
         validation_alias=AliasChoices("eagle_password", "user_pw", "password", "install_code"),
         description=_PASSWORD_HELP,
     )
@@ -98,8 +129,8 @@ class DeviceUpdate(BaseModel):
     )
 
     owner_email: Email | None = None
-    eagle_user: str | None = Field(default=None, max_length=320)
-    eagle_password: SecretStr | None = Field(default=None, description=_PASSWORD_HELP)
+    eagle_user: HeaderText | None = None
+    eagle_password: Password | None = Field(default=None, description=_PASSWORD_HELP)
     protocol: Protocol | None = Field(default=None, description=_PROTOCOL_HELP)
     host: Host | None = Field(default=None, description=_HOST_HELP)
     state: Literal["active", "paused"] | None = None
@@ -110,7 +141,7 @@ class DeviceBatch(BaseModel):
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"devices": [_EXAMPLE_CREATE]}]})
 
-    devices: list[dict[str, Any]] = Field(min_length=1, max_length=10_000)
+    devices: list[Any] = Field(min_length=1, max_length=MAX_BATCH, description="devices, each validated on its own")
 
 
 class DeviceRead(BaseModel):

@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from services.poller.models import CreateResult, DeviceBatch
+from services.poller.models import MAX_BATCH, CreateResult
 from services.poller.registry import Registry
 from shared.errors import ConflictError, UnprocessableError
 
@@ -38,8 +38,15 @@ def device_items(body: bytes, content_type: str) -> list[Any]:
     except orjson.JSONDecodeError as exc:
         raise UnprocessableError("body is not JSON", details=[{"field": "body", "reason": str(exc)}]) from exc
     if isinstance(payload, dict) and "devices" in payload:
-        return DeviceBatch.model_validate(payload).devices
-    return payload if isinstance(payload, list) else [payload]
+        payload = payload["devices"]
+        if not isinstance(payload, list):
+            raise UnprocessableError("devices must be a list", details=[{"field": "devices", "reason": "not a list"}])
+    if not isinstance(payload, list):
+        return [payload]
+    if not 1 <= len(payload) <= MAX_BATCH:
+        reason = f"a batch holds 1 to {MAX_BATCH} devices"
+        raise UnprocessableError(reason, details=[{"field": "devices", "reason": reason}])
+    return payload
 
 
 async def register_devices(registry: Registry, *, items: list[Any], upsert: bool) -> CreateResult:

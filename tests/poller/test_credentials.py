@@ -49,7 +49,8 @@ async def test_batch_item_and_update_with_an_unsendable_password_fail_alone(api:
     assert response.status_code == 201, response.text
     results = response.json()["results"]
     assert [r["status"] for r in results] == ["created", "invalid"]
-    assert results[1]["errors"][0]["field"] == "eagle_password" and NON_ASCII not in response.text
+    # The field is named as the client sent it (the seed's user_pw).
+    assert results[1]["errors"][0]["field"] == "user_pw" and NON_ASCII not in response.text
 
     put = await api.client.put("/v1/devices/000001", json={"eagle_password": NON_LATIN1}, headers=api.admin)
     assert put.status_code == 422 and put.json()["error"]["details"][0]["field"] == "eagle_password"
@@ -62,8 +63,9 @@ async def test_batch_item_and_update_with_an_unsendable_password_fail_alone(api:
     assert created.status_code == 422 and created.json()["error"]["details"][0]["field"] == "owner_email"
 
 
-async def test_local_install_code_goes_out_as_utf8_basic(api: Api) -> None:
-    # HTTP Basic carries UTF-8 (RFC 7617, aioeagle): a non-ASCII Install Code can be sent, so it is accepted.
+async def test_install_codes_are_ascii_too_and_a_stored_one_cannot_move_to_the_cloud(
+    api: Api, registry: Registry
+) -> None:
     body = {
         "cloud_id": "00a1b2",
         "owner_email": "a@example.com",
@@ -72,10 +74,19 @@ async def test_local_install_code_goes_out_as_utf8_basic(api: Api) -> None:
         "host": "192.168.1.40",
     }
     response = await api.client.post("/v1/devices", json=body, headers=api.admin)
-    assert response.status_code == 201, response.text
-    # Moving it to the cloud would put that code in a header: refused.
+    assert response.status_code == 422 and response.json()["error"]["details"][0]["field"] == "eagle_password"
+    # A record stored before the rule (HTTP Basic carries it as UTF-8 on the LAN) cannot be moved to the cloud.
+    secret = encrypt_credentials(registry.fernet, user="a@example.com", password=NON_LATIN1)
+    await registry._run_save(
+        cloud_id="00a1b2",
+        mode="create",
+        fields={"owner_email": "a@example.com", "secret": secret, "protocol": "eagle200-local", "host": "10.0.0.9"},
+        state="active",
+        creds_changed=True,
+    )
     moved = await api.client.put("/v1/devices/00a1b2", json={"protocol": "cloud"}, headers=api.admin)
     assert moved.status_code == 422 and moved.json()["error"]["details"][0]["field"] == "eagle_password"
+    assert NON_LATIN1 not in moved.text
 
 
 async def test_stored_unsendable_password_marks_the_device_and_logs_no_trace_of_it(

@@ -9,12 +9,19 @@ Everything runs here, driven by Debian's ``wrk`` (``apt-get install -y wrk``):
   3. after the load stops, how fast the shipper empties the spool, and how busy the emulator is meanwhile;
   4. with ingest stopped, the same kind of sink calls made bare (PutObject of a segment's gzip lines, then
      PutRecords of 500 records, one call at a time) against the same moto: the emulator's own ceiling.
+  5. Segment ``/v1/batch`` (100 track messages a request, as analytics-python sends them) against plain
+     ``/v1/events`` batches of 500 and of 100 impressions/clicks, all with client ids (one dedup claim per event on
+     each side), on ingest processes with the shipper held off (nothing sealed or shipped during the runs), a fresh
+     process per round (one process for ``--quick``), kinds alternating in order, a second of warm-up each.
+     ``--segment-only`` runs this part alone.
 The servers under test run pinned to one CPU, wrk and moto to the other(s).
 
 Figures: ratio_single_vs_bare = ingest single rps / bare rps; ratio_batch_vs_single = batch events/s /
 single-beacon events/s; p99_ms = p99 latency of single beacons; ratio_shipper_vs_bare_sink = shipper drain
 events/s / bare sink calls events/s; cpu_us_* = CPU the ingest process spent per event (steadier than rates on a
-busy machine). ``--quick`` runs in under a minute. The last line printed is one JSON object.
+busy machine); segment_cpu_ratio_vs_batch = median over rounds of (ingest CPU per Segment event / per plain
+batch event), ``_100`` against plain batches of 100. ``--quick`` runs in about a minute. The last line printed
+is one JSON object.
 """
 
 from __future__ import annotations

@@ -228,6 +228,7 @@ async def push(
     elapsed = time.perf_counter() - started
     latencies.sort()
     return acked, {
+        "push_end": datetime.now(UTC),  # the last answer, not the end of the probes running beside
         "sent_events": number * BATCH,
         "push_s": round(elapsed, 1),
         "statuses": statuses,
@@ -389,7 +390,7 @@ async def measure(env: dict[str, str], home: Path, *, seconds: float, rate: floa
             push(ingest, run=run, day=day, rate=rate, seconds=seconds),
             probe_freshness(probe_ingest, replay, run=run, until=time.monotonic() + seconds, every=probe_every),
         )
-        push_end = datetime.now(UTC)
+        push_end = pushed.pop("push_end")
         print(f"pushed: {pushed}; freshness: {fresh}", file=sys.stderr)
         close = await wait_close(
             await aws.get("s3"), loader, raw_bucket=raw, job_id=job_id, day=day, rows=len(acked), push_end=push_end

@@ -139,15 +139,16 @@ class TransformCreate(BaseModel):
     """
 
     table: str = Field(examples=["ad_events"])
-    version: int = Field(ge=1, le=MAX_VERSION, examples=[1])
+    version: int = Field(ge=1, le=MAX_VERSION, strict=True, examples=[1])
     source_path: str = Field(
+        pattern=r"^s3://[^/]*/",
         description="raw partition location; {dt} (YYYY-MM-DD) is replaced per date, e.g. s3://hw-raw/beacon/dt={dt}/",
         examples=["s3://hw-raw/beacon/dt={dt}/"],
     )
     dt: date | None = Field(default=None, description="one date")
     start: date | None = Field(default=None, description="first date of a range (inclusive)")
     end: date | None = Field(default=None, description="last date of a range (inclusive)")
-    hour: int | None = Field(default=None, ge=0, le=23, description="only this hour of each date")
+    hour: int | None = Field(default=None, ge=0, le=23, strict=True, description="only this hour of each date")
     engine: Engine = "local"
 
     model_config = ConfigDict(

@@ -171,6 +171,9 @@ async def test_transform_requests_break_no_declared_rule_and_the_server_agrees(
         {**base, "start": "2026-11-20"},
         {**base, "start": "2026-11-24", "end": "2026-11-20"},
         {**base, "start": "2025-01-01", "end": "2026-11-20"},
+        {**base, "dt": "2026-11-24", "hour": "5"},
+        {**base, "dt": "2026-11-24", "version": "1"},
+        {**base, "dt": "2026-11-24", "source_path": "http://hw-raw/beacon/"},
     ):
         response = await app_client.post("/v1/transforms", json=body, headers=admin_headers)
         assert response.status_code == 422, (body, response.text)

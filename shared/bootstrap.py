@@ -83,9 +83,35 @@ async def ensure_traffic_table(dynamodb: Any, settings: HeadwaterSettings) -> No
         pass
 
 
+def marker_queue_policy(queue_arn: str, bucket: str) -> dict[str, Any]:
+    """Return the s3-events queue policy: only S3, for the raw bucket of this account, may send to it."""
+    account = queue_arn.split(":")[4]
+    return {
+        "Version": "2012-10-17",
+        "Id": f"{queue_arn}/s3-markers",
+        "Statement": [
+            {
+                "Sid": "S3PublishesRawMarkers",
+                "Effect": "Allow",
+                "Principal": {"Service": "s3.amazonaws.com"},
+                "Action": "sqs:SendMessage",
+                "Resource": queue_arn,
+                # SourceAccount too: a bucket name alone could be re-created by another account after deletion.
+                "Condition": {
+                    "ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{bucket}"},
+                    "StringEquals": {"aws:SourceAccount": account},
+                },
+            }
+        ],
+    }
+
+
 async def ensure_marker_notifications(s3: Any, sqs: Any, settings: HeadwaterSettings, queue_url: str) -> None:
-    """Send S3 ObjectCreated events for ``_COMPLETE`` markers in the raw bucket to the s3-events queue."""
+    """Let S3 publish to the s3-events queue, then send it ObjectCreated events for raw ``_COMPLETE`` markers."""
     arn = (await sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"]))["Attributes"]["QueueArn"]
+    # Real S3 checks it may publish when the notification is configured, so the policy comes first.
+    policy = marker_queue_policy(arn, settings.bucket("raw"))
+    await sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={"Policy": json.dumps(policy)})
     await s3.put_bucket_notification_configuration(
         Bucket=settings.bucket("raw"),
         NotificationConfiguration={

@@ -12,7 +12,6 @@ from fastapi.responses import StreamingResponse
 from services.replay import jobs as job_service
 from services.replay.deps import ArqDep, AwsDep, ProgressDep, QuerySlotsDep, SessionDep, SettingsDep
 from services.replay.models import PreviewRead, PreviewRequest, QueryRequest, ReplayCreate, ReplayList, ReplayRead
-from services.replay.pump import preview
 from services.replay.query import MEDIA_TYPES, TRUNCATED_HEADER, start_query
 from shared.auth import ReadScope, ReplayRunScope
 from shared.openapi import error_responses
@@ -69,6 +68,16 @@ async def run_query(
     "/replays",
     tags=["replays"],
     summary="Create a replay job",
+    description=(
+        "A job replays a `selection` (scope `replay:run`) or an ad-hoc `query`, whose records are made up by SQL "
+        "(scopes `replay:run` and `replay:query`; 403 without). `target_stream` must be one of the server's "
+        "`replay_target_streams` (replay's own stream by default; 422 otherwise); records bound for ingest's "
+        "`events` stream must be valid raw records (contract 1, ingest's event-id pattern) or are counted failed "
+        "(`InvalidRecord`). A selection's `start`..`end` spans at most `query_max_window_days` (422). A job's "
+        "selection has the query limits (memory, spill, `job_selection_timeout_s`) and at most `job_max_rows` "
+        "rows, else the job fails; cancel takes effect within a second in every phase; the job's scratch files "
+        "are removed when it ends."
+    ),
     status_code=202,
     response_model=ReplayRead,
     responses=error_responses(400),
@@ -82,9 +91,7 @@ async def create_replay(
     progress: ProgressDep,
 ) -> ReplayRead:
     """Check the request's SQL, store the job and queue it."""
-    job = await job_service.create_job(
-        session=session, arq=arq, settings=settings, request=body, created_by=principal.key_id
-    )
+    job = await job_service.create_job(session=session, arq=arq, settings=settings, request=body, principal=principal)
     return await job_service.to_read(job, progress)
 
 
@@ -92,12 +99,17 @@ async def create_replay(
     "/replays/preview",
     tags=["replays"],
     summary="Preview the first N records a replay would emit",
+    description="Checked as a job is (the `query` form needs `replay:query` too); runs under the query limits.",
     response_model=PreviewRead,
     responses=error_responses(400),
 )
-async def preview_replay(body: PreviewRequest, _: ReplayRunScope, settings: SettingsDep, aws: AwsDep) -> PreviewRead:
+async def preview_replay(
+    body: PreviewRequest, principal: ReplayRunScope, settings: SettingsDep, aws: AwsDep
+) -> PreviewRead:
     """Return the head of the selection exactly as a job would put it on the stream."""
-    records = await preview(settings=settings, aws=aws, request=body.replay(), limit=body.limit)
+    records = await job_service.preview_job(
+        settings=settings, aws=aws, principal=principal, request=body.replay(), limit=body.limit
+    )
     return PreviewRead(records=records, count=len(records))
 
 

@@ -10,33 +10,75 @@ from arq.connections import ArqRedis
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.replay.models import TERMINAL_STATES, ReplayCreate, ReplayJob, ReplayRead
+from services.replay.models import TERMINAL_STATES, PreviewRecord, ReplayCreate, ReplayJob, ReplayRead
 from services.replay.progress import ProgressStore, progress_view
+from services.replay.pump import preview
+from services.replay.query import check_window_width
 from services.replay.selection import precheck
 from services.replay.settings import ReplaySettings
-from shared.errors import ConflictError, NotFoundError
+from shared.auth import Principal
+from shared.aws import AwsClients
+from shared.errors import ConflictError, ForbiddenError, NotFoundError, UnprocessableError
 from shared.messages import utc_now
 
 RUN_FUNCTION = "run_replay_job"
 
 
 async def create_job(
-    *, session: AsyncSession, arq: ArqRedis, settings: ReplaySettings, request: ReplayCreate, created_by: str
+    *, session: AsyncSession, arq: ArqRedis, settings: ReplaySettings, request: ReplayCreate, principal: Principal
 ) -> ReplayJob:
     """Store a replay job and enqueue it on the service's arq queue."""
-    precheck(request)
+    check_scope(principal, request)
+    check_request(settings, request)
     job = ReplayJob(
         id=f"rpl_{uuid.uuid4().hex[:20]}",
-        target_stream=request.target_stream or settings.stream(settings.default_target_stream),
+        target_stream=target_stream(settings, request.target_stream),
         dry_run=request.dry_run,
         request_json=request.model_dump_json(),
-        created_by=created_by,
+        created_by=principal.key_id,
     )
     session.add(job)
     await session.commit()
     await session.refresh(job)
     await arq.enqueue_job(RUN_FUNCTION, job.id, _job_id=job.id, _queue_name=settings.arq_queue)
     return job
+
+
+def target_stream(settings: ReplaySettings, requested: str | None) -> str:
+    """Return the physical stream a job writes to: one of ``replay_target_streams`` (logical or physical name)."""
+    allowed = {settings.stream(name): name for name in settings.replay_target_streams}
+    if requested is None:
+        return settings.stream(settings.default_target_stream)
+    physical = requested if requested in allowed else settings.stream(requested)
+    if physical not in allowed:
+        names = ", ".join(sorted(settings.replay_target_streams))
+        raise UnprocessableError(
+            f"target_stream {requested!r} is not one replay may write to (allowed: {names})",
+            details=[{"field": "target_stream", "reason": "not_allowed"}],
+        )
+    return physical
+
+
+def check_request(settings: ReplaySettings, request: ReplayCreate) -> None:
+    """Refuse a request before anything runs: SQL that is not one SELECT (400), a too wide window (422)."""
+    precheck(request)
+    if request.selection is not None:
+        check_window_width(settings, request.selection.start, request.selection.end)
+
+
+def check_scope(principal: Principal, request: ReplayCreate) -> None:
+    """Refuse (403) the ad-hoc ``query`` form to a key without ``replay:query`` (its records are made up by SQL)."""
+    if request.query is not None and not principal.allows("replay:query"):
+        raise ForbiddenError("the query form of a replay needs the 'replay:query' scope; use a selection")
+
+
+async def preview_job(
+    *, settings: ReplaySettings, aws: AwsClients, principal: Principal, request: ReplayCreate, limit: int
+) -> list[PreviewRecord]:
+    """Check a request as ``create_job`` does, then return its first ``limit`` records as a job would emit them."""
+    check_scope(principal, request)
+    check_request(settings, request)
+    return await preview(settings=settings, aws=aws, request=request, limit=limit)
 
 
 async def to_read(job: ReplayJob, store: ProgressStore) -> ReplayRead:

@@ -14,12 +14,16 @@ record per event. ``_replay.partition_key`` and ``_replay.partition_key_from`` s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import re
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import orjson
 import pyarrow.parquet as pq
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -33,7 +37,7 @@ from services.replay.sandbox import QueryRefused, Sandbox
 from services.replay.selection import base_sql, emission_sql, mirror_scope
 from services.replay.settings import ReplaySettings
 from shared.aws import AwsClients
-from shared.contracts import partition_key_of
+from shared.contracts import EVENT_ID_PATTERN, RawRecord, partition_key_of
 from shared.logging import get_logger
 from shared.messages import utc_now
 from shared.retry import TransientError, is_transient
@@ -42,6 +46,11 @@ log = get_logger(__name__)
 
 COLUMNS = ["_key", "_data", "_event_time", "_sequence"]
 ORIGINAL_KEY = "original"
+# Ingest owns the events stream (contract 1): what is replayed there must pass its record validation.
+INGEST_STREAM = "events"
+_EVENT_ID = re.compile(EVENT_ID_PATTERN)
+# How often a running job looks at its cancel flag outside batch boundaries.
+CANCEL_POLL_S = 0.25
 
 
 def sql_request(request: ReplayCreate) -> ReplayCreate:
@@ -78,36 +87,74 @@ def annotate(
     return key, orjson.dumps(record)
 
 
+def invalid_raw_record(data: bytes) -> str | None:
+    """Return ``InvalidRecord`` unless ``data`` is a raw record ingest would write (contract 1, its event ids)."""
+    try:
+        record = RawRecord.model_validate_json(data)
+    except ValueError:
+        return "InvalidRecord"
+    return None if _EVENT_ID.fullmatch(record.event_id) else "InvalidRecord"
+
+
 def now_iso() -> str:
     """Return the current UTC time as ISO-8601 with Z."""
     return utc_now().isoformat().replace("+00:00", "Z")
 
 
-def _write_selection(sandbox: Sandbox, request: ReplayCreate, path: Path, timeout_s: float) -> int:
-    reader, _ = sandbox.reader(emission_sql(sandbox, request), timeout_s=timeout_s, batch_size=65_536)
+def _write_selection(sandbox: Sandbox, request: ReplayCreate, path: Path, *, timeout_s: float, max_rows: int) -> int:
+    # One row past the cap tells a selection that is too large from one that fits exactly.
+    sql = emission_sql(sandbox, request, limit=max_rows + 1)
+    reader, _ = sandbox.reader(sql, timeout_s=timeout_s, batch_size=65_536)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     rows = 0
-    with pq.ParquetWriter(tmp, reader.schema) as writer:
-        for batch in reader:
-            writer.write_batch(batch)
-            rows += batch.num_rows
+    try:
+        with pq.ParquetWriter(tmp, reader.schema) as writer:
+            for batch in reader:
+                rows += batch.num_rows
+                if rows > max_rows:
+                    raise QueryRefused(f"the selection holds more than {max_rows} rows (job_max_rows): narrow it")
+                writer.write_batch(batch)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, duckdb.InterruptException):
+            raise QueryRefused(f"the selection exceeded its time limit of {timeout_s:g}s") from None
+        raise
     os.replace(tmp, path)
     return rows
 
 
 async def materialise(*, settings: ReplaySettings, aws: AwsClients, request: ReplayCreate, path: Path) -> int:
-    """Write the ordered records to emit to ``path`` (once); return their count."""
+    """Write the ordered records to emit to ``path`` (once), under the query limits; return their count.
+
+    Cancelling the caller interrupts DuckDB at once (the thread returns within moments) and removes partial files.
+    """
     if await asyncio.to_thread(path.exists):
         return pq.ParquetFile(path).metadata.num_rows
     sources, window = mirror_scope(request)
     sandbox = await open_sandbox(settings=settings, aws=aws, sql=base_sql(request), sources=sources, window=window)
-    try:
-        return await asyncio.to_thread(
-            _write_selection, sandbox, sql_request(request), path, float(settings.job_timeout_s)
+    writing = asyncio.ensure_future(
+        asyncio.to_thread(
+            _write_selection,
+            sandbox,
+            sql_request(request),
+            path,
+            timeout_s=settings.job_selection_timeout_s,
+            max_rows=settings.job_max_rows,
         )
+    )
+    try:
+        return await asyncio.shield(writing)
+    except asyncio.CancelledError:
+        sandbox.interrupt()
+        with contextlib.suppress(BaseException):
+            await writing
+        raise
     finally:
-        sandbox.close()
+        if writing.done():
+            sandbox.close()
+        else:  # cancelled twice: close when the interrupted thread returns
+            writing.add_done_callback(lambda _: sandbox.close())
 
 
 async def preview(
@@ -237,6 +284,79 @@ async def _run_leased(
     request = ReplayCreate.model_validate_json(job.request_json)
     await _update(sessions, job_id, state="running", started_at=job.started_at or utc_now())
     log.info("replay_started", replay_id=job_id, target=job.target_stream, dry_run=job.dry_run)
+    work = asyncio.ensure_future(
+        _run_phases(
+            job=job,
+            request=request,
+            settings=settings,
+            aws=aws,
+            store=store,
+            sessions=sessions,
+            retry_transient=retry_transient,
+        )
+    )
+    try:
+        state = await _until_cancelled(work, store, job_id)
+    except JobCancelled:
+        counters = {
+            k: int(v) for k, v in (await store.read(job_id)).items() if k in ("total", "read", "emitted", "failed")
+        }
+        summary = {"cancelled": True, "selected": counters.get("total"), "target_stream": job.target_stream}
+        summary |= {k: counters.get(k, 0) for k in ("read", "emitted", "failed")}
+        await _update(
+            sessions,
+            job_id,
+            state="cancelled",
+            finished_at=utc_now(),
+            read=summary["read"],
+            emitted=summary["emitted"],
+            failed=summary["failed"],
+            summary_json=orjson.dumps(summary).decode(),
+        )
+        log.info("replay_cancelled", replay_id=job_id)
+        state = "cancelled"
+    if state in TERMINAL_STATES:
+        # The job is over: its scratch files (the materialised selection) go with it.
+        await asyncio.to_thread(shutil.rmtree, settings.jobs_dir / job_id, True)
+    return state
+
+
+class JobCancelled(Exception):
+    """Cancellation was requested while the job was between checkpoints."""
+
+
+async def _until_cancelled(work: asyncio.Future[str], store: ProgressStore, job_id: str) -> str:
+    """Await ``work``, polling the cancel flag; when it is set, cancel the work and raise JobCancelled."""
+    try:
+        while True:
+            done, _ = await asyncio.wait({work}, timeout=CANCEL_POLL_S)
+            if done:
+                return work.result()
+            if await store.cancel_requested(job_id):
+                work.cancel()
+                try:
+                    return await work  # it may have finished meanwhile
+                except asyncio.CancelledError:
+                    task = asyncio.current_task()
+                    if task is not None and task.cancelling():
+                        raise
+                    raise JobCancelled(job_id) from None
+    except asyncio.CancelledError:
+        work.cancel()
+        raise
+
+
+async def _run_phases(
+    *,
+    job: ReplayJob,
+    request: ReplayCreate,
+    settings: ReplaySettings,
+    aws: AwsClients,
+    store: ProgressStore,
+    sessions: async_sessionmaker[AsyncSession],
+    retry_transient: bool,
+) -> str:
+    job_id = job.id
     try:
         path = settings.jobs_dir / job_id / "selection.parquet"
         total = await materialise(settings=settings, aws=aws, request=request, path=path)
@@ -308,6 +428,8 @@ async def _emit(
         # Small batches keep a paced stream smooth (about ten puts per second).
         max_records = max(1, min(max_records, int(request.rate_limit / 10)))
     totals = PutOutcome()
+    # Records bound for ingest's stream become live data: they must be what ingest itself would write.
+    refuse = invalid_raw_record if job.target_stream == settings.stream(INGEST_STREAM) else None
     started_wall = now_iso()
     started = time.monotonic()
     last_flush = started
@@ -332,6 +454,7 @@ async def _emit(
                 max_attempts=settings.put_max_attempts,
                 backoff_base_s=settings.put_backoff_base_s,
                 backoff_max_s=settings.put_backoff_max_s,
+                refuse=refuse,
             )
         )
         # Build the next batch while this one is in flight (it is not sent before this one is acknowledged).
@@ -340,7 +463,14 @@ async def _emit(
         except BaseException:
             putting.cancel()
             raise
-        outcome = await putting
+        try:
+            outcome = await asyncio.shield(putting)
+            interrupted = False
+        except asyncio.CancelledError:
+            # Cancelled (the job's cancel flag, or the worker stopping): the batch in flight is finished and counted
+            # first, so the checkpoint says exactly what is on the stream.
+            outcome = await putting
+            interrupted = True
         offset += len(batch)
         emitted += outcome.emitted
         failed += outcome.failed
@@ -355,6 +485,8 @@ async def _emit(
         if time.monotonic() - last_flush >= settings.progress_flush_s:
             last_flush = time.monotonic()
             await _update(sessions, job.id, read=offset, emitted=emitted, failed=failed)
+        if interrupted:
+            raise asyncio.CancelledError
         batch = upcoming
     if state == "succeeded":
         await pacer.finish()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,14 +105,21 @@ async def put_batch(
     max_attempts: int = 8,
     backoff_base_s: float = 0.05,
     backoff_max_s: float = 2.0,
+    refuse: Callable[[bytes], str | None] | None = None,
 ) -> PutOutcome:
-    """Put one batch through the shared put client, retrying only the records that failed, with jittered backoff."""
+    """Put one batch through the shared put client, retrying only the records that failed, with jittered backoff.
+
+    ``refuse`` names why a record must not be put (counted failed under that code), or returns None.
+    """
     outcome = PutOutcome()
     entries: list[Entry] = []
     for key, data in batch:
-        if len(data) + len(key.encode()) > MAX_RECORD_BYTES:
+        reason = "RecordTooLarge" if len(data) + len(key.encode()) > MAX_RECORD_BYTES else None
+        if reason is None and refuse is not None:
+            reason = refuse(data)
+        if reason is not None:
             outcome.failed += 1
-            outcome.errors["RecordTooLarge"] = outcome.errors.get("RecordTooLarge", 0) + 1
+            outcome.errors[reason] = outcome.errors.get(reason, 0) + 1
         else:
             entries.append((data, _partition_key(key)))
     if not entries:

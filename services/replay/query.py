@@ -152,8 +152,10 @@ class QueryStream:
             except duckdb.InterruptException:
                 state.truncated = "timeout"
                 return None
-            except (duckdb.Error, pa.ArrowException) as exc:
-                state.truncated, state.error = "error", str(exc)[:500]
+            except (duckdb.Error, pa.ArrowException, OSError) as exc:
+                # Through the Arrow reader an interrupt (the time limit's timer) arrives as an OSError.
+                interrupted = "INTERRUPT" in str(exc).upper() or time.monotonic() >= limits.deadline
+                state.truncated, state.error = ("timeout", None) if interrupted else ("error", str(exc)[:500])
                 return None
             if batch.num_rows:
                 return batch
@@ -303,7 +305,11 @@ async def _watched(work: Awaitable[Any], stream_or_sandbox: Any, gone: Disconnec
     """Await ``work`` while looking whether the client left; then interrupt, wait for the work, raise ClientGone."""
     task = asyncio.ensure_future(work)
     while True:
-        done, _ = await asyncio.wait({task}, timeout=_DISCONNECT_POLL_S)
+        try:
+            done, _ = await asyncio.wait({task}, timeout=_DISCONNECT_POLL_S)
+        except asyncio.CancelledError:  # the caller's time limit: the work stops with it
+            task.cancel()
+            raise
         if done:
             return task.result()
         if gone is not None and await gone():

@@ -96,7 +96,7 @@ def _hashed_key() -> tuple[str, ApiKey]:
     key_id = secrets.token_hex(6)
     key = f"hw_{key_id}_{secrets.token_urlsafe(32)}"
     return key, ApiKey(
-        key_id=key_id, name="replay-tests", scopes="read replay:run", key_hash=PasswordHasher().hash(key)
+        key_id=key_id, name="replay-tests", scopes="read replay:run replay:query", key_hash=PasswordHasher().hash(key)
     )
 
 

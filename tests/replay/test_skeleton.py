@@ -83,12 +83,13 @@ async def test_structured_replay_emits_the_bounded_source_with_annotation(client
 
 async def test_query_form_replay_emits_the_query_rows(client, aws, settings, run_worker) -> None:
     await _archive(aws, settings)
-    body = {"query": "SELECT * FROM raw_events WHERE type = 'meter_read'", "target_stream": settings.stream("events")}
+    # Replay's own stream: ingest's events stream is no longer a target by default (issue #13).
+    body = {"query": "SELECT * FROM raw_events WHERE type = 'meter_read'", "target_stream": settings.stream("replay")}
     job_id = (await client.post("/v1/replays", json=body)).json()["id"]
     await run_worker()
     job = (await client.get(f"/v1/replays/{job_id}")).json()
     assert job["state"] == "succeeded"
-    records = await read_stream(await aws.get("kinesis"), settings.stream("events"))
+    records = await read_stream(await aws.get("kinesis"), settings.stream("replay"))
     assert [(r["data"]["event_id"], r["data"]["cloud_id"]) for r in records] == [("m1", "007")]
 
 

@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -215,6 +216,7 @@ async def run_case(
     sim_pid: int,
     ingest_url: str,
     ingest_key: str,
+    home: Path,
 ) -> dict[str, Any]:
     settings = PollerSettings(redis_url=REDIS_URL, resource_prefix=PREFIX, environment="local")
     redis = Redis.from_url(REDIS_URL)
@@ -222,7 +224,7 @@ async def run_case(
     registry = Registry(redis, prefix=settings.redis_prefix, fernet=fernet_from_settings(settings), shard_count=64)
     keys = Keys(settings.redis_prefix)
     await register_fleet(registry, devices)
-    log_dir = Path(tempfile.mkdtemp(prefix="poller-bench-"))
+    log_dir = Path(tempfile.mkdtemp(prefix="poller-bench-", dir=home))
     env = poller_env(eagle_url, log_dir, interval, ingest_url, ingest_key)
     outputs = [(log_dir / f"replica-{i}.out").open("wb") for i in range(replicas)]
     procs = [
@@ -308,9 +310,11 @@ async def main() -> None:
     parser.add_argument("--ticks", type=int, default=None)
     parser.add_argument("--interval", type=float, default=6.0)
     parser.add_argument("--latency", default="20-80ms")
+    parser.add_argument("--devices", type=int, default=None, help="measure only this fleet size, one replica")
     args = parser.parse_args()
     ticks = args.ticks or (3 if args.quick else 8)
     cases = [(5000, 1)] if args.quick else [(1000, 1), (5000, 1), (10000, 1), (5000, 2)]
+    cases = [(args.devices, 1)] if args.devices else cases
     max_devices = max(n for n, _ in cases)
     home = Path(tempfile.mkdtemp(prefix="hw-bench-poller-"))
     stack = new_stack(home, INGEST_REDIS_URL, f"pb{uuid.uuid4().hex[:6]}")
@@ -345,6 +349,7 @@ async def main() -> None:
                 sim_pid=sim.pid,
                 ingest_url=ingest_url,
                 ingest_key=ingest_key,
+                home=home,
             )
             results.append(result)
             print(orjson.dumps(result).decode(), file=sys.stderr, flush=True)
@@ -352,6 +357,7 @@ async def main() -> None:
         sim.terminate()
         await sim.wait()
         stack.stop()
+        shutil.rmtree(home, ignore_errors=True)
     summary: dict[str, Any] = {}
     for result in results:
         if result["replicas"] == 1:

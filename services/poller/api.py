@@ -47,7 +47,8 @@ _EXAMPLE_LINES = (
         'Body: one device, `{"devices": [...]}`, a JSON array, or JSON lines (`Content-Type: application/x-ndjson`;'
         " the seed's `user_email`/`user_pw` fields are accepted). Each item is validated on its own. Existing cloud"
         " ids are reported as `exists` unless `?upsert=true`. Credentials are encrypted and never returned. Answers"
-        " 201 when at least one device was created, else 200; a single device that fails answers 422 or 409."
+        " 201 when at least one device was created, else 200 (a batch reports each item's failure in `results`);"
+        " a single device (a JSON object) that fails answers 422 or 409."
     ),
     response_model=CreateResult,
     status_code=status.HTTP_201_CREATED,
@@ -82,8 +83,8 @@ async def create_devices(
     upsert: Annotated[bool, Query(description="update devices that already exist")] = False,
 ) -> CreateResult:
     """Register the devices of the body, each validated on its own."""
-    items = registration.device_items(await request.body(), request.headers.get("content-type", ""))
-    result = await registration.register_devices(registry, items=items, upsert=upsert)
+    items, single = registration.device_items(await request.body(), request.headers.get("content-type", ""))
+    result = await registration.register_devices(registry, items=items, upsert=upsert, single=single)
     if not result.created:
         response.status_code = status.HTTP_200_OK
     return result

@@ -29,10 +29,10 @@ def _parse_json_lines(body: bytes) -> list[Any]:
     return items
 
 
-def device_items(body: bytes, content_type: str) -> list[Any]:
-    """Return the device records of a request body (JSON lines by content type, else JSON)."""
+def device_items(body: bytes, content_type: str) -> tuple[list[Any], bool]:
+    """Return the device records of a request body (JSON lines by content type, else JSON), and if it was one."""
     if content_type.split(";")[0].strip().lower() in JSON_LINES_TYPES:
-        return _parse_json_lines(body)
+        return _parse_json_lines(body), False
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -42,20 +42,20 @@ def device_items(body: bytes, content_type: str) -> list[Any]:
         if not isinstance(payload, list):
             raise UnprocessableError("devices must be a list", details=[{"field": "devices", "reason": "not a list"}])
     if not isinstance(payload, list):
-        return [payload]
+        return [payload], True
     if not 1 <= len(payload) <= MAX_BATCH:
         reason = f"a batch holds 1 to {MAX_BATCH} devices"
         raise UnprocessableError(reason, details=[{"field": "devices", "reason": reason}])
-    return payload
+    return payload, False
 
 
-async def register_devices(registry: Registry, *, items: list[Any], upsert: bool) -> CreateResult:
-    """Register every item; a lone item that fails raises (422 invalid, 409 already registered)."""
+async def register_devices(registry: Registry, *, items: list[Any], upsert: bool, single: bool) -> CreateResult:
+    """Register every item; a single device (not a batch) that fails raises (422 invalid, 409 already registered)."""
     results = await registry.create_many(items=items, upsert=upsert)
     created = sum(r.status == "created" for r in results)
     updated = sum(r.status == "updated" for r in results)
     failed = len(results) - created - updated
-    if len(results) == 1 and failed:
+    if single and failed:
         only = results[0]
         if only.status == "invalid":
             raise UnprocessableError("device not registered: invalid fields", details=only.errors)

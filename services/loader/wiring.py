@@ -9,10 +9,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from arq import ArqRedis, create_pool
+from arq import ArqRedis
 
 from services.loader.settings import LoaderSettings
-from shared.redis import arq_redis_settings
 from shared.wiring import Clients
 
 
@@ -37,9 +36,8 @@ async def open_loader(settings: LoaderSettings, *, job_queue: bool = True) -> Lo
     wiring = LoaderWiring(**Clients.base_kwargs(settings))
     if job_queue:
         try:
-            wiring.arq = await create_pool(arq_redis_settings(settings), default_queue_name=settings.arq_queue)
+            await wiring.open_job_queue()
         except BaseException:
             await wiring.close()
             raise
-        wiring.on_close(wiring.arq.aclose)
     return wiring

@@ -8,12 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from arq import create_pool
-
 from services.replay.progress import ProgressStore
 from services.replay.query import QuerySlots
 from services.replay.settings import ReplaySettings
-from shared.redis import arq_redis_settings
 from shared.wiring import Clients
 
 
@@ -37,9 +34,8 @@ async def open_replay(settings: ReplaySettings, *, job_queue: bool = True) -> Re
     )
     if job_queue:
         try:
-            wiring.arq = await create_pool(arq_redis_settings(settings), default_queue_name=settings.arq_queue)
+            await wiring.open_job_queue()
         except BaseException:
             await wiring.close()
             raise
-        wiring.on_close(wiring.arq.aclose)
     return wiring

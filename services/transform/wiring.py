@@ -10,14 +10,11 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from arq import create_pool
-
 from services.transform.dbsetup import ensure_tables
 from services.transform.registry import ensure_builtin_schemas
 from services.transform.settings import TransformSettings
 from services.transform.storage import sync_client
 from shared.logging import get_logger
-from shared.redis import arq_redis_settings
 from shared.wiring import Clients
 
 log = get_logger(__name__)
@@ -42,8 +39,7 @@ async def open_transform(settings: TransformSettings, *, job_queue: bool = True)
         if settings.environment != "production":  # production runs `headwater migrate` first
             await ensure_tables(wiring.db_engine)
         if job_queue:
-            wiring.arq = await create_pool(arq_redis_settings(settings))
-            wiring.on_close(wiring.arq.aclose)
+            await wiring.open_job_queue()
     except BaseException:
         await wiring.close()
         raise

@@ -30,6 +30,10 @@ import schemathesis
 import uvicorn
 from fastapi import APIRouter, FastAPI
 from pydantic import BaseModel
+from schemathesis.config._checks import (
+    NEGATIVE_DATA_REJECTION_EXPECTED_STATUSES,
+    POSITIVE_DATA_ACCEPTANCE_EXPECTED_STATUSES,
+)
 from schemathesis.engine import Status, from_schema
 from schemathesis.engine.events import EngineFinished, FatalError, NonFatalError, ScenarioFinished
 
@@ -55,6 +59,12 @@ def _json_lines(ctx: schemathesis.SerializationContext, value: Any) -> bytes:
     if isinstance(value, str):
         return value.encode("utf-8", "surrogatepass")
     return json.dumps(value).encode("utf-8")
+
+
+@schemathesis.hook
+def filter_case(context: schemathesis.HookContext, case: schemathesis.Case) -> bool:
+    """Drop "wrong type" bodies for JSON lines: on the wire such a body is text, whatever was generated."""
+    return not (case.media_type == "application/x-ndjson" and not isinstance(case.body, str | bytes))
 
 
 def _settings_class(service: str) -> type[HeadwaterSettings]:
@@ -154,6 +164,11 @@ def fuzz(url: str, key: str) -> FuzzReport:
             "base-url": url,
             "headers": {"Authorization": f"Bearer {key}"},
             "generation": {"max-examples": MAX_EXAMPLES, "deterministic": True, "database": "none"},
+            # A body beyond a route's documented limit (x-max-body-bytes) is refused with the documented 413.
+            "checks": {
+                "negative_data_rejection": {"expected-statuses": [*NEGATIVE_DATA_REJECTION_EXPECTED_STATUSES, "413"]},
+                "positive_data_acceptance": {"expected-statuses": [*POSITIVE_DATA_ACCEPTANCE_EXPECTED_STATUSES, "413"]},
+            },
             "request-timeout": 20,
             # An event stream (transform's /v1/chains/events) stays open: read a few events, not until the timeout.
             "max-stream-events": 3,

@@ -12,11 +12,11 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlmodel import col, select
+from sqlmodel import SQLModel, col, select
 
 from headwater.config import SERVICES, CliSettings
 from shared.auth import ApiKey, KeyVerifier, create_api_key
-from shared.db import create_engine, create_tables, session_factory
+from shared.db import create_engine, create_tables, session_factory, upgrade_schema
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -34,11 +34,11 @@ def import_all_models() -> None:
 
 
 async def migrate(settings: CliSettings) -> None:
-    """Create every table of every service (idempotent)."""
+    """Apply the versioned migrations (shared/migrations) up to the newest; a pre-Alembic database is adopted."""
     import_all_models()
     engine = create_engine(settings)
     try:
-        await create_tables(engine)
+        await upgrade_schema(engine, SQLModel.metadata)
     finally:
         await engine.dispose()
 

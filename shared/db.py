@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import event, text
+from alembic import command
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from sqlalchemy import Connection, MetaData, event, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -60,3 +63,37 @@ async def ping(engine: AsyncEngine) -> None:
     """Run a trivial query; raises when the database does not answer."""
     async with engine.connect() as conn:
         await conn.execute(text("SELECT 1"))
+
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+# The first revision: the schema as `create_all` made it before migrations were versioned.
+BASELINE_REVISION = "0001"
+
+
+def alembic_config(connection: Connection, metadata: MetaData) -> Config:
+    """Return an Alembic config that runs shared/migrations on ``connection`` against ``metadata``."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes.update(connection=connection, metadata=metadata)
+    return config
+
+
+def _upgrade(connection: Connection, metadata: MetaData) -> None:
+    config = alembic_config(connection, metadata)
+    if MigrationContext.configure(connection).get_current_revision() is None:
+        # A database made by create_all before Alembic holds the baseline schema: record that, then upgrade.
+        if inspect(connection).has_table("api_key"):
+            command.stamp(config, BASELINE_REVISION)
+    command.upgrade(config, "head")
+
+
+async def upgrade_schema(engine: AsyncEngine, metadata: MetaData) -> None:
+    """Apply every pending migration (a database from before versioned migrations is adopted at the baseline)."""
+    async with engine.begin() as conn:
+        await conn.run_sync(_upgrade, metadata)
+
+
+async def schema_revision(engine: AsyncEngine) -> str | None:
+    """Return the database's current migration revision (None before the first migration)."""
+    async with engine.connect() as conn:
+        return await conn.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())

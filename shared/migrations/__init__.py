@@ -1,0 +1,1 @@
+"""Versioned schema migrations of the metadata database (Alembic); `headwater migrate` applies them."""

@@ -237,3 +237,33 @@ def test_network_policies_without_api_peers_keep_other_apis_internal(tools: Tool
     pods = _pod_labels(manifests)
     assert not _allowed(policies, "Ingress", pods["loader-api"], None, 8003)
     assert _allowed(policies, "Ingress", pods["ingest-api"], None, 8001)
+
+
+def test_each_listed_service_runs_as_its_own_service_account_for_its_iam_role(tools: Tools) -> None:
+    arn = "arn:aws:iam::123456789012:role/acme-prod-ingest"
+    rendered = tools.helm_template(
+        "--set", f"serviceAccount.perService.ingest.eks\\.amazonaws\\.com/role-arn={arn}",
+        "--set", "serviceAccount.perService.loader.eks\\.amazonaws\\.com/role-arn=arn:aws:iam::1:role/acme-prod-loader",
+    )  # fmt: skip
+    result = tools.run([tools.kubernetes_validate, "--strict", "-k", "1.30.0", "--quiet", "-"], stdin=rendered)
+    assert result.returncode == 0, result.stdout + result.stderr
+    manifests = parse_manifests(rendered)
+    accounts = _kind(manifests, "ServiceAccount")
+    assert accounts["hw-headwater-ingest"]["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": arn}
+    uses = {
+        doc["metadata"]["name"]: doc["spec"]["template"]["spec"]["serviceAccountName"]
+        for doc in manifests
+        if doc["kind"] in {"Deployment", "StatefulSet", "Job"}
+    }
+    assert uses["hw-headwater-ingest"] == "hw-headwater-ingest"
+    assert uses["hw-headwater-loader"] == uses["hw-headwater-loader-worker"] == "hw-headwater-loader"
+    assert uses["hw-headwater-replay"] == uses["hw-headwater-replay-worker"] == "hw-headwater"
+    assert {name: sa for name, sa in uses.items() if "migrate" in name or "bootstrap" in name} and all(
+        sa == "hw-headwater" for name, sa in uses.items() if "migrate" in name or "bootstrap" in name
+    )
+    assert set(uses.values()) <= set(accounts)
+
+
+def test_values_schema_rejects_a_service_account_for_an_unknown_service(tools: Tools) -> None:
+    result = tools.run([tools.helm, "template", "hw", CHART_DIR, "--set", "serviceAccount.perService.ingset.a=b"])
+    assert result.returncode != 0 and "ingset" in result.stderr

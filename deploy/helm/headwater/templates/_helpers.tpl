@@ -105,27 +105,43 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end }}
 
-{{/* Pod-level fields shared by every Headwater pod; call with the root context. */}}
+{{/* Pod-level fields shared by every Headwater pod; call with the root context, or with (dict "root" $ "service"
+"loader") for a service's pods, which then run as that service's own ServiceAccount when it has one. */}}
 {{- define "headwater.podCommon" -}}
-serviceAccountName: {{ include "headwater.serviceAccountName" . }}
+{{- $root := . }}
+{{- $service := "" }}
+{{- if hasKey . "root" }}
+{{- $root = .root }}
+{{- $service = .service }}
+{{- end }}
+serviceAccountName: {{ include "headwater.podServiceAccountName" (dict "root" $root "service" $service) }}
 automountServiceAccountToken: false
-{{- with .Values.imagePullSecrets }}
+{{- with $root.Values.imagePullSecrets }}
 imagePullSecrets:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 securityContext:
-  {{- toYaml .Values.podSecurityContext | nindent 2 }}
-{{- with .Values.nodeSelector }}
+  {{- toYaml $root.Values.podSecurityContext | nindent 2 }}
+{{- with $root.Values.nodeSelector }}
 nodeSelector:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with .Values.tolerations }}
+{{- with $root.Values.tolerations }}
 tolerations:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with .Values.affinity }}
+{{- with $root.Values.affinity }}
 affinity:
   {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* A service's own ServiceAccount (serviceAccount.perService.<service>, e.g. its IAM role), else the shared one. */}}
+{{- define "headwater.podServiceAccountName" -}}
+{{- if and .root.Values.serviceAccount.create .service (hasKey .root.Values.serviceAccount.perService .service) }}
+{{- printf "%s-%s" (include "headwater.fullname" .root) .service }}
+{{- else }}
+{{- include "headwater.serviceAccountName" .root }}
 {{- end }}
 {{- end }}
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import UniqueConstraint
 from sqlmodel import Field as SqlField
 from sqlmodel import SQLModel
@@ -15,6 +16,42 @@ from shared.redaction import redact_account_ids
 from shared.schemas import MAX_VERSION
 
 Engine = Literal["local", "emr", "glue"]
+
+
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _iso_date_only(value: Any) -> Any:
+    # Pydantic reads a number as a Unix time ("end": 0 is 1970-01-01): the spec says a YYYY-MM-DD string, so only that.
+    if isinstance(value, int | float) or (isinstance(value, str) and not _ISO_DATE.match(value)):
+        raise ValueError("a date is YYYY-MM-DD")
+    return value
+
+
+IsoDate = Annotated[date, BeforeValidator(_iso_date_only)]
+
+
+def _whole_number_only(value: Any) -> Any:
+    # JSON Schema's "integer" includes 5.0 but not "5" or true: take exactly those (pydantic's strict mode refuses 5.0).
+    if isinstance(value, bool) or isinstance(value, str):
+        raise ValueError("an integer is expected")
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_whole_number_only)]
+# RFC 3339 date-time (the spec's format): pydantic alone also reads "0.5" as a Unix time.
+_ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:?\d{2})?$")
+
+
+def _iso_datetime_only(value: Any) -> Any:
+    if isinstance(value, int | float) or (isinstance(value, str) and not _ISO_DATETIME.match(value)):
+        raise ValueError("a time is an RFC 3339 date-time, e.g. 2026-11-24T00:00:00Z")
+    return value
+
+
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso_datetime_only)]
 
 
 class SchemaVersion(SQLModel, table=True):
@@ -139,16 +176,16 @@ class TransformCreate(BaseModel):
     """
 
     table: str = Field(examples=["ad_events"])
-    version: int = Field(ge=1, le=MAX_VERSION, strict=True, examples=[1])
+    version: JsonInt = Field(ge=1, le=MAX_VERSION, examples=[1])
     source_path: str = Field(
         pattern=r"^s3://[^/]*/",
         description="raw partition location; {dt} (YYYY-MM-DD) is replaced per date, e.g. s3://hw-raw/beacon/dt={dt}/",
         examples=["s3://hw-raw/beacon/dt={dt}/"],
     )
-    dt: date | None = Field(default=None, description="one date")
-    start: date | None = Field(default=None, description="first date of a range (inclusive)")
-    end: date | None = Field(default=None, description="last date of a range (inclusive)")
-    hour: int | None = Field(default=None, ge=0, le=23, strict=True, description="only this hour of each date")
+    dt: IsoDate | None = Field(default=None, description="one date")
+    start: IsoDate | None = Field(default=None, description="first date of a range (inclusive)")
+    end: IsoDate | None = Field(default=None, description="last date of a range (inclusive)")
+    hour: JsonInt | None = Field(default=None, ge=0, le=23, description="only this hour of each date")
     engine: Engine = "local"
 
     model_config = ConfigDict(

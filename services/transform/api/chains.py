@@ -8,7 +8,6 @@ sub-paths under ``/api/chains``) answer the same way as undocumented aliases, wi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
@@ -24,6 +23,7 @@ from services.transform.models import (
     ChainStatus,
     ChainSubmitted,
     ChainTaskDetail,
+    IsoDateTime,
 )
 from shared.auth import JobsAdminScope, ReadScope
 from shared.errors import UnprocessableError
@@ -57,6 +57,19 @@ def _merge_params(query: dict[str, str], body: dict[str, Any] | None) -> dict[st
         details = [{"field": name, "reason": "given differently in the query and the body"} for name in both]
         raise UnprocessableError(f"conflicting parameters: {', '.join(both)}", details=details)
     return {**query, **(body or {})}
+
+
+# OpenAPI before 3.2 has a text/event-stream `schema` describe ONE event (as SSE clients read it: event name and
+# data line), not the stream as a string; `data` is the JSON of a run's status or of {"runs": [...]}.
+_EVENT_SCHEMA: dict[str, object] = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"type": "string", "enum": ["status", "runs"]},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+    },
+    "example": {"event": "runs", "data": '{"runs": []}'},
+}
 
 
 def chain_routes(paths: ChainPaths, *, aliases: ChainPaths | None = None) -> APIRouter:
@@ -181,7 +194,7 @@ def chain_routes(paths: ChainPaths, *, aliases: ChainPaths | None = None) -> API
         _principal: ReadScope,
         state: Annotated[RunState | None, Query(description="RUNNING, DONE or FAILED")] = None,
         chain: Annotated[str | None, Query(description="`type/chain` or a chain name")] = None,
-        since: Annotated[datetime | None, Query(description="only runs submitted at or after this time")] = None,
+        since: Annotated[IsoDateTime | None, Query(description="only runs submitted at or after this time")] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
     ) -> ChainRunList:
         """List recent runs."""
@@ -197,7 +210,7 @@ def chain_routes(paths: ChainPaths, *, aliases: ChainPaths | None = None) -> API
         "changes when `chain=` or `run=` is given, else `runs` events with the recent runs."
         + _alias_note("GET", f"{aliases.chains}/events" if aliases else None),
         response_class=StreamingResponse,
-        responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}, **error_responses(404)},
+        responses={200: {"content": {"text/event-stream": {"schema": _EVENT_SCHEMA}}}, **error_responses(404)},
     )
     async def get_chain_events(
         request: Request,

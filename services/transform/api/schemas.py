@@ -10,6 +10,7 @@ import asyncio
 from typing import Annotated, Any
 
 import orjson
+import yaml
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 
 from services.transform import registry
@@ -44,7 +45,8 @@ _SCHEMA_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/yaml": {"schema": {"type": "string"}, "example": _EXAMPLE_YAML},
+            # The YAML document is a mapping (a client serialises the example below as YAML, not as a quoted string).
+            "application/yaml": {"schema": {"type": "object"}, "example": yaml.safe_load(_EXAMPLE_YAML)},
             "application/json": {
                 "schema": {"type": "object", "properties": {"yaml": {"type": "string"}}, "required": ["yaml"]},
                 "example": {"yaml": _EXAMPLE_YAML},

@@ -127,13 +127,18 @@ def test_client_errors_use_the_error_schema(service: str) -> None:
     assert wrong == [], f"{service}: 4xx responses not documented with the ErrorResponse schema: {wrong}"
 
 
+# Collection-like routes whose path parameter filters rather than names one thing: an unknown table counts 0 rows
+# and an unknown ad has an empty series (tested behaviour in tests/loader), so they never answer 404.
+NEVER_404 = {("GET", "/v1/warehouse/{table}/count"), ("GET", "/v1/advertising/traffic/{ad_id}")}
+
+
 @pytest.mark.parametrize("service", SERVICES)
 def test_operations_addressing_a_resource_document_404(service: str) -> None:
     # A path parameter names something that may not exist: the client must expect "not found".
     missing = [
         f"{method} {path}"
         for method, path, operation in operations(service)
-        if "{" in path and "404" not in operation.get("responses", {})
+        if "{" in path and "404" not in operation.get("responses", {}) and (method, path) not in NEVER_404
     ]
     assert missing == [], f"{service}: operations with a path parameter but no 404: {missing}"
 

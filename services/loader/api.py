@@ -38,7 +38,15 @@ router = APIRouter()
 JobId = Annotated[int, Path(ge=1, le=ID_MAX, description="the job's id")]
 
 
-@router.post("/v1/jobs", tags=["jobs"], summary="Create a load job", status_code=201, response_model=JobRead)
+@router.post(
+    "/v1/jobs",
+    tags=["jobs"],
+    summary="Create a load job",
+    description="A schema version not registered (with transform) is a 404 naming `schema_version`.",
+    status_code=201,
+    response_model=JobRead,
+    responses=error_responses(404),
+)
 async def create_job(
     job_in: JobCreate, session: SessionDep, settings: SettingsDep, aws: AwsDep, wiring: WiringDep, _: JobsAdminScope
 ) -> JobRead:

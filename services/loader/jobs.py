@@ -42,8 +42,8 @@ async def create_job(*, session: AsyncSession, settings: LoaderSettings, aws: An
     s3 = await aws.get("s3")
     try:
         schema = await load_schema(s3, settings, job_in.schema_name, job_in.schema_version)
-    except SchemaNotFound as exc:
-        raise UnprocessableError(
+    except SchemaNotFound as exc:  # a referenced thing that does not exist: the documented 404, not a 422
+        raise NotFoundError(
             str(exc), details=[{"field": "schema_version", "reason": f"{exc}: register it with transform first"}]
         ) from exc
     job = Job(
@@ -76,7 +76,7 @@ async def update_job(
         try:
             new = await load_schema(s3, settings, job.schema_name, changes["schema_version"])
         except SchemaNotFound as exc:
-            raise UnprocessableError(str(exc), details=[{"field": "schema_version", "reason": str(exc)}]) from exc
+            raise NotFoundError(str(exc), details=[{"field": "schema_version", "reason": str(exc)}]) from exc
         old = await load_schema(s3, settings, job.schema_name, job.schema_version)
         dropped = sorted({c.name for c in old.columns} - {c.name for c in new.columns})
         if dropped:

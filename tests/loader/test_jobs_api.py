@@ -18,7 +18,10 @@ async def _fields(response: httpx.Response) -> list[str]:
 
 
 async def test_invalid_jobs_get_a_422_naming_the_field(client: httpx.AsyncClient) -> None:
-    assert "schema_version" in await _fields(await client.post("/v1/jobs", json=job_body(schema_version=9)))
+    # An unregistered schema version is now the documented 404 (was an undocumented 422), still naming the field.
+    unregistered = await client.post("/v1/jobs", json=job_body(schema_version=9))
+    assert unregistered.status_code == 404, unregistered.text
+    assert unregistered.json()["error"]["details"][0]["field"] == "schema_version"
     body = job_body(start_date="2026-11-20", end_date="2026-11-19")
     assert "end_date" in await _fields(await client.post("/v1/jobs", json=body))
     for source in (

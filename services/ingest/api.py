@@ -11,10 +11,18 @@ from services.ingest import badrows, openapi
 from services.ingest.badrows import BadRowsSummary, ResubmitRequest, ResubmitResult, summarise_bad_rows
 from services.ingest.beacons import NO_CACHE, PIXEL
 from services.ingest.deps import BeaconClientIp, ClientIp, CountersDep, IntakeDep, S3Dep, SettingsDep
-from services.ingest.intake import RETRY_REASON, BatchOutcome, Beacon, EventBatch, PayloadTooLargeError, parse_beacon
+from services.ingest.intake import (
+    RETRY_REASON,
+    UNKNOWN_TYPE_REASON,
+    BatchOutcome,
+    Beacon,
+    EventBatch,
+    PayloadTooLargeError,
+    parse_beacon,
+)
 from services.ingest.models import BeaconAck, BeaconQuery, IngestResponse, RealtimeResponse
 from shared.auth import IngestWriteScope, ReadScope
-from shared.errors import ServiceUnavailableError, UnprocessableError
+from shared.errors import NotFoundError, ServiceUnavailableError, UnprocessableError
 from shared.openapi import error_responses
 
 # A JSON beacon is a handful of fields: refuse large bodies early, whatever max_body_bytes allows batches.
@@ -47,10 +55,13 @@ def pixel_response(kind: Literal["gif", "204"]) -> Response:
 
 def batch_response(outcome: BatchOutcome, key: str = "events") -> Response:
     """Answer 202 when something was taken; when nothing was, the error shape: 422 with one detail per event
-    (``field`` ``<key>.<index>``), or 503 when an event is only in flight elsewhere (retry)."""
+    (``field`` ``<key>.<index>``), 404 when every event's type has no registered schema, or 503 when an event is
+    only in flight elsewhere (retry)."""
     reason = outcome.lone_rejection()
     if reason == RETRY_REASON:
         raise ServiceUnavailableError(reason, headers={"Retry-After": "1"})
+    if reason is not None and reason.startswith(UNKNOWN_TYPE_REASON):
+        raise NotFoundError(reason, details=[{"field": "type", "reason": reason}])
     if reason is not None:
         raise UnprocessableError(f"invalid event: {reason}", details=[{"field": "event", "reason": reason}])
     if outcome.accepted or outcome.duplicates:
@@ -58,10 +69,11 @@ def batch_response(outcome: BatchOutcome, key: str = "events") -> Response:
     rejections = outcome.rejections()
     if any(reason == RETRY_REASON for _, reason in rejections):
         raise ServiceUnavailableError(RETRY_REASON, headers={"Retry-After": "1"})
-    raise UnprocessableError(
-        f"every event was rejected ({len(rejections)})",
-        details=[{"field": f"{key}.{index}", "reason": reason} for index, reason in rejections],
-    )
+    details = [{"field": f"{key}.{index}", "reason": reason} for index, reason in rejections]
+    # A valid event of a type nobody registered refers to a schema that does not exist: 404, not a bad body.
+    if all(reason.startswith(UNKNOWN_TYPE_REASON) for _, reason in rejections):
+        raise NotFoundError(f"every event has an unregistered type ({len(rejections)})", details=details)
+    raise UnprocessableError(f"every event was rejected ({len(rejections)})", details=details)
 
 
 def _add_beacon_routes(kind: Literal["impression", "click"]) -> None:
@@ -113,13 +125,14 @@ _add_beacon_routes("click")
     summary="Post one event or a batch (needs ingest:write)",
     status_code=202,
     response_model=IngestResponse,
-    responses=error_responses(413, 503),
+    responses=error_responses(404, 413, 503),
     openapi_extra=openapi.EVENTS_BODY,
     description="Accepted events are durable (fsync'd spool) when this answers 202; each event's outcome is "
     "listed by index (a bad event rejects only itself). When no event is taken the answer is an error: 422 with "
     "one detail per event (`field` `events.<index>`, `reason`), 422 for an empty batch or JSON nested deeper "
-    "than the archive stores, 413 beyond the batch limit (`batch_max_events`, 500 by default). 503 with "
-    "Retry-After when the spool is full or an event's id is being accepted by another request.",
+    "than the archive stores, 404 when every event has a custom type without a registered schema, 413 beyond "
+    "the batch limit (`batch_max_events`, 500 by default). 503 with Retry-After when the spool is full or an "
+    "event's id is being accepted by another request.",
 )
 async def create_events(
     request: Request, intake: IntakeDep, settings: SettingsDep, ip: ClientIp, _: IngestWriteScope

@@ -86,6 +86,8 @@ _SOURCE_AND_TIME = itemgetter("source", "event_time")
 _TYPE_AND_AD = itemgetter("type", "ad_id")
 
 RETRY_REASON = "retry: an event with this event_id is being accepted by another request"
+# The start of the reason given to an event whose custom type has no registered schema (a 404 when it is all).
+UNKNOWN_TYPE_REASON = "type: unknown event type"
 
 
 class PayloadTooLargeError(ApiError):
@@ -246,7 +248,7 @@ class Intake:
             valid = [(others[position], event) for position, event in valid]
             for name in {event.type for _, event in valid if event.type not in BUILTIN_TYPES}:
                 if not await self.registry.is_registered(name):
-                    reason = f"type: unknown event type '{name}' (register a schema with that name first)"
+                    reason = f"{UNKNOWN_TYPE_REASON} '{name}' (register a schema with that name first)"
                     rejected.update({index: reason for index, event in valid if event.type == name})
             for index, event in valid:
                 if index not in rejected:

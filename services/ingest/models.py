@@ -7,9 +7,9 @@ Ingest keeps no SQLModel tables of its own (API keys live in ``shared.auth``); t
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
 
 # Defined once in shared.contracts: replay validates what it writes to ingest's stream with the same patterns.
 from shared.contracts import EVENT_ID_PATTERN
@@ -17,10 +17,32 @@ from shared.contracts import SOURCE_NAME_PATTERN as CUSTOM_TYPE_PATTERN
 
 BUILTIN_TYPES = ("impression", "click", "meter_read")
 
+# Epoch numbers as the schema bounds them (year 1 to 9999 in milliseconds; pydantic reads +-2e10 and beyond as
+# milliseconds); pydantic alone would take a little past either end.
+EPOCH_MIN, EPOCH_MAX = -62135596800000, 253402300799000
+
+
+def _check_epoch(value: Any) -> Any:
+    if isinstance(value, bool) or (isinstance(value, int | float) and not EPOCH_MIN <= value <= EPOCH_MAX):
+        raise ValueError(f"an epoch timestamp is a number from {EPOCH_MIN} to {EPOCH_MAX}")
+    return value
+
+
+EventTime = Annotated[datetime | None, BeforeValidator(_check_epoch)]
+
 _EVENT_TIME = Field(
     default=None,
     validation_alias=AliasChoices("event_time", "timestamp", "ts"),
     description="client timestamp (ISO-8601, or epoch seconds); received_at when absent",
+    # The schema says what the validator takes: an ISO-8601 string or a number of epoch seconds (milliseconds
+    # beyond +-2e10, as pydantic reads them), from the year 1 to the year 9999.
+    json_schema_extra={
+        "anyOf": [
+            {"type": "string", "format": "date-time"},
+            {"type": "number", "minimum": EPOCH_MIN, "maximum": EPOCH_MAX},
+            {"type": "null"},
+        ]
+    },
 )
 
 
@@ -30,7 +52,7 @@ class EventIn(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
     event_id: str | None = Field(default=None, pattern=EVENT_ID_PATTERN, description="client id, used for dedup")
-    event_time: datetime | None = _EVENT_TIME
+    event_time: EventTime = _EVENT_TIME
     properties: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -56,9 +78,10 @@ class MeterReadIn(EventIn):
 
     type: Literal["meter_read"] = "meter_read"
     cloud_id: str = Field(min_length=1, max_length=64, description="device id as a string (leading zeros kept)")
-    demand_kw: float = Field(allow_inf_nan=False)
-    summation_delivered_kwh: float | None = Field(default=None, allow_inf_nan=False)
-    summation_received_kwh: float | None = Field(default=None, allow_inf_nan=False)
+    # strict: a number, not a numeric string or a boolean (the schema says number).
+    demand_kw: float = Field(allow_inf_nan=False, strict=True)
+    summation_delivered_kwh: float | None = Field(default=None, allow_inf_nan=False, strict=True)
+    summation_received_kwh: float | None = Field(default=None, allow_inf_nan=False, strict=True)
     raw: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -78,7 +101,7 @@ class BeaconIn(AdFields):
     model_config = ConfigDict(populate_by_name=True)
 
     event_id: str | None = Field(default=None, pattern=EVENT_ID_PATTERN)
-    event_time: datetime | None = _EVENT_TIME
+    event_time: EventTime = _EVENT_TIME
 
 
 class BeaconQuery(BeaconIn):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.ingest.models import AdEventIn, BeaconIn, CustomEventIn, MeterReadIn
+from services.ingest.models import BUILTIN_TYPES, AdEventIn, BeaconIn, CustomEventIn, MeterReadIn
 from services.ingest.settings import IngestSettings
 
 # What the server enforces, said in the schema: at least one event, at most the batch limit (the default here;
@@ -19,13 +19,18 @@ def _schema(model: Any, *, required_type: bool = False) -> dict[str, Any]:
     return schema
 
 
-_EVENT = {
-    "anyOf": [
-        _schema(AdEventIn),
-        _schema(MeterReadIn, required_type=True),
-        {**_schema(CustomEventIn), "description": "An event of a registered custom type (a schema of that name)"},
-    ]
-}
+def _custom_schema() -> dict[str, Any]:
+    # A built-in type is validated by its own model, never as a custom event: say so, or the custom branch would
+    # admit e.g. an impression without ad_id.
+    schema = {**_schema(CustomEventIn), "description": "An event of a registered custom type (a schema of that name)"}
+    schema["properties"] = {
+        **schema["properties"],
+        "type": {**schema["properties"]["type"], "not": {"enum": list(BUILTIN_TYPES)}},
+    }
+    return schema
+
+
+_EVENT = {"anyOf": [_schema(AdEventIn), _schema(MeterReadIn, required_type=True), _custom_schema()]}
 _EVENTS = {"type": "array", "minItems": 1, "maxItems": _MAX_EVENTS, "items": _EVENT}
 _READS = {"type": "array", "minItems": 1, "maxItems": _MAX_EVENTS, "items": _schema(MeterReadIn)}
 

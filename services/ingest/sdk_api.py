@@ -80,18 +80,29 @@ class SegmentAck(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"success": True}]})
 
 
-def _json_body(description: str, example: dict[str, Any]) -> dict[str, Any]:
+def _json_body(description: str, example: dict[str, Any], **schema: Any) -> dict[str, Any]:
     return {
         "requestBody": {
             "required": True,
             "content": {
                 "application/json": {
-                    "schema": {"type": "object", "description": description},
+                    "schema": {"type": "object", "description": description, **schema},
                     "example": example,
                 }
             },
         }
     }
+
+
+# What parse_payload_data requires (anything else is a 422): a payload_data schema URI and a list of events
+# (events that cannot be mapped go to bad rows, so their shape is free).
+_TP2_SCHEMA: dict[str, Any] = {
+    "required": ["schema", "data"],
+    "properties": {
+        "schema": {"type": "string", "pattern": "^" + snowplow.PAYLOAD_DATA_PREFIX.replace(".", "\\.")},
+        "data": {"type": "array"},
+    },
+}
 
 
 @router.post(
@@ -104,7 +115,7 @@ def _json_body(description: str, example: dict[str, Any]) -> dict[str, Any]:
         **error_responses(413, 429, 503),
     },
     openapi_extra={
-        **_json_body("A self-describing payload_data JSON: {schema, data: [event, ...]}", _TP2_EXAMPLE),
+        **_json_body("A self-describing payload_data JSON: {schema, data: [event, ...]}", _TP2_EXAMPLE, **_TP2_SCHEMA),
         **SNOWPLOW_PATH,
     },
     description="Public like a Snowplow collector (rate-limited per client); browsers may post cross-origin with "

@@ -117,7 +117,9 @@ async def get_device(cloud_id: str, registry: RegistryDep, _: ReadScope) -> Devi
     "/devices/{cloud_id}",
     summary="Change a device; new credentials re-enable polling after an auth failure",
     response_model=DeviceRead,
-    responses=error_responses(404),
+    responses=error_responses(404, 409),
+    description="409 when `host` or `protocol` does not fit what the device has stored (a host for a cloud device, "
+    "a local protocol without a host).",
 )
 async def update_device(
     cloud_id: str, registry: RegistryDep, _: DevicesAdminScope, device_in: Annotated[DeviceUpdate, Body()]

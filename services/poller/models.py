@@ -85,6 +85,12 @@ def check_host(protocol: str, host: str | None) -> None:
         raise ValueError("host is only for the local protocols")
 
 
+# JSON Schema if/then of check_host: "protocol absent or cloud" -> no host. The ``json_schema_extra`` dict is merged
+# into the model's schema, where the properties above hold the types and patterns.
+_CLOUD_PROTOCOL: dict[str, Any] = {"properties": {"protocol": {"const": "cloud"}}}
+_NO_HOST: dict[str, Any] = {"properties": {"host": {"type": "null"}}}
+
+
 class DeviceCreate(BaseModel):
     """A device to register. The seed's JSON-lines fields (user_email, user_pw) are accepted too."""
 
@@ -100,7 +106,11 @@ class DeviceCreate(BaseModel):
                     "protocol": "eagle200-local",
                     "host": "192.168.1.40",
                 },
-            ]
+            ],
+            # check_host, said in the schema: the cloud (the default) takes no host, a local protocol needs one.
+            "if": _CLOUD_PROTOCOL,
+            "then": _NO_HOST,
+            "else": {"required": ["host"], "properties": {"host": {"type": "string"}}},
         },
     )
 
@@ -125,7 +135,13 @@ class DeviceUpdate(BaseModel):
     """Fields to change; new credentials re-enable a device that failed authentication."""
 
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"eagle_password": "new-install-code"}, {"state": "paused"}]}
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"eagle_password": "new-install-code"}, {"state": "paused"}],
+            # Moving to the cloud takes no host; a host or protocol that does not fit the STORED one is a 409.
+            "if": {"required": ["protocol"], **_CLOUD_PROTOCOL},
+            "then": _NO_HOST,
+        },
     )
 
     owner_email: Email | None = None

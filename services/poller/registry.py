@@ -20,7 +20,7 @@ from services.poller.crypto import decrypt_credentials, encrypt_credentials
 from services.poller.devices.transport import unsendable_credential
 from services.poller.keys import Keys, shard_of
 from services.poller.models import DEVICE_STATES, DeviceCreate, DeviceRead, DeviceUpdate, ItemResult, check_host
-from shared.errors import NotFoundError, UnprocessableError, validation_details
+from shared.errors import ConflictError, NotFoundError, UnprocessableError, validation_details
 
 SaveMode = Literal["create", "update", "upsert"]
 
@@ -198,7 +198,9 @@ class Registry:
         try:
             check_host(protocol, host)
         except ValueError as exc:
-            raise UnprocessableError(str(exc), details=[{"field": "host", "reason": str(exc)}]) from exc
+            # The body alone is valid (the schema refuses cloud + host); it conflicts with the stored protocol/host.
+            error = UnprocessableError if device_in.protocol == "cloud" else ConflictError
+            raise error(str(exc), details=[{"field": "host", "reason": str(exc)}]) from exc
         return {"protocol": protocol, "host": host or ""}
 
     async def update(self, *, cloud_id: str, device_in: DeviceUpdate) -> DeviceRead:

@@ -174,10 +174,10 @@ def test_local_protocols_need_a_host_and_the_cloud_takes_none() -> None:
 
 async def test_update_checks_protocol_and_host_together(registry: Registry, fleet: SimulatedFleet) -> None:
     from services.poller.models import DeviceUpdate
-    from shared.errors import UnprocessableError
+    from shared.errors import ConflictError
 
     await registry.create(device_in=DeviceCreate.model_validate(record(fleet, CLOUD)))
-    with pytest.raises(UnprocessableError, match="host is required"):
+    with pytest.raises(ConflictError, match="host is required"):
         await registry.update(cloud_id=CLOUD, device_in=DeviceUpdate(protocol="eagle200-local"))
     moved = await registry.update(cloud_id=CLOUD, device_in=DeviceUpdate(protocol="eagle100-local", host="10.0.0.7"))
     assert (moved.protocol, moved.host) == ("eagle100-local", "10.0.0.7")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import orjson
@@ -115,10 +115,9 @@ async def test_request_on_sqs_becomes_parquet_manifest_bad_rows_view_and_load_re
         "user_id",
         "event_time",
         "received_at",
-        "dt",
     ]
-    assert table.schema.field("event_time").type == pa.timestamp("us")
-    assert table.schema.field("dt").type == pa.date32()
+    # UTC instants; the partition column lives in the path (dt=...), not in the file.
+    assert table.schema.field("event_time").type == pa.timestamp("us", tz="UTC")
     rows = sorted(table.to_pylist(), key=lambda r: r["event_id"])
     assert [r["event_id"] for r in rows] == [
         "ev-0000",
@@ -140,9 +139,8 @@ async def test_request_on_sqs_becomes_parquet_manifest_bad_rows_view_and_load_re
         "campaign_id": "camp-1",
         "placement": "top",
         "user_id": "user-0",
-        "event_time": datetime(2026, 11, 24, 10, 0),
-        "received_at": datetime(2026, 11, 24, 10, 0, 1, 250000),
-        "dt": date(2026, 11, 24),
+        "event_time": datetime(2026, 11, 24, 10, 0, tzinfo=UTC),
+        "received_at": datetime(2026, 11, 24, 10, 0, 1, 250000, tzinfo=UTC),
     }
     assert rows[-1]["user_id"] is None
 
@@ -160,10 +158,11 @@ async def test_request_on_sqs_becomes_parquet_manifest_bad_rows_view_and_load_re
 
     assert outcome.advertising_view_key == f"_views/advertising/ad_events/v1/dt={DT}/part-00000.parquet"
     view = pq.read_table(io.BytesIO(await _body(s3, curated, outcome.advertising_view_key)))
-    assert view.schema.names == ["ad_id", "dt", "impressions", "clicks", "ctr"]
+    # The view's day is in its key (dt=...), like the tables'.
+    assert view.schema.names == ["ad_id", "impressions", "clicks", "ctr"]
     assert view.to_pylist() == [
-        {"ad_id": "ad-1", "dt": date(2026, 11, 24), "impressions": 5, "clicks": 2, "ctr": 0.4},
-        {"ad_id": "ad-2", "dt": date(2026, 11, 24), "impressions": 3, "clicks": 1, "ctr": 1 / 3},
+        {"ad_id": "ad-1", "impressions": 5, "clicks": 2, "ctr": 0.4},
+        {"ad_id": "ad-2", "impressions": 3, "clicks": 1, "ctr": 1 / 3},
     ]
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
+from starlette.convertors import Convertor, register_url_convertor
 
 from services.replay import jobs as job_service
 from services.replay.deps import ArqDep, AwsDep, ProgressDep, QuerySlotsDep, SessionDep, SettingsDep
@@ -17,6 +18,23 @@ from shared.auth import ReadScope, ReplayRunScope
 from shared.openapi import error_responses
 
 router = APIRouter(prefix="/v1")
+
+
+class _ReplayIdConvertor(Convertor[str]):
+    """A job id segment: anything but ``preview``, so ``/replays/preview`` is not also a job's path (``Allow``)."""
+
+    regex = "(?!preview$)[^/]+"
+
+    def convert(self, value: str) -> str:
+        """Return the segment as is."""
+        return value
+
+    def to_string(self, value: str) -> str:
+        """Return the id as its path segment."""
+        return value
+
+
+register_url_convertor("replay_id", _ReplayIdConvertor())
 
 _JSONL_EXAMPLE = (
     '{"type":"click","n":2}\n{"type":"impression","n":5}\n{"_truncated":true,"reason":"max_rows","rows":2}\n'
@@ -121,7 +139,7 @@ async def list_replays(_: ReadScope, session: SessionDep, progress: ProgressDep)
 
 
 @router.get(
-    "/replays/{replay_id}",
+    "/replays/{replay_id:replay_id}",
     tags=["replays"],
     summary="Show a replay job and its progress",
     response_model=ReplayRead,
@@ -134,7 +152,7 @@ async def get_replay(replay_id: str, _: ReadScope, session: SessionDep, progress
 
 
 @router.post(
-    "/replays/{replay_id}/cancel",
+    "/replays/{replay_id:replay_id}/cancel",
     tags=["replays"],
     summary="Cancel a replay job",
     status_code=202,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, model_validator
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
 
@@ -42,7 +42,8 @@ class ReplayJob(SQLModel, table=True):
 
 # A source is a name of the raw archive (ingest's event type, or ``beacon``), never a path.
 SourceName = Annotated[str, StringConstraints(pattern=SOURCE_NAME_PATTERN)]
-Sources = Annotated[list[SourceName], Field(max_length=100)]
+# At least one: an empty list would select nothing and leave the views undefined.
+Sources = Annotated[list[SourceName], Field(min_length=1, max_length=100)]
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -84,11 +85,17 @@ class ReplayOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    key: str = Field("event_id", description="SQL key expression; the partition key of each emitted record")
-    compact: bool = Field(False, description="emit only the last record (by event time, sequence) per key")
+    key: str = Field(
+        "original",
+        description="`original` (default): each record keeps the partition key ingest gave it on the events stream "
+        "(its entity: ad_id, cloud_id, ...) and compaction is per event id; otherwise a SQL key expression that is "
+        "both the compaction key and the partition key of each emitted record. `_replay.partition_key_from` says "
+        "which.",
+    )
+    compact: StrictBool = Field(False, description="emit only the last record (by event time, sequence) per key")
     annotate: dict[str, Any] = Field(default_factory=dict, description="user fields merged under `_replay`")
     rate_limit: float | None = Field(None, gt=0, description="records per second")
-    dry_run: bool = False
+    dry_run: StrictBool = False
 
 
 class ReplayCreate(ReplayOptions):
@@ -297,7 +304,8 @@ class QueryRequest(BaseModel):
     sql: str = Field(min_length=1, max_length=100_000)
     format: QueryFormat = "jsonl"
     max_rows: int | None = Field(None, ge=1)
-    timeout_s: float | None = Field(None, gt=0)
+    # Below a tenth of a second no query can answer its first row: refuse such a limit as invalid (422).
+    timeout_s: float | None = Field(None, ge=0.1)
     sources: Sources | None = Field(None, description="only mirror these sources of the raw archive (names)")
     start: datetime | None = Field(None, description="only mirror raw partitions from this time")
     end: datetime | None = Field(

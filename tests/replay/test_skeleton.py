@@ -73,7 +73,7 @@ async def test_structured_replay_emits_the_bounded_source_with_annotation(client
     }
     records = await read_stream(await aws.get("kinesis"), settings.stream("replay"))
     assert [r["data"]["event_id"] for r in records] == ["e2", "e3"]
-    assert [r["key"] for r in records] == ["e2", "e3"]
+    assert [r["key"] for r in records] == ["ad-1", "ad-1"]  # the default: each record's original key
     annotation = records[0]["data"]["_replay"]
     assert annotation["job_id"] == job_id
     assert annotation["force_overwrite"] is True

@@ -131,8 +131,8 @@ def poller(
     rotate_every: Annotated[float, typer.Option(help="seconds between log rotations; 0 disables")] = 300.0,
 ) -> None:
     """Run one poller replica: take shard leases and poll its devices until SIGTERM."""
-    from services.poller.wiring import run_replica
     from services.poller.settings import PollerSettings
+    from services.poller.wiring import run_replica
     from shared.logging import configure_logging
 
     if replica_id:

@@ -211,7 +211,7 @@ class Sandbox:
         pattern = _sql_path(latest / "dt=*" / "*.parquet")
         # dt comes from the path (curated files leave it to their dt= directory)
         source = f"read_parquet('{pattern}', union_by_name=true, hive_partitioning=true)"
-        self.con.execute(f"CREATE VIEW \"{view}\" AS SELECT * FROM {source}")
+        self.con.execute(f'CREATE VIEW "{view}" AS SELECT * FROM {source}')
 
     def check_select(self, sql: str) -> str:
         """Return ``sql`` without a trailing semicolon if it is exactly one SELECT, else raise QueryRefused."""

@@ -93,7 +93,7 @@ def compose(entries: list[dict[str, Any]], detail_limit: int) -> tuple[str, str]
 
 
 async def send_mail(settings: LoaderSettings, recipients: list[str], subject: str, body: str) -> None:
-    """Send one plain-text mail over SMTP."""
+    """Send one plain-text mail over SMTP (STARTTLS or implicit TLS when set; certificates always verified)."""
     message = EmailMessage()
     message["From"] = settings.smtp_sender
     message["To"] = ", ".join(recipients)
@@ -106,6 +106,9 @@ async def send_mail(settings: LoaderSettings, recipients: list[str], subject: st
         username=settings.smtp_username,
         password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
         start_tls=settings.smtp_starttls,
+        use_tls=settings.smtp_implicit_tls,
+        validate_certs=True,
+        cert_bundle=str(settings.smtp_ca_file) if settings.smtp_ca_file else None,
         timeout=30,
     )
 

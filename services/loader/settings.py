@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import SecretStr, model_validator
 
 from shared.settings import HeadwaterSettings
 
@@ -53,7 +53,12 @@ class LoaderSettings(HeadwaterSettings):
     smtp_port: int = 1025
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
+    # Transport security: STARTTLS on a plain port (587), or implicit TLS from the first byte (SMTPS, 465);
+    # at most one. The server's certificate is always verified, against smtp_ca_file when set (a private CA)
+    # or the system's trust store.
     smtp_starttls: bool = False
+    smtp_implicit_tls: bool = False
+    smtp_ca_file: Path | None = None
     smtp_sender: str = "headwater@example.com"
     notify_flush_s: int = 30
     # Up to this many events per job in one flush are listed one by one; more become a summary.
@@ -61,6 +66,12 @@ class LoaderSettings(HeadwaterSettings):
 
     # Retention runs every retention_interval_min minutes.
     retention_interval_min: int = 60
+
+    @model_validator(mode="after")
+    def _one_tls_mode(self) -> LoaderSettings:
+        if self.smtp_starttls and self.smtp_implicit_tls:
+            raise ValueError("smtp_starttls and smtp_implicit_tls exclude each other: choose one (465 is implicit TLS)")
+        return self
 
     @property
     def loader_dir(self) -> Path:

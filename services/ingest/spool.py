@@ -13,6 +13,7 @@ same archive objects under the same keys. Appends are grouped: concurrent reques
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
 import os
 import secrets
@@ -27,6 +28,7 @@ from shared.logging import get_logger
 log = get_logger(__name__)
 
 Day = tuple[str, str]  # (source, "YYYY-MM-DD")
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
 class SpoolFullError(Exception):
@@ -226,7 +228,15 @@ class Spool:
         try:
             async with self._io_lock:
                 segment = await self._writable_segment()
-                await asyncio.to_thread(_write_and_sync, segment.fd, b"".join(chunks))
+                try:
+                    await asyncio.to_thread(_write_and_sync, segment.fd, b"".join(chunks))
+                except OSError as exc:
+                    # A short write (disk full) leaves a torn line the next group would be appended to, gluing
+                    # an acknowledged event onto garbage: cut the file back to what was acknowledged.
+                    await asyncio.to_thread(_truncate, segment.fd, segment.size)
+                    if exc.errno in _DISK_FULL:
+                        raise SpoolFullError(f"no space left for the spool: {exc.strerror}") from exc
+                    raise
                 segment.events += events
                 segment.size += size
                 segment.days |= days
@@ -324,6 +334,12 @@ def _write_and_sync(fd: int | None, data: bytes) -> None:
     while view:
         written = os.write(fd, view)
         view = view[written:]
+    os.fsync(fd)
+
+
+def _truncate(fd: int | None, size: int) -> None:
+    assert fd is not None
+    os.ftruncate(fd, size)
     os.fsync(fd)
 
 

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from redis.asyncio import Redis
 
 from services.ingest.markers import DayMarkers
 from services.ingest.settings import IngestSettings
 from services.ingest.shipper import Shipper
 from services.ingest.sinks import SinkClients
-from services.ingest.spool import Slot, Spool
+from services.ingest.spool import Slot, Spool, SpoolFullError, read_segment_lines
 from shared.aws import AwsClients
 from tests.ingest.conftest import archived_records
 
@@ -103,3 +109,46 @@ async def test_a_day_still_receiving_events_gets_its_marker_only_once_quiet(redi
         later = utc_now() + timedelta(seconds=61)
         assert await markers.write_due(s3, local_pending=set(), now=later) == ["beacon/dt=2026-01-05/_COMPLETE"]
         assert await redis.hgetall("hw:ingest:open-days-shipped-at") == {}
+
+
+@contextlib.contextmanager
+def _tiny_disk(path: Path, size: str = "64k") -> Iterator[Path]:
+    """Mount a small tmpfs at ``path`` (a real file system that fills up); skip where mounting is not allowed."""
+    path.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+async def test_a_full_disk_refuses_without_tearing_the_segment(tmp_path: Path) -> None:
+    # Found by the chaos scenario "disk full for the ingest spool": a short write raised a bare OSError (a 500)
+    # and left a torn line that the next acknowledged group was glued onto.
+    with _tiny_disk(tmp_path / "disk") as disk:
+        spool = Spool(disk / "spool", max_bytes=10**7, segment_max_events=1000, segment_max_bytes=10**7)
+        await spool.open()
+        try:
+            await spool.append(_line("kept-1"), 1, {("beacon", "2026-11-24")})
+            filler = disk / "filler"
+            fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+            try:
+                with contextlib.suppress(OSError):
+                    while os.write(fd, b"x" * 512):
+                        pass
+            finally:
+                os.close(fd)
+            big = b"".join(_line(f"refused-{n}") for n in range(40))
+            with pytest.raises(SpoolFullError):
+                await spool.append(big, 40, {("beacon", "2026-11-24")})
+            filler.unlink()
+            await spool.append(_line("kept-2"), 1, {("beacon", "2026-11-24")})
+        finally:
+            await spool.close()
+            spool.release()
+        [segment] = spool.sealed()
+        lines = read_segment_lines(segment.path)
+        assert [orjson.loads(line)["event_id"] for line in lines] == ["kept-1", "kept-2"]
+        assert segment.events == 2 and segment.size == segment.path.stat().st_size

@@ -10,6 +10,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from shared.aws import AwsClients
+from shared.bootstrap_firehose import ensure_firehose
 from shared.logging import get_logger
 from shared.settings import BUCKETS, QUEUES, STREAMS, TRAFFIC_TABLE, HeadwaterSettings
 
@@ -133,7 +134,7 @@ async def ensure_sender_verified(ses: Any) -> None:
 
 
 # The steps of ``bootstrap``, in order, for callers that show progress.
-BOOTSTRAP_STEPS = ("buckets", "queues", "bucket notifications", "streams", "traffic table", "mail sender")
+BOOTSTRAP_STEPS = ("buckets", "queues", "bucket notifications", "streams", "traffic table", "firehose", "mail sender")
 
 
 async def bootstrap(
@@ -153,6 +154,8 @@ async def bootstrap(
         done("streams")
         await ensure_traffic_table(await aws.get("dynamodb"), settings)
         done("traffic table")
+        await ensure_firehose(await aws.get("firehose"), settings)
+        done("firehose")
         if with_ses and settings.aws_endpoint_url:
             await ensure_sender_verified(await aws.get("ses"))
         done("mail sender")

@@ -53,6 +53,10 @@ class HeadwaterSettings(BaseSettings):
     # Base URLs of sibling services, for the few HTTP calls between them (poller -> ingest).
     ingest_url: str = f"http://127.0.0.1:{SERVICE_PORTS['ingest']}"
 
+    # IAM role Kinesis Data Firehose assumes to write the raw bucket (``archive: firehose``); without it bootstrap
+    # creates no delivery stream on AWS (the emulator needs none).
+    firehose_role_arn: str = ""
+
     readiness_timeout_s: float = 2.0
     # Largest request body a route accepts unless it declares its own (shared.guard.body_limit); 413 beyond.
     max_request_body_bytes: int = Field(default=1024 * 1024, ge=1024)

@@ -62,6 +62,8 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "verify_email_identity": ("ses:VerifyEmailIdentity",),
     "send_raw_email": ("ses:SendRawEmail",),
     "put_record_batch": ("firehose:PutRecordBatch",),
+    "create_delivery_stream": ("firehose:CreateDeliveryStream", "iam:PassRole"),
+    "describe_delivery_stream": ("firehose:DescribeDeliveryStream",),
 }
 # Receivers that name an AWS client in this code base: every method called on one must be in ACTIONS.
 CLIENT_NAMES = {

@@ -7,6 +7,7 @@ import json
 import signal
 import sys
 import time
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import httpx
@@ -118,6 +119,25 @@ def _install_stop_signals(stop: StopRequest) -> None:
     signal.signal(signal.SIGHUP, _handler)
 
 
+class RestartBudget:
+    """At most ``limit`` restarts of one child within ``window_s`` seconds (beyond that it is a crash loop)."""
+
+    def __init__(self, limit: int = 5, window_s: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self.clock = clock
+        self._restarts: dict[str, list[float]] = {}
+
+    def allow(self, name: str) -> bool:
+        """Record a restart of ``name`` and return whether it is within the budget."""
+        now = self.clock()
+        recent = [t for t in self._restarts.get(name, []) if now - t < self.window_s]
+        if len(recent) >= self.limit:
+            return False
+        self._restarts[name] = [*recent, now]
+        return True
+
+
 def up() -> None:
     """Start the whole mesh on embedded defaults; stop everything on Ctrl-C or SIGTERM."""
     settings = CliSettings()
@@ -128,12 +148,19 @@ def up() -> None:
     console.print(
         f"[green]all five services ready in {took:.1f}s[/]; logs in {mesh.logs_dir}. Ctrl-C stops everything."
     )
+    restarts = RestartBudget()
     try:
         while not stop.wait(0.5):
             dead = mesh.first_dead()
-            if dead is not None:
-                console.print(f"[red]{dead.name} exited ({dead.process.returncode}); see {dead.log_path}[/]")
+            if dead is None:
+                continue
+            console.print(f"[red]{dead.name} exited ({dead.process.returncode}); see {dead.log_path}[/]")
+            # A crashed service or worker comes back (its state is in Redis, S3 and the database); the emulator,
+            # Redis and the device simulator hold state in memory, and a crash loop needs a person: both stop `up`.
+            if dead.kind == "infra" or not restarts.allow(dead.name):
                 raise typer.Exit(1)
+            mesh.respawn(dead)
+            console.print(f"restarted {dead.name}")
     finally:
         with console.status("stopping"):
             mesh.stop()

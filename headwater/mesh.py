@@ -301,6 +301,13 @@ class Mesh:
             time.sleep(0.1)
         raise RuntimeError(f"{name} did not start within {timeout:.0f}s")
 
+    def respawn(self, child: Child) -> Child:
+        """Start a dead service or worker again with the same command, environment and log file."""
+        self.children.remove(child)
+        if child.log_file:
+            child.log_file.close()
+        return self._spawn(child.name, child.kind, [str(arg) for arg in child.process.args], url=child.url)
+
     def first_dead(self) -> Child | None:
         """Return a child that exited on its own, if any."""
         return next((c for c in self.children if c.process.poll() is not None), None)

@@ -14,24 +14,38 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
-RUN python3 -m venv /opt/headwater
+# binutils only for `strip` below; this stage is thrown away, so the runtime image carries no toolchain.
+RUN apt-get update -qq \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends binutils >/dev/null \
+    && rm -rf /var/lib/apt/lists/* \
+    && python3 -m venv /opt/headwater
 ENV PATH=/opt/headwater/bin:$PATH
 WORKDIR /src
 COPY requirements.lock ./
 # Wheels only, every file checked against the lock's hashes: no compiler in the image, nothing unpinned.
 RUN pip install --no-deps --require-hashes --only-binary=:all: -r requirements.lock \
     && site=$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') \
-    # pyarrow parts Headwater never loads (Flight RPC, C++ headers, Cython sources, its tests; pyarrow.dataset
-    # links libarrow_substrait, so that stays).
+    # pyarrow parts Headwater never loads: Flight RPC, the S3/GCS/Azure/HDFS filesystems (pyarrow.fs imports each
+    # only if present; Headwater reaches S3 through boto3), C++ headers, Cython sources and its tests.
+    # pyarrow.lib links libarrow_substrait, so that stays.
     && rm -rf "$site"/pyarrow/include "$site"/pyarrow/tests "$site"/pyarrow/src \
        "$site"/pyarrow/libarrow_flight.so* "$site"/pyarrow/_flight*.so "$site"/pyarrow/flight.py \
+       "$site"/pyarrow/libarrow_python_flight.so* "$site"/pyarrow/_pyarrow_cpp_tests*.so \
+       "$site"/pyarrow/_s3fs*.so "$site"/pyarrow/libarrow_s3.so* "$site"/pyarrow/_gcsfs*.so \
+       "$site"/pyarrow/_azurefs*.so "$site"/pyarrow/_hdfs*.so \
+    # The wheel carries libarrow_python.so three times (no symlinks in a zip): keep one file, link the others.
+    && for full in "$site"/pyarrow/lib*.so.*.*.*; do \
+         soname=$(basename "${full%.*.*}"); ln -sf "$soname" "$full"; ln -sf "$soname" "${full%%.so.*}.so"; \
+       done \
     && find "$site"/pyarrow \( -name '*.pyx' -o -name '*.pxd' -o -name '*.pxi' \) -delete \
     # botocore's models of the AWS services Headwater calls (shared/aws.py and the services), not all ~400.
     && keep=" s3 sqs kinesis firehose dynamodb cloudwatch logs events glue emr ses sesv2 athena redshift \
 redshift-data sts sso sso-oidc " \
     && for dir in "$site"/botocore/data/*/; do \
          name=$(basename "$dir"); case "$keep" in *" $name "*) ;; *) rm -rf "$dir" ;; esac; \
-       done
+       done \
+    # Wheels ship their extension modules with symbols (uvloop alone 13 MB of 14); stripped: about 70 MB less.
+    && find /opt/headwater -name '*.so*' -type f -exec strip --strip-unneeded {} +
 COPY pyproject.toml README.md ./
 COPY shared ./shared
 COPY services ./services

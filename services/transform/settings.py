@@ -28,6 +28,9 @@ class TransformSettings(HeadwaterSettings):
     consume_requests: bool = True
     lock_retry_s: float = 5.0
 
+    # Register each published partition (and its tables) in the Glue Data Catalog: see glue_catalog.py.
+    glue_catalog: bool = True
+
     # Task chains: a running task renews its lease by heartbeat; the worker's sweep recovers expired leases and
     # lost jobs this often. The loader's API is what the mycroft/backfill chain calls (its key needs jobs:admin).
     chain_lease_s: float = 30.0

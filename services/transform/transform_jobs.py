@@ -7,6 +7,7 @@ from typing import Any
 
 from arq import Retry
 
+from services.transform.glue_catalog import register_run
 from services.transform.local_partition import run_local_partition
 from services.transform.models import TransformRun
 from services.transform.registry import load_schema
@@ -114,6 +115,7 @@ async def send_outcome(wiring: TransformWiring, run: TransformRun) -> None:
 async def _report(wiring: TransformWiring, run: TransformRun) -> None:
     """Send the run's outcome once; when SQS fails, retry the job (which then only sends)."""
     try:
+        await register_run(wiring, run)  # the Glue catalog first: the loader's LoadRequest follows a findable table
         await send_outcome(wiring, run)
     except Exception as exc:
         log.warning("transform_outcome_not_sent", transform_id=run.id, error=str(exc))

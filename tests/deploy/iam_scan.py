@@ -64,6 +64,16 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "put_record_batch": ("firehose:PutRecordBatch",),
     "create_delivery_stream": ("firehose:CreateDeliveryStream", "iam:PassRole"),
     "describe_delivery_stream": ("firehose:DescribeDeliveryStream",),
+    "get_database": ("glue:GetDatabase",),
+    "create_database": ("glue:CreateDatabase",),
+    "get_table": ("glue:GetTable",),
+    "update_table": ("glue:UpdateTable",),
+    "create_partition": ("glue:CreatePartition",),
+    "update_partition": ("glue:UpdatePartition",),
+}
+# Methods whose name two services share: the receiver tells which (glue.create_table is not DynamoDB's).
+RECEIVER_ACTIONS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("glue", "create_table"): ("glue:CreateTable",),
 }
 # Receivers that name an AWS client in this code base: every method called on one must be in ACTIONS.
 CLIENT_NAMES = {
@@ -136,6 +146,8 @@ def client_calls(files: set[Path]) -> tuple[set[str], set[str]]:
             receiver_name = receiver.attr if isinstance(receiver, ast.Attribute) else getattr(receiver, "id", None)
             if name == "get_paginator" and node.args and isinstance(node.args[0], ast.Constant):
                 methods.add(node.args[0].value)
+            elif (receiver_name, name) in RECEIVER_ACTIONS:
+                methods.add(f"{receiver_name}.{name}")
             elif name in ACTIONS and receiver_name in CLIENT_NAMES:
                 methods.add(name)
             elif receiver_name in CLIENT_NAMES and name not in NOT_AWS:
@@ -150,4 +162,9 @@ def client_calls(files: set[Path]) -> tuple[set[str], set[str]]:
 def required_actions(service: str) -> dict[str, str]:
     """Return each IAM action the service's code needs, with one method that needs it."""
     methods, _ = client_calls(code_files(service))
-    return {action: method for method in sorted(methods) for action in ACTIONS.get(method, ())}
+    return {action: method for method in sorted(methods) for action in _actions(method)}
+
+
+def _actions(method: str) -> tuple[str, ...]:
+    receiver, _, name = method.rpartition(".")
+    return RECEIVER_ACTIONS.get((receiver, name), ()) if receiver else ACTIONS.get(method, ())

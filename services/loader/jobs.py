@@ -17,6 +17,7 @@ from services.loader.models import (
     JobRun,
     JobState,
     JobUpdate,
+    RedshiftTarget,
     RunEvent,
     RunState,
     utc_now,
@@ -35,6 +36,13 @@ ACTIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "resume": ((JobState.PAUSED,), JobState.ACTIVE),
     "cancel": ((JobState.ACTIVE, JobState.PAUSED), JobState.CANCELLED),
 }
+
+
+def default_redshift_target(settings: LoaderSettings) -> RedshiftTarget:
+    """Return the configured cluster, for a Redshift job that names no target of its own."""
+    return RedshiftTarget(
+        cluster_id=settings.redshift_cluster_id, database=settings.redshift_database, db_user=settings.redshift_db_user
+    )
 
 
 async def create_job(*, session: AsyncSession, settings: LoaderSettings, aws: Any, job_in: JobCreate) -> Job:
@@ -59,6 +67,10 @@ async def create_job(*, session: AsyncSession, settings: LoaderSettings, aws: An
         emails=" ".join(job_in.emails),
         retention_days=job_in.retention_days,
     )
+    if job_in.warehouse == "redshift":
+        # The job keeps its target: a later change of the loader's default cluster never moves its table.
+        target = job_in.redshift or default_redshift_target(settings)
+        job.redshift_target = target.model_dump_json(exclude_none=True)
     session.add(job)
     await session.commit()
     await session.refresh(job)

@@ -19,7 +19,8 @@ from services.loader.models import IN_FLIGHT, Job, JobRun, JobState, RunState, u
 from services.loader.s3io import download, read_object, split_s3_url
 from services.loader.schema_store import load_schema
 from services.loader.traffic import upsert_view
-from services.loader.warehouse import LoadInput, open_adapter
+from services.loader.warehouse import LoadInput, open_job_adapter
+from services.loader.warehouse.redshift import RedshiftWarehouse
 from services.loader.wiring import LoaderWiring
 from shared.contracts import Manifest
 from shared.logging import get_logger
@@ -176,7 +177,7 @@ async def perform_load(wiring: LoaderWiring, job: Job, request: LoadRequest) -> 
     s3 = await wiring.aws.get("s3")
     data = await _load_input(s3, request)
     schema = await load_schema(s3, wiring.settings, job.schema_name, request.schema_version)
-    adapter = open_adapter(job.warehouse, wiring.settings, wiring.aws)
+    adapter = open_job_adapter(job, wiring.settings, wiring.aws)
     rows = await adapter.load_date(job.table_name, schema, request.dt, data)
     if data.expected_rows is not None and rows != data.expected_rows:
         raise LoadError(f"loaded {rows} rows but the manifest lists {data.expected_rows}")
@@ -189,6 +190,9 @@ async def perform_load(wiring: LoaderWiring, job: Job, request: LoadRequest) -> 
             request.advertising_view_key,
             request.dt,
         )
+        if isinstance(adapter, RedshiftWarehouse):  # the view is a Redshift table too, next to the events
+            view_url = f"s3://{request.bucket}/{request.advertising_view_key}"
+            await adapter.load_advertising_view(job.table_name, request.dt, view_url)
     return rows
 
 
@@ -201,7 +205,7 @@ async def maybe_maintain(wiring: LoaderWiring, job: Job, run: JobRun) -> bool:
     if int(await wiring.redis.incr(key)) % every != 0:
         return False
     try:
-        await open_adapter(job.warehouse, wiring.settings, wiring.aws).maintain(job.table_name)
+        await open_job_adapter(job, wiring.settings, wiring.aws).maintain(job.table_name)
     except Exception as exc:  # maintenance must never undo a load
         log.warning("warehouse_maintenance_failed", table=job.table_name, error=str(exc))
         return False

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationInfo, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationInfo, field_validator, model_validator
 from pydantic import Field as PydanticField
 from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
@@ -85,6 +85,8 @@ class Job(SQLModel, table=True):
     table_name: str = Field(max_length=63)
     emails: str = Field(default="", description="space-separated recipients")
     retention_days: int | None = None
+    # A Redshift job's cluster or Serverless workgroup (RedshiftTarget as JSON); None for other warehouses.
+    redshift_target: str | None = Field(default=None, max_length=2048)
     state: str = Field(default=JobState.ACTIVE, max_length=16, index=True)
     created_at: datetime = Field(default_factory=utc_now)
     updated_at: datetime = Field(default_factory=utc_now)
@@ -98,6 +100,11 @@ class Job(SQLModel, table=True):
     def recipients(self) -> list[str]:
         """Return the notification recipients."""
         return self.emails.split()
+
+    @property
+    def redshift(self) -> RedshiftTarget | None:
+        """Return the Redshift cluster or workgroup this job loads into (None for other warehouses)."""
+        return RedshiftTarget.model_validate_json(self.redshift_target) if self.redshift_target else None
 
 
 class JobRun(SQLModel, table=True):
@@ -137,6 +144,58 @@ class RunEvent(SQLModel, table=True):
     at: datetime = Field(default_factory=utc_now)
 
 
+class RedshiftTarget(BaseModel):
+    """Where a Redshift job loads: a provisioned cluster (with a database user or a secret) or a Serverless
+    workgroup (with a secret, or the caller's IAM identity). Exactly one of ``cluster_id`` and ``workgroup``."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"cluster_id": "analytics", "database": "dev", "db_user": "headwater"},
+                {"workgroup": "ads-serverless", "database": "dev"},
+            ]
+        },
+    )
+
+    cluster_id: str | None = PydanticField(default=None, min_length=1, max_length=63, pattern=r"^[a-z](?:-?[a-z0-9])*$")
+    workgroup: str | None = PydanticField(default=None, min_length=3, max_length=64, pattern=r"^[a-z0-9-]+$")
+    database: str = PydanticField(default="dev", min_length=1, max_length=64, pattern=r"^[a-z_][a-z0-9_$]*$")
+    db_user: str | None = PydanticField(
+        default=None, min_length=1, max_length=128, pattern=r"^[a-z_][a-z0-9_$]*$", description="cluster only"
+    )
+    secret_arn: str | None = PydanticField(
+        default=None,
+        max_length=2048,
+        pattern=r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+$",
+    )
+
+    @model_validator(mode="after")
+    def _one_target(self) -> RedshiftTarget:
+        if (self.cluster_id is None) == (self.workgroup is None):
+            raise ValueError("name exactly one of cluster_id (provisioned) and workgroup (Serverless)")
+        if self.workgroup is not None and self.db_user is not None:
+            raise ValueError("db_user is for a provisioned cluster; a workgroup uses secret_arn or IAM")
+        if self.db_user is not None and self.secret_arn is not None:
+            raise ValueError("give db_user or secret_arn, not both")
+        if self.cluster_id is not None and self.db_user is None and self.secret_arn is None:
+            raise ValueError("a cluster needs db_user (temporary credentials) or secret_arn")
+        return self
+
+    def data_api_params(self) -> dict[str, str]:
+        """Return the Data API's target parameters (ClusterIdentifier/WorkgroupName, Database, DbUser/SecretArn)."""
+        params = {"Database": self.database}
+        if self.cluster_id is not None:
+            params["ClusterIdentifier"] = self.cluster_id
+        if self.workgroup is not None:
+            params["WorkgroupName"] = self.workgroup
+        if self.db_user is not None:
+            params["DbUser"] = self.db_user
+        if self.secret_arn is not None:
+            params["SecretArn"] = self.secret_arn
+        return params
+
+
 class JobCreate(BaseModel):
     """Create a load job."""
 
@@ -168,9 +227,24 @@ class JobCreate(BaseModel):
     end_date: IsoDate | None = None
     warehouse: Warehouse = "duckdb"
     engine: Engine = PydanticField(default="local", description="transform engine: local, emr or glue")
-    table: str | None = PydanticField(default=None, description="warehouse table; defaults to the schema name")
+    table: str | None = PydanticField(
+        default=None,
+        description="warehouse table; defaults to the schema name",
+        json_schema_extra={"pattern": TABLE_NAME.pattern},  # the rule _valid_table enforces, stated in the spec
+    )
     emails: list[str] = PydanticField(default_factory=list, json_schema_extra=EMAILS_SCHEMA)
     retention_days: int | None = PydanticField(default=None, ge=1, le=RETENTION_DAYS_MAX)
+    redshift: RedshiftTarget | None = PydanticField(
+        default=None,
+        description="warehouse redshift only: the cluster or Serverless workgroup to load into "
+        "(defaults to the loader's configured cluster)",
+    )
+
+    @model_validator(mode="after")
+    def _redshift_only_for_redshift(self) -> JobCreate:
+        if self.redshift is not None and self.warehouse != "redshift":
+            raise ValueError(f"redshift names a Redshift target; this job's warehouse is {self.warehouse}")
+        return self
 
     @field_validator("source")
     @classmethod
@@ -237,6 +311,7 @@ JOB_EXAMPLE: dict[str, object] = {
     "table": "ad_events",
     "emails": ["data@example.com"],
     "retention_days": 90,
+    "redshift": None,
     "state": "active",
     "created_at": "2026-11-25T12:00:00Z",
     "updated_at": "2026-11-25T12:00:00Z",
@@ -261,6 +336,7 @@ class JobRead(BaseModel):
     table: str
     emails: list[str]
     retention_days: int | None
+    redshift: RedshiftTarget | None = None
     state: str
     created_at: datetime
     updated_at: datetime
@@ -282,6 +358,7 @@ class JobRead(BaseModel):
             table=job.table_name,
             emails=job.recipients,
             retention_days=job.retention_days,
+            redshift=job.redshift,
             state=job.state,
             created_at=job.created_at,
             updated_at=job.updated_at,

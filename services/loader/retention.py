@@ -13,7 +13,7 @@ from services.loader.scanner import today_utc
 from services.loader.schema_store import load_schema
 from services.loader.settings import LoaderSettings
 from services.loader.traffic import delete_view_days
-from services.loader.warehouse import open_adapter
+from services.loader.warehouse import open_job_adapter
 from services.loader.wiring import LoaderWiring
 from shared.contracts import CuratedPartition, advertising_view_day_prefix
 from shared.logging import get_logger
@@ -42,7 +42,7 @@ async def drop_date(
     the traffic items its advertising view wrote. Return (rows, objects, traffic items)."""
     s3 = await aws.get("s3")
     schema = await load_schema(s3, settings, job.schema_name, job.schema_version)
-    rows = await open_adapter(job.warehouse, settings, aws).delete_date(job.table_name, schema, dt)
+    rows = await open_job_adapter(job, settings, aws).delete_date(job.table_name, schema, dt)
     objects = traffic = 0
     if expire_curated:
         curated = settings.bucket("curated")

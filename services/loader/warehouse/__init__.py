@@ -5,16 +5,26 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from services.loader.models import TABLE_NAME
+from services.loader.models import TABLE_NAME, Job, RedshiftTarget
 from services.loader.settings import LoaderSettings
 from services.loader.warehouse.base import LoadInput, WarehouseAdapter, partition_column, table_columns
 from shared.errors import UnprocessableError
 
-__all__ = ["LoadInput", "WarehouseAdapter", "count_rows", "open_adapter", "partition_column", "table_columns"]
+__all__ = [
+    "LoadInput",
+    "WarehouseAdapter",
+    "count_rows",
+    "open_adapter",
+    "open_job_adapter",
+    "partition_column",
+    "table_columns",
+]
 
 
-def open_adapter(name: str, settings: LoaderSettings, aws: Any = None) -> WarehouseAdapter:
-    """Return the adapter for a job's warehouse name."""
+def open_adapter(
+    name: str, settings: LoaderSettings, aws: Any = None, *, redshift: RedshiftTarget | None = None
+) -> WarehouseAdapter:
+    """Return the adapter for a warehouse name (Redshift on ``redshift``, else the configured cluster)."""
     if name == "duckdb":
         from services.loader.warehouse.duckdb import DuckDBWarehouse
 
@@ -26,8 +36,13 @@ def open_adapter(name: str, settings: LoaderSettings, aws: Any = None) -> Wareho
     if name == "redshift":
         from services.loader.warehouse.redshift import RedshiftWarehouse
 
-        return RedshiftWarehouse(settings, aws)
+        return RedshiftWarehouse(settings, aws, target=redshift)
     raise ValueError(f"unknown warehouse {name!r}")
+
+
+def open_job_adapter(job: Job, settings: LoaderSettings, aws: Any) -> WarehouseAdapter:
+    """Return the adapter of a job's warehouse, on the job's own Redshift cluster or workgroup."""
+    return open_adapter(job.warehouse, settings, aws, redshift=job.redshift)
 
 
 async def count_rows(

@@ -1,11 +1,20 @@
 """Redshift warehouse through the Data API (aiobotocore ``redshift-data``).
 
+Each job names its own target (``RedshiftTarget``): a provisioned cluster (ClusterIdentifier with DbUser or
+SecretArn) or a Serverless workgroup (WorkgroupName, with SecretArn or the caller's IAM identity); jobs created
+without one keep the loader's configured cluster.
+
 DDL comes from the schema (DISTKEY, COMPOUND SORTKEY led by the partition column); a date loads with
 ``DELETE`` of the date, ``COPY ... FROM '<manifest>' IAM_ROLE ... FORMAT AS PARQUET MANIFEST`` into a temporary
 table and an ``INSERT`` adding the date (the files carry it in their path only) in one
-transaction (BatchExecuteStatement runs its statements as one transaction). Every statement is polled
+transaction (BatchExecuteStatement runs its statements as one transaction). The day's advertising view (one
+Parquet object) is loaded the same way into ``advertising_<table>``. Every statement is polled
 with a deadline: FINISHED returns, FAILED and ABORTED raise, and a statement still running at the
 deadline is cancelled and raised as transient so the date is retried.
+
+Where the dialects meet (DELETE, temporary staging table, INSERT ... SELECT, ALTER TABLE ADD COLUMN, VACUUM,
+ANALYZE) the statements are run on a real Postgres by the tests; COPY, DISTKEY/SORTKEY and svv_columns are
+Redshift's own and are checked as text.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ import time
 from datetime import date
 from typing import Any
 
+from services.loader.models import RedshiftTarget
 from services.loader.settings import LoaderSettings
 from services.loader.warehouse.base import (
     DEFAULT_PARTITION_COLUMN,
@@ -24,7 +34,28 @@ from services.loader.warehouse.base import (
     table_columns,
 )
 from shared.retry import TransientError
-from shared.schemas import TableSchema
+from shared.schemas import Column, TableSchema
+
+# The advertising view's table: one row per ad and day (transform's VIEW_SCHEMA, with dt from the view's path).
+ADVERTISING_VIEW_SCHEMA = TableSchema(
+    name="advertising_view",
+    version=1,
+    columns=[
+        Column(name="ad_id", type="varchar(256)", nullable=False),
+        Column(name="impressions", type="bigint", nullable=False),
+        Column(name="clicks", type="bigint", nullable=False),
+        Column(name="ctr", type="double precision", nullable=False),
+        Column(name="dt", type="date", nullable=False),
+    ],
+    partition_column="dt",
+    sort_key=["ad_id"],
+    dist_key="ad_id",
+)
+
+
+def advertising_table(table: str) -> str:
+    """Return the Redshift table the advertising view of ``table`` loads into."""
+    return f"advertising_{table}"
 
 
 class RedshiftStatementError(RuntimeError):
@@ -60,7 +91,22 @@ def _nullable(schema: TableSchema, name: str) -> bool:
         return True
 
 
-def load_sqls(table: str, schema: TableSchema, dt: date, manifest_url: str, iam_role: str) -> list[str]:
+def copy_sql(stage: str, source_url: str, iam_role: str, *, file_format: str = "PARQUET", manifest: bool = True) -> str:
+    """Return the COPY of a manifest's files (or of one object) into the staging table (Redshift only)."""
+    suffix = " MANIFEST" if manifest else ""
+    return f"COPY {stage} FROM {_literal(source_url)} IAM_ROLE {_literal(iam_role)} FORMAT AS {file_format}{suffix}"
+
+
+def load_sqls(
+    table: str,
+    schema: TableSchema,
+    dt: date,
+    manifest_url: str,
+    iam_role: str,
+    *,
+    file_format: str = "PARQUET",
+    manifest: bool = True,
+) -> list[str]:
     """Return the statements that replace one date: DELETE of the date, COPY of its manifest, INSERT with the date.
 
     Curated files leave the partition column to their ``dt=`` path (Hive's convention) and Parquet COPY maps
@@ -76,7 +122,7 @@ def load_sqls(table: str, schema: TableSchema, dt: date, manifest_url: str, iam_
     return [
         f"DELETE FROM {quote(table)} WHERE {quote(part)} = {day}",
         f"CREATE TEMP TABLE {stage} ({ddl})",
-        f"COPY {stage} FROM {_literal(manifest_url)} IAM_ROLE {_literal(iam_role)} FORMAT AS PARQUET MANIFEST",
+        copy_sql(stage, manifest_url, iam_role, file_format=file_format, manifest=manifest),
         f"INSERT INTO {quote(table)} ({names}, {quote(part)}) SELECT {names}, DATE {day} FROM {stage}",
         f"DROP TABLE {stage}",
     ]
@@ -108,22 +154,30 @@ async def wait_statement(client: Any, statement_id: str, *, timeout_s: float, po
 
 
 class RedshiftWarehouse:
-    """A Redshift cluster as the warehouse, driven through the Data API."""
+    """A Redshift cluster or Serverless workgroup as the warehouse, driven through the Data API."""
 
     name = "redshift"
 
-    def __init__(self, settings: LoaderSettings, aws: Any, *, timeout_s: float | None = None) -> None:
+    def __init__(
+        self,
+        settings: LoaderSettings,
+        aws: Any,
+        *,
+        target: RedshiftTarget | None = None,
+        timeout_s: float | None = None,
+    ) -> None:
         self.settings = settings
         self.aws = aws
+        self.target = target or RedshiftTarget(
+            cluster_id=settings.redshift_cluster_id,
+            database=settings.redshift_database,
+            db_user=settings.redshift_db_user,
+        )
         self.timeout_s = timeout_s if timeout_s is not None else settings.redshift_statement_timeout_s
         self.statement_ids: list[str] = []
 
     def _target(self) -> dict[str, str]:
-        return {
-            "ClusterIdentifier": self.settings.redshift_cluster_id,
-            "Database": self.settings.redshift_database,
-            "DbUser": self.settings.redshift_db_user,
-        }
+        return self.target.data_api_params()
 
     async def execute(self, sqls: list[str]) -> dict[str, Any]:
         """Run one statement, or several as one transaction; wait for the end and return its description."""
@@ -182,6 +236,15 @@ class RedshiftWarehouse:
         await self.ensure_table(table, schema)
         await self.copy_date(table, schema, dt, data.manifest_url)
         return await self.count(table, dt, partition_column(schema))
+
+    async def load_advertising_view(self, table: str, dt: date, view_url: str) -> int:
+        """Replace the date's rows of ``advertising_<table>`` with the day's view object; return its rows."""
+        target = advertising_table(table)
+        await self.ensure_table(target, ADVERTISING_VIEW_SCHEMA)
+        await self.execute(
+            load_sqls(target, ADVERTISING_VIEW_SCHEMA, dt, view_url, self.settings.redshift_iam_role, manifest=False)
+        )
+        return await self.count(target, dt)
 
     async def delete_date(self, table: str, schema: TableSchema, dt: date) -> int:
         """Delete the date's rows; return how many (the statement's affected rows)."""

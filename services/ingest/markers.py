@@ -77,6 +77,11 @@ class DayMarkers:
         value = orjson.dumps(sorted(f"{source}|{dt}" for source, dt in days))
         await self._redis.set(self._pending_key, value, ex=PENDING_TTL_S)
 
+    async def hold(self, days: set[Day], *, name: str, ttl_s: float) -> None:
+        """Hold ``days`` from their markers for ``ttl_s`` (events on their way by another path, e.g. Firehose)."""
+        value = orjson.dumps(sorted(f"{source}|{dt}" for source, dt in days))
+        await self._redis.set(f"{self._pending_prefix}{name}", value, ex=max(1, int(ttl_s) + 1))
+
     async def withdraw(self) -> None:
         """Stop announcing pending days (clean shutdown)."""
         await self._redis.delete(self._pending_key)

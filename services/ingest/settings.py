@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 
@@ -38,6 +39,11 @@ class IngestSettings(HeadwaterSettings):
     # Cyclic-GC generation-0 threshold when gc_tuning is on (CPython's default is 700).
     gc_gen0_threshold: int = Field(default=50_000, ge=700)
     shutdown_drain_s: float = 5.0
+    # Archive path per source: "direct" (the shipper writes S3 objects) or "firehose" (PutRecordBatch to the
+    # raw-archive delivery stream; what lands is settled into the same layout). Sources not listed are direct.
+    archive_paths: dict[str, Literal["direct", "firehose"]] = Field(default_factory=dict)
+    # How often an ingest process moves what Firehose landed into the raw layout.
+    firehose_settle_interval_s: float = Field(default=10.0, gt=0)
     # Kinesis partition key per source: the record field naming the entity whose records must stay in order
     # (one shard per key); sources not listed, and records without the field, are keyed by event id.
     partition_keys: dict[str, str] = Field(default_factory=lambda: dict(PARTITION_KEY_FIELDS))

@@ -20,6 +20,7 @@ from prometheus_client import Counter, Gauge
 
 from services.ingest.analytics import UNMAPPED
 from services.ingest.badrows import write_bad_rows
+from services.ingest.firehose import FirehoseArchive
 from services.ingest.markers import DayMarkers
 from services.ingest.settings import IngestSettings
 from services.ingest.sinks import SinkClients, put_archive_object, put_stream_records
@@ -116,6 +117,7 @@ class Shipper:
         self.spool = spool
         self.aws = aws
         self.markers = markers
+        self.firehose_archive = FirehoseArchive(settings=settings, markers=markers, name=spool.run_id)
         self.healthy = True
         self.last_error: str | None = None
         # Read at scrape time: the shipper can spend minutes inside one drain while the spool grows.
@@ -129,6 +131,7 @@ class Shipper:
                 await self.spool.seal(max_age_s=self.settings.flush_interval_s)
                 await self.drain()
                 await self.drain_orphans()
+                await self.firehose_archive.settle_due(await self.aws.get("s3"))
                 await self.markers.publish_pending(self.spool.pending_days())
                 await self.markers.write_due(await self.aws.get("s3"), local_pending=self.spool.pending_days())
                 self.healthy, self.last_error, backoff = True, None, 0.2
@@ -183,13 +186,22 @@ class Shipper:
         s3 = await self.aws.get("s3")
         raw_bucket = self.settings.bucket("raw")
         puts = []
+        via_firehose: list[bytes] = []
+        firehose_days: set[Day] = set()
         for (source, dt, hour), part in sorted(partitions.items()):
+            if self.firehose_archive.archives(source):
+                via_firehose += part
+                firehose_days.add((source, dt))
+                result.events += len(part)
+                continue
             key = raw_object_key(source, dt, hour, segment.name, len(part))
             puts.append(put_archive_object(s3, bucket=raw_bucket, key=key, lines=part))
             result.objects.append(key)
             result.days.add((source, dt))
             result.events += len(part)
         await asyncio.gather(*puts)
+        if via_firehose:
+            await self.firehose_archive.put(await self.aws.get("firehose"), via_firehose, firehose_days)
         if bad:
             # Dated by the rows' acceptance (not the clock) so a re-ship overwrites the same object.
             first = bad[0]["original"]

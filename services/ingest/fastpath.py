@@ -1,10 +1,12 @@
-"""The beacon hot path: ``GET /v1/beacons/{impression,click}`` served by a small ASGI handler in front of the router.
+"""The hot paths: ``GET /v1/beacons/{impression,click}`` and Segment's ``POST /v1/batch`` served by small ASGI handlers
+in front of the router.
 
 Pixels are by far the most frequent request, and FastAPI's per-request machinery (routing, dependency solving,
 query-model binding, the middleware stack) costs more than making the event durable. This handler does the same
 work as the documented routes in ``api.py`` (same ``BeaconQuery`` validation, rate limit, intake, headers, error
 shape and request metrics) with none of that overhead, through the same ``beacons.client_ip``, ``beacons.admit``
-and ``Intake.accept``. ``beacon_fast_path=false`` turns it off, and the routes then answer the same requests.
+and ``Intake.accept``. Segment batches take ``segmentfast.serve_batch`` (write key before body, same answers as the
+route in ``sdk_api.py``). ``beacon_fast_path=false`` turns both off, and the routes then answer the same requests.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from urllib.parse import parse_qsl
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from services.ingest import segmentfast
 from services.ingest.beacons import NO_CACHE, PIXEL, admit, client_ip
 from services.ingest.intake import Beacon
 from services.ingest.models import BeaconQuery
@@ -53,8 +56,15 @@ class BeaconFastPath:
         self._metrics: dict[tuple[str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = PATHS.get(scope.get("path", "")) if scope["type"] == "http" and scope["method"] == "GET" else None
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        method = scope["method"]
+        kind = PATHS.get(scope.get("path", "")) if method == "GET" else None
         if kind is None:
+            if method == "POST" and scope.get("path") == segmentfast.PATH:
+                await self._segment_batch(scope, receive, send)
+                return
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
@@ -63,6 +73,24 @@ class BeaconFastPath:
             status = await self._beacon(kind, scope, receive, send)
         finally:
             self._observe(scope["path"], status, time.perf_counter() - started)
+
+    async def _segment_batch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        status = 500
+        wiring = self._wiring
+        if wiring is None:
+            wiring = self._wiring = self.state.wiring
+        try:
+            status = await segmentfast.serve_batch(wiring, self.state, scope, receive, send)
+        except ApiError as exc:
+            status = await _error(
+                scope, receive, send, exc.status_code, exc.code, exc.message, exc.details, exc.headers
+            )
+        except Exception as exc:
+            log.exception("segment_batch_failed", error=type(exc).__name__)
+            status = await _error(scope, receive, send, 500, "internal_error", "internal server error")
+        finally:
+            self._observe(scope["path"], status, time.perf_counter() - started, method="POST")
 
     async def _beacon(self, kind: Literal["impression", "click"], scope: Scope, receive: Receive, send: Send) -> int:
         wiring = self._wiring
@@ -94,12 +122,12 @@ class BeaconFastPath:
         await send({"type": "http.response.body", "body": PIXEL})
         return 200
 
-    def _observe(self, path: str, status: int, seconds: float) -> None:
+    def _observe(self, path: str, status: int, seconds: float, method: str = "GET") -> None:
         children = self._metrics.get((path, status))
         if children is None:
             children = (
-                REQUESTS.labels(self.service, "GET", path, str(status)),
-                LATENCY.labels(self.service, "GET", path),
+                REQUESTS.labels(self.service, method, path, str(status)),
+                LATENCY.labels(self.service, method, path),
             )
             self._metrics[(path, status)] = children
         children[0].inc()

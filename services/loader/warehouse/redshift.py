@@ -120,12 +120,32 @@ def load_sqls(
     ddl = ", ".join(f"{quote(name)} {sql_type}" for name, sql_type in in_file)
     day = _literal(dt.isoformat())
     return [
-        f"DELETE FROM {quote(table)} WHERE {quote(part)} = {day}",
+        delete_date_sql(table, part, dt),
         f"CREATE TEMP TABLE {stage} ({ddl})",
         copy_sql(stage, manifest_url, iam_role, file_format=file_format, manifest=manifest),
         f"INSERT INTO {quote(table)} ({names}, {quote(part)}) SELECT {names}, DATE {day} FROM {stage}",
         f"DROP TABLE {stage}",
     ]
+
+
+def add_column_sql(table: str, name: str, sql_type: str) -> str:
+    """Return the ALTER TABLE adding one column of a newer schema version."""
+    return f"ALTER TABLE {quote(table)} ADD COLUMN {quote(name)} {sql_type}"
+
+
+def delete_date_sql(table: str, column: str, dt: date) -> str:
+    """Return the DELETE of one date's rows."""
+    return f"DELETE FROM {quote(table)} WHERE {quote(column)} = {_literal(dt.isoformat())}"
+
+
+def maintenance_sqls(table: str) -> list[str]:
+    """Return VACUUM then ANALYZE; each runs alone (Redshift refuses VACUUM inside a transaction)."""
+    return [f"VACUUM {quote(table)}", f"ANALYZE {quote(table)}"]
+
+
+def transaction_block(sqls: list[str]) -> str:
+    """Return the statements as one explicit transaction (for emulators without BatchExecuteStatement)."""
+    return "BEGIN;\n" + ";\n".join(sqls) + ";\nCOMMIT;"
 
 
 async def wait_statement(client: Any, statement_id: str, *, timeout_s: float, poll_s: float) -> dict[str, Any]:
@@ -188,8 +208,7 @@ class RedshiftWarehouse:
             response = await client.batch_execute_statement(Sqls=sqls, **self._target())
         else:
             # Emulators without BatchExecuteStatement: the same statements in one explicit transaction block.
-            block = "BEGIN;\n" + ";\n".join(sqls) + ";\nCOMMIT;"
-            response = await client.execute_statement(Sql=block, **self._target())
+            response = await client.execute_statement(Sql=transaction_block(sqls), **self._target())
         self.statement_ids.append(response["Id"])
         return await wait_statement(
             client, response["Id"], timeout_s=self.timeout_s, poll_s=self.settings.redshift_poll_interval_s
@@ -223,7 +242,7 @@ class RedshiftWarehouse:
         added = []
         for name, sql_type in table_columns(schema):
             if existing and name not in existing:
-                await self.execute([f"ALTER TABLE {quote(table)} ADD COLUMN {quote(name)} {sql_type}"])
+                await self.execute([add_column_sql(table, name, sql_type)])
                 added.append(name)
         return added
 
@@ -249,9 +268,7 @@ class RedshiftWarehouse:
     async def delete_date(self, table: str, schema: TableSchema, dt: date) -> int:
         """Delete the date's rows; return how many (the statement's affected rows)."""
         part = partition_column(schema)
-        description = await self.execute(
-            [f"DELETE FROM {quote(table)} WHERE {quote(part)} = {_literal(dt.isoformat())}"]
-        )
+        description = await self.execute([delete_date_sql(table, part, dt)])
         return max(0, int(description.get("ResultRows", 0)))
 
     async def count(self, table: str, dt: date | None = None, column: str = DEFAULT_PARTITION_COLUMN) -> int:
@@ -261,5 +278,5 @@ class RedshiftWarehouse:
 
     async def maintain(self, table: str) -> None:
         """VACUUM then ANALYZE (each outside a transaction, as Redshift requires for VACUUM)."""
-        await self.execute([f"VACUUM {quote(table)}"])
-        await self.execute([f"ANALYZE {quote(table)}"])
+        for sql in maintenance_sqls(table):
+            await self.execute([sql])

@@ -6,6 +6,10 @@
   required, 422 where it takes parameters or a body, plus what the route declares itself with
   ``responses=error_responses(404, 409, ...)`` (413/415/429 where they apply). Each error carries an example
   body; a declared error without a model still gets the error schema (every error goes through shared.errors).
+- A rule JSON Schema cannot state (``end`` on or after ``start``, SQL that parses, a stream in the server's allow-list)
+  is declared with ``responses=rule_responses(422, "...")``: the status says a request can match the schema and still
+  be refused, the rules are listed in its description and in ``x-rules`` (what the schemathesis test accepts for
+  schema-valid requests). A bound JSON Schema can state (minimum, maxLength, pattern, enum) belongs in the model.
 - FastAPI's default validation schemas (HTTPValidationError, ValidationError) are dropped when unused: every
   422 is an ErrorResponse.
 - The scope a route needs shows twice: in the operation's ``security`` requirement and as ``x-required-scope``.
@@ -43,6 +47,8 @@ ERROR_DESCRIPTIONS = {
 
 
 ERROR_REF = "#/components/schemas/ErrorResponse"
+# Response extension listing the rules beyond the schema that a status answers (see ``rule_responses``).
+RULES_EXTENSION = "x-rules"
 
 
 def headwater_version() -> str:
@@ -61,6 +67,13 @@ def operation_id(route: APIRoute) -> str:
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """Document errors a route returns beyond the ones derived from its signature (auth, validation)."""
     return {code: {"model": ErrorResponse, "description": ERROR_DESCRIPTIONS.get(code, "Error")} for code in codes}
+
+
+def rule_responses(code: int, *rules: str) -> dict[int | str, dict[str, Any]]:
+    """Document that ``code`` also refuses schema-valid requests breaking ``rules`` (cross-field, server state)."""
+    stated = "; ".join(rules)
+    description = f"{ERROR_DESCRIPTIONS.get(code, 'Error')}; also for a rule the schema cannot state: {stated}"
+    return {code: {"model": ErrorResponse, "description": description, RULES_EXTENSION: list(rules)}}
 
 
 def error_example(code: int) -> dict[str, Any]:
@@ -96,7 +109,10 @@ def _complete_operation(operation: dict[str, Any]) -> None:
     if operation.get("requestBody") or "x-max-body-bytes" in operation:
         derived.append(413)  # bodies FastAPI parses, and declared limits, are bounded by shared.guard
     for code in derived:
-        responses[str(code)] = {"description": ERROR_DESCRIPTIONS[code], "content": _error_content(code)}
+        declared = responses.get(str(code), {})
+        rules = {RULES_EXTENSION: declared[RULES_EXTENSION]} if RULES_EXTENSION in declared else {}
+        description = declared["description"] if rules else ERROR_DESCRIPTIONS[code]
+        responses[str(code)] = {"description": description, "content": _error_content(code), **rules}
     # Every error the app answers goes through shared.errors' handlers, so a declared error without a body
     # model (``responses={410: {"description": ...}}``) still has the one JSON error shape: say so.
     for status, response in responses.items():

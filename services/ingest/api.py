@@ -23,7 +23,7 @@ from services.ingest.intake import (
 from services.ingest.models import BeaconAck, BeaconQuery, IngestResponse, RealtimeResponse
 from shared.auth import IngestWriteScope, ReadScope
 from shared.errors import NotFoundError, ServiceUnavailableError, UnprocessableError
-from shared.openapi import error_responses
+from shared.openapi import error_responses, rule_responses
 
 # A JSON beacon is a handful of fields: refuse large bodies early, whatever max_body_bytes allows batches.
 BEACON_MAX_BYTES = 64 * 1024
@@ -125,7 +125,7 @@ _add_beacon_routes("click")
     summary="Post one event or a batch (needs ingest:write)",
     status_code=202,
     response_model=IngestResponse,
-    responses=error_responses(404, 413, 503),
+    responses={**error_responses(404, 413, 503), **rule_responses(422, *openapi.BATCH_RULES)},
     openapi_extra=openapi.EVENTS_BODY,
     description="Accepted events are durable (fsync'd spool) when this answers 202; each event's outcome is "
     "listed by index (a bad event rejects only itself). When no event is taken the answer is an error: 422 with "
@@ -147,7 +147,7 @@ async def create_events(
     summary="Post a batch of meter reads (needs ingest:write)",
     status_code=202,
     response_model=IngestResponse,
-    responses=error_responses(413, 503),
+    responses={**error_responses(413, 503), **rule_responses(422, *openapi.BATCH_RULES)},
     openapi_extra=openapi.METER_BODY,
     description="Answers as `POST /v1/events` does (422 details name `reads.<index>`); a read without `type` "
     "is a `meter_read`, and needs `cloud_id` and a finite `demand_kw`.",

@@ -31,8 +31,34 @@ def _custom_schema() -> dict[str, Any]:
 
 
 _EVENT = {"anyOf": [_schema(AdEventIn), _schema(MeterReadIn, required_type=True), _custom_schema()]}
-_EVENTS = {"type": "array", "minItems": 1, "maxItems": _MAX_EVENTS, "items": _EVENT}
-_READS = {"type": "array", "minItems": 1, "maxItems": _MAX_EVENTS, "items": _schema(MeterReadIn)}
+
+
+def _batch(item: dict[str, Any], name: str) -> dict[str, Any]:
+    """A batch: 1 to the limit of items, each checked on its own against ``item`` once the batch is taken.
+
+    Policy (#13): a batch is accepted per item, like Segment's API: an item that is not a valid event rejects only
+    itself (its index and reason in ``results``; it is not stored), so one bad event in a client's queue never costs
+    the good ones. The item schema shows what a valid item is, but the batch's own schema admits any item
+    (the ``{}`` branch): a schema whose items were only valid events would call a mixed batch invalid while the
+    server answers 202. A batch with no valid item is a 422 (declared with ``rule_responses`` on the route).
+    """
+    rejected = {"description": "any other item: rejected on its own (its index and reason in `results`)"}
+    return {
+        "type": "array",
+        "minItems": 1,
+        "maxItems": _MAX_EVENTS,
+        "description": f"{name}, each validated on its own: invalid ones are rejected in the answer, the rest taken",
+        "items": {"anyOf": [item, rejected]},
+    }
+
+
+_EVENTS = _batch(_EVENT, "Events")
+_READS = _batch(_schema(MeterReadIn), "Meter reads")
+# What a schema-valid body can still be refused for (shared.openapi.rule_responses on the routes).
+BATCH_RULES = (
+    "a batch holds at least one valid item (else 422 with one detail per item)",
+    "JSON nested no deeper than the archive stores",
+)
 
 EVENTS_EXAMPLES = {
     "single": {

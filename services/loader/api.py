@@ -28,10 +28,11 @@ from services.loader.models import (
     TrafficSeries,
     WarehouseCount,
 )
+from services.loader.traffic import MAX_RANGE_DAYS
 from services.loader.traffic import get_traffic as traffic_of
 from services.loader.warehouse import count_rows
 from shared.auth import JobsAdminScope, ReadScope
-from shared.openapi import error_responses
+from shared.openapi import error_responses, rule_responses
 
 router = APIRouter()
 
@@ -45,7 +46,15 @@ JobId = Annotated[int, Path(ge=1, le=ID_MAX, description="the job's id")]
     description="A schema version not registered (with transform) is a 404 naming `schema_version`.",
     status_code=201,
     response_model=JobRead,
-    responses=error_responses(404),
+    responses={
+        **error_responses(404),
+        **rule_responses(
+            422,
+            "`end_date` on or after `start_date`",
+            "`source` is a date template (s3://bucket/prefix/YYYY/MM/DD/ or s3://bucket/prefix/dt=YYYY-MM-DD/)",
+            "`redshift` only with warehouse `redshift`",
+        ),
+    },
 )
 async def create_job(
     job_in: JobCreate, session: SessionDep, settings: SettingsDep, aws: AwsDep, wiring: WiringDep, _: JobsAdminScope
@@ -75,7 +84,12 @@ async def get_job(job_id: JobId, session: SessionDep, _: ReadScope) -> JobRead:
     tags=["jobs"],
     summary="Update a load job",
     response_model=JobRead,
-    responses=error_responses(404),
+    responses={
+        **error_responses(404),
+        **rule_responses(
+            422, "`end_date` on or after the job's `start_date`", "a new `schema_version` only adds columns"
+        ),
+    },
 )
 async def update_job(
     job_id: JobId, job_in: JobUpdate, session: SessionDep, settings: SettingsDep, aws: AwsDep, _: JobsAdminScope
@@ -220,6 +234,7 @@ async def get_warehouse_count(
     "`start`, at most 3660 days later, else 422). An unknown ad gives an empty series. The seed's path "
     "`/advertising/traffic/{ad_id}` is an alias kept for existing clients.",
     response_model=TrafficSeries,
+    responses=rule_responses(422, f"`end` on or after `start`, at most {MAX_RANGE_DAYS} days later"),
 )
 # The seed's path, kept for existing clients; the spec shows only the /v1 path (the description says so).
 @router.get("/advertising/traffic/{ad_id}", tags=["traffic"], response_model=TrafficSeries, include_in_schema=False)

@@ -15,7 +15,8 @@ from services.replay.deps import ArqDep, AwsDep, ProgressDep, QuerySlotsDep, Ses
 from services.replay.models import PreviewRead, PreviewRequest, QueryRequest, ReplayCreate, ReplayList, ReplayRead
 from services.replay.query import MEDIA_TYPES, TRUNCATED_HEADER, start_query
 from shared.auth import ReadScope, ReplayRunScope
-from shared.openapi import error_responses
+from shared.deps import RedisDep
+from shared.openapi import error_responses, rule_responses
 
 router = APIRouter(prefix="/v1")
 
@@ -35,6 +36,19 @@ class _ReplayIdConvertor(Convertor[str]):
 
 
 register_url_convertor("replay_id", _ReplayIdConvertor())
+
+# What the schema cannot state, answered to requests that match it (see shared.openapi.rule_responses).
+_WINDOW_RULE = "`end` after `start`, at most the server's `query_max_window_days` later"
+_SQL_RULES = (
+    "the SQL is a single read-only SELECT over the documented views, and runs",
+    "the query yields its first row within `timeout_s` (and the server's cap)",
+)
+_REPLAY_RESPONSES = {
+    **rule_responses(400, "a `query` is a single read-only SELECT that runs under the query limits"),
+    **rule_responses(
+        422, _WINDOW_RULE, "`target_stream` is one of the server's `replay_target_streams` (replay's own by default)"
+    ),
+}
 
 _JSONL_EXAMPLE = (
     '{"type":"click","n":2}\n{"type":"impression","n":5}\n{"_truncated":true,"reason":"max_rows","rows":2}\n'
@@ -71,14 +85,23 @@ _JSONL_EXAMPLE = (
             },
             "content": {MEDIA_TYPES["jsonl"]: {"example": _JSONL_EXAMPLE}, MEDIA_TYPES["arrow"]: {}},
         },
-        **error_responses(400, 429),
+        **error_responses(429),
+        **rule_responses(400, *_SQL_RULES),
+        **rule_responses(422, _WINDOW_RULE),
     },
 )
 async def run_query(
-    body: QueryRequest, _: ReadScope, request: Request, settings: SettingsDep, aws: AwsDep, slots: QuerySlotsDep
+    body: QueryRequest,
+    _: ReadScope,
+    request: Request,
+    settings: SettingsDep,
+    aws: AwsDep,
+    slots: QuerySlotsDep,
+    redis: RedisDep,
 ) -> StreamingResponse:
     """Check the SQL, then stream its rows."""
-    rows = await start_query(settings=settings, aws=aws, request=body, slots=slots, gone=request.is_disconnected)
+    gone = request.is_disconnected
+    rows = await start_query(settings=settings, aws=aws, request=body, slots=slots, gone=gone, redis=redis)
     return StreamingResponse(rows.chunks(), media_type=rows.media_type, headers=rows.headers)
 
 
@@ -98,7 +121,7 @@ async def run_query(
     ),
     status_code=202,
     response_model=ReplayRead,
-    responses=error_responses(400),
+    responses=_REPLAY_RESPONSES,
 )
 async def create_replay(
     body: ReplayCreate,
@@ -119,7 +142,7 @@ async def create_replay(
     summary="Preview the first N records a replay would emit",
     description="Checked as a job is (the `query` form needs `replay:query` too); runs under the query limits.",
     response_model=PreviewRead,
-    responses=error_responses(400),
+    responses=_REPLAY_RESPONSES,
 )
 async def preview_replay(
     body: PreviewRequest, principal: ReplayRunScope, settings: SettingsDep, aws: AwsDep

@@ -42,6 +42,7 @@ from headwater.setup_steps import import_all_models
 from shared.auth import SCOPES, create_api_key
 from shared.db import create_engine, create_tables, session_factory
 from shared.errors import install_error_handlers
+from shared.openapi import RULES_EXTENSION
 from shared.settings import HeadwaterSettings
 from tests.helpers import free_port, wait_until_sync
 
@@ -126,19 +127,23 @@ class FuzzReport:
     errors: list[str] = field(default_factory=list)
     stop_reason: str = ""
     seconds: float = 0.0
+    # Seconds the server took to answer, per operation (or the stateful phase): where the run's time goes.
+    waited: Counter[str] = field(default_factory=Counter)
 
     def summary(self, service: str) -> str:
-        """Return one line with the run's numbers."""
+        """Return one line with the run's numbers (and the operations the run waited on most)."""
+        slowest = ", ".join(f"{label} {seconds:.0f} s" for label, seconds in self.waited.most_common(3))
         return (
             f"{service}: {self.requests} requests, {sum(self.checks.values())} checks, "
             f"{len(self.failures)} distinct failures, {len(self.errors)} errors, {self.seconds:.0f} s "
-            f"(seed {SEED}, {MAX_EXAMPLES} examples, stop: {self.stop_reason})"
+            f"(seed {SEED}, {MAX_EXAMPLES} examples, stop: {self.stop_reason}; slowest: {slowest})"
         )
 
 
 def _record(report: FuzzReport, event: ScenarioFinished) -> None:
     recorder = event.recorder
     report.requests += len(recorder.interactions)
+    report.waited[recorder.label] += sum(i.response.elapsed for i in recorder.interactions.values() if i.response)
     for case_id, nodes in recorder.checks.items():
         for node in nodes:
             report.checks[node.name] += 1
@@ -155,8 +160,37 @@ def _record(report: FuzzReport, event: ScenarioFinished) -> None:
             )
 
 
+# A body beyond a route's documented limit (x-max-body-bytes) is refused with the documented 413.
+POSITIVE_STATUSES = [*POSITIVE_DATA_ACCEPTANCE_EXPECTED_STATUSES, "413"]
+
+
+def rule_overrides(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per operation, also accept for schema-valid requests the statuses it declares for rules beyond the schema.
+
+    A route that refuses requests matching its schema for a rule JSON Schema cannot state (``end`` after ``start``,
+    SQL that runs, a stream in the allow-list) declares that status with ``shared.openapi.rule_responses``, which
+    lists the rules under ``x-rules``. Only that operation, and only that status, is accepted for positive data;
+    everything else (5xx, undeclared statuses, wrong bodies) is still a failure.
+    """
+    overrides = []
+    for path_item in document.get("paths", {}).values():
+        for operation in path_item.values():
+            if not isinstance(operation, dict) or "operationId" not in operation:
+                continue
+            statuses = [status for status, response in operation["responses"].items() if RULES_EXTENSION in response]
+            if statuses:
+                overrides.append(
+                    {
+                        "include-operation-id": operation["operationId"],
+                        "checks": {"positive_data_acceptance": {"expected-statuses": [*POSITIVE_STATUSES, *statuses]}},
+                    }
+                )
+    return overrides
+
+
 def fuzz(url: str, key: str) -> FuzzReport:
     """Run every schemathesis phase and check against the document ``url`` serves; return what it found."""
+    document = httpx.get(f"{url}/openapi.json", timeout=30).raise_for_status().json()
     config = schemathesis.Config.from_dict(
         {
             "seed": SEED,
@@ -164,11 +198,11 @@ def fuzz(url: str, key: str) -> FuzzReport:
             "base-url": url,
             "headers": {"Authorization": f"Bearer {key}"},
             "generation": {"max-examples": MAX_EXAMPLES, "deterministic": True, "database": "none"},
-            # A body beyond a route's documented limit (x-max-body-bytes) is refused with the documented 413.
             "checks": {
                 "negative_data_rejection": {"expected-statuses": [*NEGATIVE_DATA_REJECTION_EXPECTED_STATUSES, "413"]},
-                "positive_data_acceptance": {"expected-statuses": [*POSITIVE_DATA_ACCEPTANCE_EXPECTED_STATUSES, "413"]},
+                "positive_data_acceptance": {"expected-statuses": POSITIVE_STATUSES},
             },
+            "operations": rule_overrides(document),
             "request-timeout": 20,
             # An event stream (transform's /v1/chains/events) stays open: read a few events, not until the timeout.
             "max-stream-events": 3,
@@ -192,31 +226,9 @@ def fuzz(url: str, key: str) -> FuzzReport:
     return report
 
 
-# Findings still open under issue #13 (named there in the closing note). The poller is enforced; these are expected
-# to fail until their findings are fixed, and are reported, not hidden (xfail shows in the summary). The stateful
-# phase is not fully determined by the seed, so a run can find what an earlier one did not (ingest's finding below
-# came up in a clean-clone CI run after a local run had passed).
-OPEN_FINDINGS = {
-    "ingest": "a batch mixing valid and schema-violating events answers 202 (valid ones accepted, the others listed "
-    "as rejected) where the spec's item schema says the whole body is invalid",
-    "transform": "schema-valid but semantically invalid schema YAML and range rules (end before start, > 366 days) "
-    "answer undeclared 422s",
-    "loader": "end-before-start is not declared in the spec; a stateful-phase 422 after GET /v1/jobs not yet analysed",
-    "replay": "tiny timeout_s answers 400, unknown target_stream 422, start == end 422, invalid SQL 400",
-}
-
-
 @pytest.mark.fuzz
 @pytest.mark.timeout(600)
-@pytest.mark.parametrize(
-    "service",
-    [
-        pytest.param(name, marks=pytest.mark.xfail(reason=OPEN_FINDINGS[name], strict=False))
-        if name in OPEN_FINDINGS
-        else name
-        for name in SERVICES
-    ],
-)
+@pytest.mark.parametrize("service", SERVICES)
 async def test_schemathesis_finds_nothing(
     service: str, make_settings: Callable[..., Any], bootstrapped: Any, request: pytest.FixtureRequest
 ) -> None:

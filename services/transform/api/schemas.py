@@ -19,7 +19,7 @@ from services.transform.models import SchemaList, SchemaRead
 from shared.auth import JobsAdminScope, ReadScope
 from shared.errors import UnprocessableError
 from shared.guard import body_limit
-from shared.openapi import error_responses
+from shared.openapi import error_responses, rule_responses
 from shared.schemas import MAX_VERSION, NAME_PATTERN
 
 router = APIRouter(tags=["schemas"])
@@ -89,6 +89,9 @@ SchemaText = Annotated[str, Depends(schema_text)]
     responses={
         200: {"model": SchemaRead, "description": "identical version already registered"},
         **error_responses(409),
+        # The body is a free-form YAML mapping in the spec: its format (names, SQL types, source paths, keys that
+        # name columns) is checked by shared.schemas, with the line and reason in the 422.
+        **rule_responses(422, "the document is a valid table schema (see shared/schemas.py: name, version, columns)"),
     },
     openapi_extra=_SCHEMA_BODY | body_limit(MAX_SCHEMA_BYTES),
 )

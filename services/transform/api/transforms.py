@@ -8,10 +8,10 @@ from fastapi import APIRouter, Query, status
 
 from services.transform import run_store
 from services.transform.deps import ArqDep, AwsDep, SessionDep, SettingsDep
-from services.transform.models import TransformCreate, TransformList, TransformLogs, TransformRead
+from services.transform.models import MAX_RANGE_DAYS, TransformCreate, TransformList, TransformLogs, TransformRead
 from services.transform.spark.backends import fetch_logs
 from shared.auth import JobsAdminScope, ReadScope
-from shared.openapi import error_responses
+from shared.openapi import error_responses, rule_responses
 
 router = APIRouter(tags=["transforms"])
 
@@ -22,7 +22,10 @@ router = APIRouter(tags=["transforms"])
     description="Start one run per date (`dt`, or `start` to `end`). 404 when the schema version is not registered.",
     response_model=TransformList,
     status_code=status.HTTP_202_ACCEPTED,
-    responses=error_responses(404),
+    responses={
+        **error_responses(404),
+        **rule_responses(422, f"`end` on or after `start`, at most {MAX_RANGE_DAYS} days later"),
+    },
 )
 async def create_transform(
     body: TransformCreate, session: SessionDep, arq: ArqDep, settings: SettingsDep, _principal: JobsAdminScope

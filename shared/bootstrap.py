@@ -10,6 +10,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from shared.aws import AwsClients
+from shared.bootstrap_bi import ensure_bi
 from shared.bootstrap_firehose import ensure_firehose
 from shared.logging import get_logger
 from shared.settings import BUCKETS, QUEUES, STREAMS, TRAFFIC_TABLE, HeadwaterSettings
@@ -134,7 +135,16 @@ async def ensure_sender_verified(ses: Any) -> None:
 
 
 # The steps of ``bootstrap``, in order, for callers that show progress.
-BOOTSTRAP_STEPS = ("buckets", "queues", "bucket notifications", "streams", "traffic table", "firehose", "mail sender")
+BOOTSTRAP_STEPS = (
+    "buckets",
+    "queues",
+    "bucket notifications",
+    "streams",
+    "traffic table",
+    "firehose",
+    "mail sender",
+    "bi",
+)
 
 
 async def bootstrap(
@@ -159,4 +169,6 @@ async def bootstrap(
         if with_ses and settings.aws_endpoint_url:
             await ensure_sender_verified(await aws.get("ses"))
         done("mail sender")
+        await ensure_bi(aws, settings)  # Glue database, Athena workgroup, CloudWatch dashboards
+        done("bi")
     log.info("bootstrap_complete", prefix=settings.resource_prefix)

@@ -58,6 +58,10 @@ class HeadwaterSettings(BaseSettings):
     firehose_role_arn: str = ""
 
     readiness_timeout_s: float = 2.0
+    # Each API process sends its request, error, latency (and spool) figures to CloudWatch every interval, for the
+    # "operations" dashboard (shared/ops_metrics.py).
+    cloudwatch_ops_metrics: bool = True
+    ops_metrics_interval_s: float = Field(default=60.0, gt=0)
     # Largest request body a route accepts unless it declares its own (shared.guard.body_limit); 413 beyond.
     max_request_body_bytes: int = Field(default=1024 * 1024, ge=1024)
 

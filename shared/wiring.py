@@ -29,6 +29,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from shared.aws import AwsClients
 from shared.db import create_engine, session_factory
 from shared.logging import configure_logging
+from shared.ops_metrics import start_ops_metrics
 from shared.redis import arq_redis_settings, open_redis
 from shared.settings import HeadwaterSettings
 
@@ -102,6 +103,8 @@ def wiring_lifespan(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         wiring = await open_wiring(settings)
         app.state.wiring = wiring
+        if settings.cloudwatch_ops_metrics:  # the "operations" dashboard's figures (shared/ops_metrics.py)
+            wiring.on_close(await start_ops_metrics(wiring, settings.service_name, settings.ops_metrics_interval_s))
         try:
             yield
         finally:

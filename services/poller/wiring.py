@@ -22,6 +22,7 @@ from services.poller.polling import Poller
 from services.poller.registry import Registry
 from services.poller.rotation import RotationReport, rotate_closed_hours
 from services.poller.settings import PollerSettings
+from services.poller.stats import recent_minutes
 from shared.logging import get_logger
 from shared.wiring import Clients
 
@@ -44,6 +45,12 @@ class PollerWiring(Clients):
             log.warning("ingest_posting_disabled", reason="HEADWATER_INGEST_API_KEY is not set")
         await self.poller.start()
         self.on_close(self.poller.stop)
+
+    async def ops_metrics(self) -> dict[str, tuple[float, str]]:
+        """Return the last whole minute's on-time ratio (all replicas) for the operations dashboard, when it polled."""
+        previous, _current = await recent_minutes(self.redis, keys=self.registry.keys, minutes=2)
+        polls = previous.on_time + previous.late
+        return {"OnTimeRatio": (previous.on_time / polls, "None")} if polls else {}
 
     async def rotate_logs(self) -> RotationReport:
         """Upload this process's closed hours of device logs to the logs bucket."""

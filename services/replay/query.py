@@ -26,6 +26,7 @@ from typing import Any
 import duckdb
 import orjson
 import pyarrow as pa
+from redis.asyncio import Redis
 
 from services.replay.archive import TimeWindow
 from services.replay.catalog import open_sandbox
@@ -330,8 +331,13 @@ async def start_query(
     request: QueryRequest,
     slots: QuerySlots,
     gone: Disconnected | None = None,
+    redis: Redis | None = None,
 ) -> QueryStream:
     """Check and start ``request``'s SQL within the process's query slots; refusals raise before any row is sent."""
+    if settings.query_engine == "athena":
+        from services.replay.athena import start_athena_query  # here: athena.py builds on this module
+
+        return await start_athena_query(settings=settings, aws=aws, request=request, slots=slots, gone=gone)
     check_window_width(settings, request.start, request.end)
     release = slots.take()
     timeout = min(request.timeout_s or settings.query_timeout_s, settings.query_timeout_s)
@@ -343,7 +349,9 @@ async def start_query(
         try:
             async with asyncio.timeout(timeout):
                 sandbox = await _watched(
-                    open_sandbox(settings=settings, aws=aws, sql=request.sql, sources=request.sources, window=window),
+                    open_sandbox(
+                        settings=settings, aws=aws, sql=request.sql, sources=request.sources, window=window, redis=redis
+                    ),
                     None,
                     gone,
                 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -29,6 +30,14 @@ class ReplaySettings(HeadwaterSettings):
     # Each query's (and each job selection's) DuckDB: memory and spill-to-disk limits (DuckDB size strings).
     query_memory_limit: str = "512MB"
     query_max_temp_size: str = "2GB"
+    # Where archive SQL runs: DuckDB in this process (the raw archive, the live tail, mirrored curated tables), or
+    # Athena over the curated tables of the Glue catalog (see athena.py). Athena's workgroup and result location
+    # default to the ones bootstrap creates (<prefix>-replay, s3://<prefix>-replay/_athena/).
+    query_engine: Literal["duckdb", "athena"] = "duckdb"
+    athena_workgroup: str | None = None
+    athena_output_location: str | None = Field(default=None, pattern=r"^s3://[^/]+/")
+    athena_poll_s: float = Field(default=0.5, gt=0)
+    athena_page_rows: int = Field(default=1000, ge=2, le=1000)
     # A job's selection: its time limit and the most rows it may hold (the job fails beyond).
     job_selection_timeout_s: float = 600.0
     job_max_rows: int = Field(default=5_000_000, ge=1)

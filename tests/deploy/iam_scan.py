@@ -70,6 +70,20 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "update_table": ("glue:UpdateTable",),
     "create_partition": ("glue:CreatePartition",),
     "update_partition": ("glue:UpdatePartition",),
+    # Athena acts with the caller's permissions: the catalog it reads, the result objects it writes and reads.
+    "start_query_execution": (
+        "athena:StartQueryExecution",
+        "glue:GetDatabase",
+        "glue:GetTable",
+        "glue:GetPartitions",
+        "s3:GetBucketLocation",
+        "s3:PutObject",
+    ),
+    "get_query_execution": ("athena:GetQueryExecution",),
+    "get_query_results": ("athena:GetQueryResults", "s3:GetObject"),
+    "stop_query_execution": ("athena:StopQueryExecution",),
+    "create_work_group": ("athena:CreateWorkGroup",),
+    "put_dashboard": ("cloudwatch:PutDashboard",),
 }
 # Methods whose name two services share: the receiver tells which (glue.create_table is not DynamoDB's).
 RECEIVER_ACTIONS: dict[tuple[str, str], tuple[str, ...]] = {
@@ -85,6 +99,7 @@ CLIENT_NAMES = {
     "dynamodb",
     "emr",
     "glue",
+    "athena",
     "logs",
     "ses",
     "firehose",

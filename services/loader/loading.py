@@ -7,6 +7,7 @@ files (replacing the date exactly once), fills the traffic table, notifies, and 
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from services.loader.wiring import LoaderWiring
 from shared.contracts import Manifest
 from shared.logging import get_logger
 from shared.messages import LoadRequest, TransformFailed, parse_message
+from shared.orcparts import is_orc, orc_to_parquet
 
 log = get_logger(__name__)
 
@@ -162,13 +164,21 @@ async def _load_input(s3: Any, request: LoadRequest) -> LoadInput:
         paths = []
         for index, url in enumerate(urls):
             bucket, key = split_s3_url(url)
-            paths.append(await download(s3, bucket, key, folder / f"part-{index:05d}.parquet"))
+            target = folder / f"part-{index:05d}.parquet"
+            if is_orc(key):  # the warehouses read Parquet: rewrite the ORC part, then let it go
+                fetched = await download(s3, bucket, key, folder / f"part-{index:05d}.orc")
+                await asyncio.to_thread(orc_to_parquet, fetched, target)
+                fetched.unlink()
+                paths.append(target)
+            else:
+                paths.append(await download(s3, bucket, key, target))
         return paths
 
     return LoadInput(
         manifest_url=f"s3://{request.bucket}/{request.manifest_key}",
         expected_rows=manifest.headwater.rows,
         download=_download,
+        file_format=manifest.headwater.format,
     )
 
 

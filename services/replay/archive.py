@@ -24,6 +24,7 @@ from shared.contracts import (
     parse_partition,
 )
 from shared.logging import get_logger
+from shared.orcparts import ensure_parquet_beside, is_orc
 
 log = get_logger(__name__)
 
@@ -142,10 +143,18 @@ async def _table_versions(s3: Any, bucket: str, table: str) -> list[int]:
 
 
 async def sync_curated(s3: Any, *, bucket: str, cache_dir: Path, tables: list[str]) -> int:
-    """Mirror the Parquet files of every version of the named curated tables (and their advertising views)."""
+    """Mirror the Parquet and ORC parts of every version of the named curated tables (and their advertising views).
+
+    An ORC part is read as Parquet: its Parquet rewrite sits beside it in the mirror (``part-00000.orc.parquet``,
+    redone when the part changes), which the sandbox's ``*.parquet`` views pick up like any other part.
+    """
     versions = await asyncio.gather(*(_table_versions(s3, bucket, table) for table in tables))
     prefixes = [curated_table_prefix(t, v) for t, found in zip(tables, versions, strict=True) for v in found]
     prefixes += [advertising_view_table_prefix(t) for t in tables]
     listed = await asyncio.gather(*(list_keys(s3, bucket, prefix) for prefix in prefixes))
-    objects = [(k, n) for batch in listed for k, n in batch if k.endswith(".parquet")]
-    return await mirror(s3, bucket, objects, cache_dir)
+    objects = [(k, n) for batch in listed for k, n in batch if k.endswith(".parquet") or is_orc(k)]
+    copied = await mirror(s3, bucket, objects, cache_dir)
+    for key, _ in objects:
+        if is_orc(key):
+            await asyncio.to_thread(ensure_parquet_beside, cache_dir / bucket / key)
+    return copied

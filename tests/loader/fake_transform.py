@@ -15,6 +15,7 @@ from datetime import date, datetime
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.orc as orc
 import pyarrow.parquet as pq
 
 from shared.contracts import (
@@ -118,6 +119,12 @@ def _parquet(table: pa.Table) -> bytes:
     return sink.getvalue()
 
 
+def _orc(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    orc.write_table(table, sink, compression="zstd")  # as transform's ORC sink writes parts
+    return sink.getvalue()
+
+
 class FakeTransform:
     """A stand-in for the transform service, driven by the test."""
 
@@ -130,6 +137,7 @@ class FakeTransform:
         self.held_manifests: dict[date, tuple[str, bytes]] = {}
         self.gate = asyncio.Event()
         self.gate.set()
+        self.output_format = "parquet"  # or "orc", as transform's output_format setting
 
     async def run(self, stop: asyncio.Event) -> None:
         sqs = await self.aws.get("sqs")
@@ -184,13 +192,15 @@ class FakeTransform:
         ]
         curated = self.settings.bucket("curated")
         partition = CuratedPartition(request.table, request.schema_version, request.dt)
-        data = _parquet(pa.Table.from_pylist(rows, schema=ARROW))
-        await s3.put_object(Bucket=curated, Key=partition.part(0), Body=data)
+        table = pa.Table.from_pylist(rows, schema=ARROW)
+        data = _orc(table) if self.output_format == "orc" else _parquet(table)
+        part_key = partition.part(0, self.output_format)
+        await s3.put_object(Bucket=curated, Key=part_key, Body=data)
         transform_id = new_id()
         manifest = Manifest(
             entries=[
                 ManifestEntry(
-                    url=f"s3://{curated}/{partition.part(0)}",
+                    url=f"s3://{curated}/{part_key}",
                     meta=ManifestEntryMeta(content_length=len(data), record_count=len(rows)),
                 )
             ],
@@ -200,6 +210,7 @@ class FakeTransform:
                 dt=request.dt,
                 rows=len(rows),
                 transform_id=transform_id,
+                format="orc" if self.output_format == "orc" else "parquet",
                 advertising_view_key=partition.advertising_view,
             ),
         )

@@ -15,11 +15,16 @@ DEFAULT_PARTITION_COLUMN = "dt"
 
 @dataclass
 class LoadInput:
-    """What one date's load reads: the manifest in S3 and a way to fetch its Parquet files locally."""
+    """What one date's load reads: the manifest in S3 and a way to fetch its files locally as Parquet.
+
+    ``file_format`` is what the manifest's parts are in S3 (``parquet`` or ``orc``): ``download`` always yields
+    Parquet (ORC parts are rewritten, see ``shared.orcparts``); Redshift's COPY reads either format natively.
+    """
 
     manifest_url: str
     expected_rows: int | None
     download: Callable[[Path], Awaitable[list[Path]]]
+    file_format: str = "parquet"
 
 
 def partition_column(schema: TableSchema) -> str:

@@ -246,14 +246,17 @@ class RedshiftWarehouse:
                 added.append(name)
         return added
 
-    async def copy_date(self, table: str, schema: TableSchema, dt: date, manifest_url: str) -> None:
-        """Replace the date's rows from the manifest in one transaction."""
-        await self.execute(load_sqls(table, schema, dt, manifest_url, self.settings.redshift_iam_role))
+    async def copy_date(
+        self, table: str, schema: TableSchema, dt: date, manifest_url: str, file_format: str = "parquet"
+    ) -> None:
+        """Replace the date's rows from the manifest (Parquet or ORC parts, both read by COPY) in one transaction."""
+        role = self.settings.redshift_iam_role
+        await self.execute(load_sqls(table, schema, dt, manifest_url, role, file_format=file_format.upper()))
 
     async def load_date(self, table: str, schema: TableSchema, dt: date, data: LoadInput) -> int:
         """Ensure the table, replace the date from the manifest, and return the date's row count."""
         await self.ensure_table(table, schema)
-        await self.copy_date(table, schema, dt, data.manifest_url)
+        await self.copy_date(table, schema, dt, data.manifest_url, data.file_format)
         return await self.count(table, dt, partition_column(schema))
 
     async def load_advertising_view(self, table: str, dt: date, view_url: str) -> int:

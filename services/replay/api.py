@@ -15,6 +15,7 @@ from services.replay.deps import ArqDep, AwsDep, ProgressDep, QuerySlotsDep, Ses
 from services.replay.models import PreviewRead, PreviewRequest, QueryRequest, ReplayCreate, ReplayList, ReplayRead
 from services.replay.query import MEDIA_TYPES, TRUNCATED_HEADER, start_query
 from shared.auth import ReadScope, ReplayRunScope
+from shared.deps import RedisDep
 from shared.openapi import error_responses, rule_responses
 
 router = APIRouter(prefix="/v1")
@@ -90,10 +91,17 @@ _JSONL_EXAMPLE = (
     },
 )
 async def run_query(
-    body: QueryRequest, _: ReadScope, request: Request, settings: SettingsDep, aws: AwsDep, slots: QuerySlotsDep
+    body: QueryRequest,
+    _: ReadScope,
+    request: Request,
+    settings: SettingsDep,
+    aws: AwsDep,
+    slots: QuerySlotsDep,
+    redis: RedisDep,
 ) -> StreamingResponse:
     """Check the SQL, then stream its rows."""
-    rows = await start_query(settings=settings, aws=aws, request=body, slots=slots, gone=request.is_disconnected)
+    gone = request.is_disconnected
+    rows = await start_query(settings=settings, aws=aws, request=body, slots=slots, gone=gone, redis=redis)
     return StreamingResponse(rows.chunks(), media_type=rows.media_type, headers=rows.headers)
 
 

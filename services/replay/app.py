@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from services.replay.api import router
+from services.replay.archives_api import router as archives_router
 from services.replay.settings import ReplaySettings
 from services.replay.wiring import open_replay
 from shared.health import check_bucket, check_database, check_redis, check_stream
@@ -34,8 +35,10 @@ def create_app(settings: ReplaySettings | None = None) -> FastAPI:
         openapi_tags=[
             {"name": "query", "description": "read-only SQL over the archive"},
             {"name": "replays", "description": "replay jobs"},
+            {"name": "archives", "description": "archiving Kinesis streams Headwater does not write"},
         ],
     )
     app.include_router(router)
+    app.include_router(archives_router)
     app.mount("/ui", StaticFiles(directory=UI_DIR, html=True), name="ui")
     return app

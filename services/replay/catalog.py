@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import re
 
+from redis.asyncio import Redis
+
 from services.replay.archive import TimeWindow, list_top_level, sync_curated, sync_raw
+from services.replay.archives import with_archived_tails
 from services.replay.live import read_live_tail
 from services.replay.sandbox import Sandbox, SandboxLimits
 from services.replay.settings import ReplaySettings
@@ -23,11 +26,13 @@ async def open_sandbox(
     sql: str,
     sources: list[str] | None = None,
     window: TimeWindow | None = None,
+    redis: Redis | None = None,
 ) -> Sandbox:
     """Mirror the archive partitions and curated tables ``sql`` can read, then open a sandbox over them.
 
     ``sources`` and ``window`` limit both what is mirrored and what ``raw_events`` shows (whole dt/hour partitions),
-    so results never depend on what an earlier query happened to mirror.
+    so results never depend on what an earlier query happened to mirror. With ``redis``, the live tail also holds
+    the streams registered for archiving (``POST /v1/archives``), as raw records.
     """
     s3 = await aws.get("s3")
     cache = settings.cache_dir
@@ -44,6 +49,8 @@ async def open_sandbox(
     if _mentions(sql, "live_events") or _mentions(sql, "all_events"):
         kinesis = await aws.get("kinesis")
         live = await read_live_tail(kinesis, settings.stream("events"), settings.live_max_records)
+        if redis is not None:
+            live = await with_archived_tails(live, kinesis=kinesis, redis=redis, settings=settings)
     curated_bucket = settings.bucket("curated")
     # Names starting with "_" hold no table (shared.contracts' ``_schemas/`` and ``_views/``).
     tables = [t for t in await list_top_level(s3, curated_bucket) if not t.startswith("_")]

@@ -18,6 +18,7 @@ import uvicorn
 import services.replay.archive as archive
 from services.replay.app import create_app
 from services.replay.settings import ReplaySettings
+from shared.openapi import RULES_EXTENSION
 from tests.helpers import free_port, wait_until
 from tests.replay.conftest import make_event, put_archive
 
@@ -177,6 +178,16 @@ async def test_an_empty_reversed_or_too_wide_window_is_a_422(client, window, rea
     response = await client.post("/v1/query", json={"sql": "SELECT * FROM raw_events", **window})
     assert response.status_code == 422, response.text
     assert reason in response.text
+
+
+def test_the_spec_declares_the_rules_behind_the_400_and_422() -> None:
+    """Invalid SQL, a query out of time before its first row (400) and the window rules (422) refuse schema-valid
+    requests: the spec lists them on those statuses (#13: schemathesis accepts exactly those, nothing else)."""
+    responses = create_app(ReplaySettings()).openapi()["paths"]["/v1/query"]["post"]["responses"]
+    bad_request = " ".join(responses["400"][RULES_EXTENSION])
+    assert "SELECT" in bad_request and "timeout_s" in bad_request
+    assert "`end` after `start`" in " ".join(responses["422"][RULES_EXTENSION])
+    assert RULES_EXTENSION not in responses["429"]
 
 
 async def test_a_wide_window_lists_the_archive_by_prefix_with_bounded_concurrency(

@@ -16,6 +16,7 @@ from services.replay.settings import ReplaySettings
 from services.replay.wiring import open_replay
 from shared.auth import ApiKey
 from shared.db import create_engine, session_factory
+from shared.openapi import RULES_EXTENSION
 from tests.helpers import wait_until
 from tests.replay.conftest import make_event, put_archive, read_stream
 
@@ -122,6 +123,18 @@ async def test_target_streams_come_from_an_allow_list(client, settings) -> None:
         response = await client.post("/v1/replays", json={"selection": {}, "target_stream": stream})
         assert response.status_code == 202, response.text
         assert response.json()["target_stream"] == settings.stream("replay")
+
+
+def test_the_spec_declares_the_rules_behind_these_refusals() -> None:
+    """The 422s above (stream not allowed, empty or too wide window) and the 400 for a query that does not run answer
+    schema-valid requests: the spec lists them on the status (#13: schemathesis accepts exactly those)."""
+    paths = create_app(ReplaySettings()).openapi()["paths"]
+    for path in ("/v1/replays", "/v1/replays/preview"):
+        responses = paths[path]["post"]["responses"]
+        rules = " ".join(responses["422"][RULES_EXTENSION])
+        assert "target_stream" in rules and "`end` after `start`" in rules and "query_max_window_days" in rules
+        assert "SELECT" in " ".join(responses["400"][RULES_EXTENSION])
+        assert "target_stream" in responses["422"]["description"]
 
 
 async def test_the_query_form_needs_its_own_scope(settings) -> None:

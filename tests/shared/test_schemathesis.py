@@ -38,11 +38,12 @@ from schemathesis.engine import Status, from_schema
 from schemathesis.engine.events import EngineFinished, FatalError, NonFatalError, ScenarioFinished
 
 from headwater.config import SERVICES
+from headwater.openapi_cmd import SPEC_DIR
 from headwater.setup_steps import import_all_models
 from shared.auth import SCOPES, create_api_key
 from shared.db import create_engine, create_tables, session_factory
 from shared.errors import install_error_handlers
-from shared.openapi import RULES_EXTENSION
+from shared.openapi import RULES_EXTENSION, install_openapi, rule_responses
 from shared.settings import HeadwaterSettings
 from tests.helpers import free_port, wait_until_sync
 
@@ -246,6 +247,9 @@ async def test_schemathesis_finds_nothing(
 
 # What the first runs found in shared code, pinned without the fuzzer.
 
+# Field constraints as pydantic names them; in a JSON Schema they are unknown keywords that constrain nothing.
+PYDANTIC_ONLY_KEYWORDS = {"ge", "gt", "le", "lt", "min_length", "max_length", "multiple_of", "max_digits"}
+
 
 class Thing(BaseModel):
     """A body FastAPI parses."""
@@ -296,3 +300,52 @@ async def test_a_json_body_that_is_not_utf8_is_the_documented_422() -> None:
         )
     assert response.status_code == 422, response.text
     assert response.json()["error"]["details"][0]["field"] == "body"
+
+
+def test_rule_responses_keep_their_rules_in_the_completed_document() -> None:
+    app = FastAPI()
+    install_openapi(app)
+
+    @app.post("/things", responses=rule_responses(422, "`end` on or after `start`"))
+    async def create_thing(thing: Thing) -> Thing:
+        return thing
+
+    declared = app.openapi()["paths"]["/things"]["post"]["responses"]["422"]
+    assert declared[RULES_EXTENSION] == ["`end` on or after `start`"]
+    assert declared["description"].endswith("`end` on or after `start`")
+    assert declared["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorResponse"}
+
+
+def test_only_the_declared_rule_statuses_of_an_operation_are_accepted_for_valid_data() -> None:
+    document = {
+        "paths": {
+            "/a": {
+                "post": {"operationId": "with_rules", "responses": {"400": {RULES_EXTENSION: ["x"]}, "422": {}}},
+                "get": {"operationId": "without_rules", "responses": {"422": {}}},
+            }
+        }
+    }
+    [override] = rule_overrides(document)
+    assert override["include-operation-id"] == "with_rules"
+    accepted = override["checks"]["positive_data_acceptance"]["expected-statuses"]
+    assert "400" in accepted and "422" not in accepted
+
+
+def test_no_committed_spec_states_a_bound_as_an_unknown_keyword() -> None:
+    """A pydantic bound on an Optional with a validator was written as ``"ge": 0`` (transform's ``hour``): JSON
+    Schema ignores it, so the spec did not state the bound and schemathesis sent 300 as a valid hour."""
+    leaked: list[str] = []
+
+    def walk(node: Any, where: str) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("type"), str):
+                leaked.extend(f"{where}: {key}" for key in PYDANTIC_ONLY_KEYWORDS & set(node))
+            for key, value in node.items():
+                walk(value, f"{where}/{key}")
+        elif isinstance(node, list):
+            for index, value in enumerate(node):
+                walk(value, f"{where}/{index}")
+
+    for path in sorted(SPEC_DIR.glob("*.json")):
+        walk(json.loads(path.read_text()), path.name)
+    assert not leaked, leaked

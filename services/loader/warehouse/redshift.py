@@ -269,9 +269,12 @@ class RedshiftWarehouse:
         return await self.count(target, dt)
 
     async def delete_date(self, table: str, schema: TableSchema, dt: date) -> int:
-        """Delete the date's rows; return how many (the statement's affected rows)."""
+        """Delete the date's rows (and its advertising view rows); return how many of the table's were deleted."""
         part = partition_column(schema)
         description = await self.execute([delete_date_sql(table, part, dt)])
+        view = advertising_table(table)
+        if await self.existing_columns(view):  # only tables feeding the advertising view have one
+            await self.execute([delete_date_sql(view, DEFAULT_PARTITION_COLUMN, dt)])
         return max(0, int(description.get("ResultRows", 0)))
 
     async def count(self, table: str, dt: date | None = None, column: str = DEFAULT_PARTITION_COLUMN) -> int:

@@ -173,3 +173,24 @@ async def test_settling_the_same_landed_object_twice_overwrites(
     assert sorted(r["event_id"] for recs in objects.values() for r in recs) == ["e0", "e1", "e2", "e3"]
     bad = await s3.list_objects_v2(Bucket=settings.bucket("bad-rows"))
     assert len(bad.get("Contents", [])) == 1  # the unreadable line, kept (same key both times)
+
+
+async def test_a_day_put_to_firehose_gets_no_marker_until_it_can_have_landed(
+    ingest_settings: IngestSettings, aws: AwsClients
+) -> None:
+    firehose, s3 = await aws.get("firehose"), await aws.get("s3")
+    await ensure_firehose(firehose, ingest_settings)
+    settings = ingest_settings.model_copy(update={"archive_paths": {"beacon": "firehose"}})
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        markers = DayMarkers(redis=redis, prefix="t", bucket=settings.bucket("raw"), grace_s=0, instance_id="i")
+        day = ("beacon", "2026-11-24")
+        await markers.note_shipped({day})  # the day has archived events already (say, an earlier settle)
+        archive = FirehoseArchive(settings=settings, markers=markers, name="t")
+        line = orjson.dumps({"event_id": "late", "source": "beacon", "event_time": "2026-11-24T23:59:00Z"})
+        await archive.put(firehose, [line], {day})
+        assert await markers.write_due(s3, local_pending=set()) == []  # held: the record is still in Firehose
+        await redis.delete("t:ingest:pending:firehose-t")  # the hold lapses (its TTL covers buffering + settling)
+        assert await markers.write_due(s3, local_pending=set()) == ["beacon/dt=2026-11-24/_COMPLETE"]
+    finally:
+        await redis.aclose()

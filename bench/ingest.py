@@ -396,7 +396,7 @@ def compare_segment_cpu(
             )
             processes.append(process)
             base = f"http://127.0.0.1:{port}"
-            wait_http(f"{base}/readyz")
+            wait_http(f"{base}/readyz", timeout=180)  # a busy machine can take minutes to start a process
         order = list(kinds) if round_index % 2 == 0 else list(reversed(kinds))
         for kind in order:
             path, size, script_for = kinds[kind]

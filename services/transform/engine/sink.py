@@ -1,4 +1,27 @@
-"""Write mapped rows to rolling columnar part files, and bad rows to a gzip JSON-lines file, on local disk."""
+"""Write mapped rows to rolling columnar part files, and bad rows to a gzip JSON-lines file, on local disk.
+
+What the part files follow, so that outside readers read them right (shared/contracts.py, contract 3):
+
+- Timestamps are UTC instants: ``timestamp[us, tz=UTC]``, Parquet ``isAdjustedToUTC=true`` (DuckDB reads
+  TIMESTAMP WITH TIME ZONE, Spark TIMESTAMP in its session zone, pyarrow ``tz=UTC``).
+- Hive's partition convention: the day lives in the path (``<table>/v<n>/dt=YYYY-MM-DD/``), never as a column of
+  the files (``arrow_types.file_columns``), so no reader has two ``dt`` to merge.
+
+What each default reader makes of that day (tests/transform/test_partition_inference.py pins it, for pyarrow 26,
+DuckDB 2.0 and Spark 4.3): DuckDB (``hive_partitioning = true``, ``hive_types_autocast`` on by default) and Spark
+(``partitionColumnTypeInference`` on by default) type ``dt`` as DATE; pyarrow's ``partitioning="hive"`` discovers
+only int32 or string, so it types ``dt`` as a string. pyarrow gets the DATE with
+``ds.dataset(path, partitioning=ds.partitioning(pa.schema([("dt", pa.date32())]), flavor="hive"))``.
+No layout with a directory per day gives all three the same type with their defaults: ``dt`` in the file as well
+fails pyarrow's merge (date32 vs string); ``dt`` only in the file under a plain day directory is not read by Spark
+(it reads files in the root or in ``key=value`` directories only); a non-ISO value (``dt=2026_11_24``) is a string
+in all three but no longer a date for anyone. Only flat files (``dt`` in the file, no day directory) agree on DATE
+in all three, and they would give up what a day directory carries: the day's manifest and atomic publish, the
+Glue partition's location and the loader's per-day reloads. ``_common_metadata``/``_metadata`` do not help:
+pyarrow and DuckDB ignore ``_`` files by default, and Spark's partition types come from the path. A ``hour=HH``
+level is int32 in pyarrow and Spark but BIGINT in DuckDB; a table with both daily and hourly parts is refused by
+DuckDB ("Hive partition mismatch") and Spark (conflicting partition column names).
+"""
 
 from __future__ import annotations
 

@@ -8,6 +8,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -166,6 +168,18 @@ def install_error_handlers(app: FastAPI) -> None:
             # Starlette names only the first route matching the path; one route per method is FastAPI's way.
             headers = {**(headers or {}), "Allow": allowed_methods(_request) or (headers or {}).get("Allow", "")}
         return error_response(exc.status_code, code, str(exc.detail), headers=headers)
+
+    async def _redis_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+        # Redis restarting (or a blip on the way to it) is a moment to retry, not a server bug: the request did
+        # nothing durable, and redis-py reconnects on the next call.
+        log.warning("redis_unavailable", error=type(exc).__name__)
+        details = [{"field": "redis", "reason": type(exc).__name__}]
+        return error_response(
+            503, "unavailable", "a dependency (Redis) is unavailable; retry", details, {"Retry-After": "1"}
+        )
+
+    app.add_exception_handler(RedisConnectionError, _redis_unavailable)
+    app.add_exception_handler(RedisTimeoutError, _redis_unavailable)
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:

@@ -249,3 +249,25 @@ async def test_failed_key_checks_are_bounded_and_unknown_ids_cost_the_same(
     again = await client.post("/things", json=body, headers={"Authorization": "Bearer hw_ffffffffffff_nope"})
     assert again.status_code in (401, 429)
     assert hashed == []
+
+
+async def test_redis_down_during_a_request_is_503_with_retry_after(make_settings: Callable[..., Any]) -> None:
+    # Found by the chaos scenario "Redis restarted": a request in flight when Redis went away answered 500.
+    from redis.asyncio import Redis
+
+    from tests.helpers import free_port
+
+    app = build_app(make_settings())
+    gone = Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=1)  # nothing listens there
+
+    @app.get("/needs-redis")
+    async def needs_redis() -> dict[str, bool]:
+        return {"pong": bool(await gone.ping())}
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        response = await http.get("/needs-redis")
+    await gone.aclose()
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert response.json()["error"]["code"] == "unavailable"

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 from arq.connections import RedisSettings, create_pool
@@ -11,7 +15,7 @@ from arq.jobs import Job, JobStatus
 from arq.worker import Worker, async_check_health
 from redis.asyncio import Redis
 
-from shared.worker_process import build_worker, replica_alive, replica_health_key
+from shared.worker_process import build_worker, heartbeat_file, replica_alive, replica_health_key, settings_path
 from tests.helpers import wait_until
 
 QUEUE = "hw-test:replicas"
@@ -105,3 +109,42 @@ async def test_sigterm_lets_the_job_in_hand_finish(redis_url: str, redis: Redis,
         assert await job.result(timeout=5) == "finished"
     finally:
         await pool.aclose()
+
+
+def _probe(settings: type, heartbeat_dir: Path) -> subprocess.CompletedProcess[str]:
+    """Run the container's healthcheck command for ``settings``, reporting every module it imports."""
+    env = os.environ | {"HEADWATER_WORKER_HEARTBEAT_DIR": str(heartbeat_dir), "HEADWATER_WORKER_HEALTH_INTERVAL_S": "1"}
+    argv = [sys.executable, "-X", "importtime", "-m", "shared.worker_process", "check", settings_path(settings)]
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=30, check=False)
+
+
+async def test_the_probe_reads_the_replicas_heartbeat_and_imports_neither_arq_nor_the_service(
+    redis_url: str, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The check passes while the replica records its health and fails once it stopped, with stdlib imports only.
+
+    The bug: the check imported the service's WorkerSettings (the whole service) and asked Redis; in containers on
+    a busy host that took over a minute, so compose marked healthy workers unhealthy. The settings class here is
+    not importable by its path at all, so only a check that never imports it can pass.
+    """
+    monkeypatch.setenv("HEADWATER_WORKER_HEARTBEAT_DIR", str(tmp_path))
+    settings = _settings(redis_url)
+    worker = build_worker(settings, replica="probe")
+
+    async def beating() -> bool:
+        return heartbeat_file(settings).exists()
+
+    task = await _start(worker)
+    try:
+        await wait_until(beating, message="heartbeat file")
+        alive = await asyncio.to_thread(_probe, settings, tmp_path)
+        assert alive.returncode == 0, alive.stderr[-2000:]
+        imported = {line.split("|")[-1].strip() for line in alive.stderr.splitlines() if line.startswith("import")}
+        assert not {name for name in imported if name.split(".")[0] in {"arq", "redis", "tests", "services"}}
+    finally:
+        await _stop(worker, task)
+
+    async def probe_fails() -> bool:
+        return (await asyncio.to_thread(_probe, settings, tmp_path)).returncode == 1
+
+    await wait_until(probe_fails, timeout=15, message="the probe of a stopped replica fails")

@@ -21,6 +21,7 @@ PRODUCTION = {
     "networkPolicy.apiFrom[0].namespaceSelector.matchLabels.name": "ingress-nginx",
     "keda.enabled": "true",
     "ingress.enabled": "true",
+    "grafanaDashboard.enabled": "true",
 }
 
 

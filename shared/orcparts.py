@@ -4,9 +4,11 @@ Decision (issue #18): ORC output stays, and what reads curated partitions reads 
 loader's warehouses and replay's sandbox read Parquet (DuckDB has no ORC reader; the Postgres encoders read
 Parquet), so an ORC part is rewritten once, stripe by stripe, as a Parquet file beside it: memory stays one
 stripe, types and UTC timestamps are kept (ORC hands timestamps back in nanoseconds: cast to transform's
-microseconds). Redshift reads ORC natively (``COPY ... FORMAT AS ORC MANIFEST``) and needs no rewrite. Removing
-ORC instead would break Spark/Glue users and Hive-compatible engines that asked for it (the Glue catalog
-registers ORC partitions with the ORC SerDe), while the rewrite costs one pass over data that is read anyway.
+microseconds). An ORC ``timestamp`` without zone (what Spark writes) reads back as the writer's wall clock;
+transform's timestamps are UTC instants and its Spark jobs run in UTC, so such a column is read as UTC, as Spark's
+Parquet is. Redshift reads ORC natively (``COPY ... FORMAT AS ORC MANIFEST``) and needs no rewrite. Removing ORC
+instead would break Spark/Glue users and Hive-compatible engines that asked for it (the Glue catalog registers ORC
+partitions with the ORC SerDe), while the rewrite costs one pass over data that is read anyway.
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ def is_orc(name: str) -> bool:
 def _parquet_schema(schema: pa.Schema) -> pa.Schema:
     fields = []
     for field in schema:
-        if pa.types.is_timestamp(field.type) and field.type.unit == "ns":
-            field = field.with_type(pa.timestamp("us", tz=field.type.tz))
+        if pa.types.is_timestamp(field.type):
+            field = field.with_type(pa.timestamp("us", tz=field.type.tz or "UTC"))
         fields.append(field)
     return pa.schema(fields)
 

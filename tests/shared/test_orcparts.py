@@ -56,3 +56,14 @@ def test_the_rewrite_beside_a_part_is_redone_only_when_the_part_changes(tmp_path
     later = target.stat().st_mtime_ns + 1_000_000_000
     os.utime(source, ns=(later, later))
     assert pq.read_table(ensure_parquet_beside(source)).num_rows == 5
+
+
+def test_a_timestamp_without_zone_is_read_as_utc(tmp_path: Path) -> None:
+    """Spark writes ORC ``timestamp`` (no zone) as the writer's wall clock; transform's Spark jobs run in UTC."""
+    source = tmp_path / "spark.orc"
+    naive = pa.table({"at": pa.array([dt.datetime(2026, 11, 20, 12, 0, 0, 123456)], pa.timestamp("ns"))})
+    orc.write_table(naive, source)
+    orc_to_parquet(source, tmp_path / "spark.parquet")
+    back = pq.read_table(tmp_path / "spark.parquet")
+    assert back.schema.field("at").type == pa.timestamp("us", "UTC")
+    assert back.column("at")[0].as_py() == dt.datetime(2026, 11, 20, 12, 0, 0, 123456, tzinfo=dt.UTC)

@@ -88,7 +88,7 @@ async def _archiver_process(settings: ReplaySettings) -> asyncio.subprocess.Proc
         "HEADWATER_DATA_DIR": str(settings.data_dir),
         "HEADWATER_ENVIRONMENT": "test",
         "HEADWATER_RESOURCE_PREFIX": settings.resource_prefix,
-        "HEADWATER_ARCHIVE_BATCH_RECORDS": "100",
+        "HEADWATER_ARCHIVE_BATCH_RECORDS": "200",
         "HEADWATER_ARCHIVE_LEASE_TTL_S": "1.5",
         "HEADWATER_ARCHIVE_POLL_S": "0.1",
     }
@@ -119,7 +119,7 @@ async def test_a_killed_archiver_resumes_and_archives_each_record_exactly_once(
     first = await _archiver_process(settings)
     try:
         await wait_until(
-            lambda: _at_least(client, admin, 1500),
+            lambda: _at_least(client, admin, 2000),
             timeout=60,
             interval=0.05,
             message="the first archiver never got going",

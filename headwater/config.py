@@ -20,6 +20,8 @@ class CliSettings(HeadwaterSettings):
     loader_port: int = SERVICE_PORTS["loader"]
     replay_port: int = SERVICE_PORTS["replay"]
     poller_port: int = SERVICE_PORTS["poller"]
+    # The console: every page and, under /api/<service>/, every API on one origin (HEADWATER_CONSOLE_PORT).
+    console_port: int = 8000
     startup_timeout_s: float = 60.0
     # Locally the poller reads a simulated fleet of Rainforest Eagles (0 disables it: the poller then talks to
     # the real Rainforest cloud). Its registration records are written to <data_dir>/simulated-devices.jl.
@@ -33,6 +35,11 @@ class CliSettings(HeadwaterSettings):
     def service_url(self, service: str) -> str:
         """Return the base URL of ``service``."""
         return f"http://{self.host}:{self.port(service)}"
+
+    @property
+    def console_url(self) -> str:
+        """Return the console's base URL."""
+        return f"http://{self.host}:{self.console_port}"
 
     @property
     def home(self) -> Path:

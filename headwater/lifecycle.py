@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import sys
 import time
@@ -26,7 +27,7 @@ from shared.bootstrap import bootstrap as bootstrap_resources
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
 
 
-def start_mesh(settings: CliSettings) -> tuple[Mesh, CliSettings, float]:
+def start_mesh(settings: CliSettings, *, with_console: bool = True) -> tuple[Mesh, CliSettings, float]:
     """Start the emulator, Redis and every service; return the mesh, effective settings and seconds taken."""
     started = time.monotonic()
     mesh = Mesh(settings)
@@ -45,6 +46,8 @@ def start_mesh(settings: CliSettings) -> tuple[Mesh, CliSettings, float]:
         else:
             console.print(f"local admin API key: [bold]{key_path}[/]")
         mesh.start_device_simulator()
+        if with_console:
+            mesh.console_url = mesh.start_console()
         mesh.start_services()
         waited_for = mesh.waited_for()
         with ui.progress("starting", "services and workers ready") as bar:
@@ -65,15 +68,15 @@ def start_mesh(settings: CliSettings) -> tuple[Mesh, CliSettings, float]:
 def service_table(settings: CliSettings, mesh: Mesh | None = None) -> Table:
     """Render the URLs of every service."""
     table = Table(title="Headwater mesh")
-    for column in ("service", "API", "Swagger", "page", "ready"):
+    for column in ("service", "API", "Swagger", "ready"):
         table.add_column(column)
     for row in collect_status(settings):
         url = row["url"]
-        table.add_row(row["name"], url, f"{url}/docs", f"{url}/ui/", "yes" if row["ready"] else "[red]no[/]")
+        table.add_row(row["name"], url, f"{url}/docs", "yes" if row["ready"] else "[red]no[/]")
     if mesh:
         endpoint = mesh.env.get("AWS_ENDPOINT_URL", "")
-        table.add_row("aws emulator", endpoint, "", f"{endpoint}/moto-api/", "yes")
-        table.add_row("redis", mesh.env.get("HEADWATER_REDIS_URL", ""), "", "", "yes")
+        table.add_row("aws emulator", endpoint, f"{endpoint}/moto-api/", "yes")
+        table.add_row("redis", mesh.env.get("HEADWATER_REDIS_URL", ""), "", "yes")
     return table
 
 
@@ -138,12 +141,20 @@ class RestartBudget:
         return True
 
 
-def up() -> None:
+def up(
+    console_port: Annotated[
+        int | None, typer.Option(help="port of the console (default 8000, or HEADWATER_CONSOLE_PORT)")
+    ] = None,
+) -> None:
     """Start the whole mesh on embedded defaults; stop everything on Ctrl-C or SIGTERM."""
+    if console_port is not None:
+        os.environ["HEADWATER_CONSOLE_PORT"] = str(console_port)  # settings are re-read once the mesh is prepared
     settings = CliSettings()
     stop = StopRequest()
     _install_stop_signals(stop)
     mesh, effective, took = start_mesh(settings)
+    # The one address people need comes first: every page and every API (under /api/<service>/) on one origin.
+    console.print(f"[bold green]console: {mesh.console_url}/[/]  (sign in with the key in {effective.admin_key_file})")
     console.print(service_table(effective, mesh))
     console.print(
         f"[green]all five services ready in {took:.1f}s[/]; logs in {mesh.logs_dir}. Ctrl-C stops everything."

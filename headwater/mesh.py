@@ -92,6 +92,7 @@ class Mesh:
         self.secret_env: dict[str, dict[str, str]] = {}
         self.echo = echo
         self.logs_dir = settings.home / "logs"
+        self.console_url: str | None = None
 
     # -- starting -------------------------------------------------------------------------------
     def _spawn(self, name: str, kind: str, argv: list[str], url: str | None = None) -> Child:
@@ -236,6 +237,41 @@ class Mesh:
                     "worker",
                     [sys.executable, "-m", "arq", f"services.{service}.worker.WorkerSettings"],
                 )
+
+    def start_console(self) -> str:
+        """Serve the console (every page, and every API under /api/<service>/) on one port; return its URL.
+
+        Called before ``start_services``: the console only forwards, and the services learn its address.
+
+        When the configured port is taken (another mesh, a test on the default), the console takes a free port
+        instead and says so: the console is a convenience, the services keep their own ports either way.
+        """
+        host, port = self.settings.host, self.settings.console_port
+        if self._listening(host, port):
+            port = _free_port()
+            if self.echo:
+                print(f"console port {self.settings.console_port} is taken; using {port}", file=sys.stderr)
+        upstreams = {service: self.settings.service_url(service) for service in SERVICES}
+        url = f"http://{host}:{port}"
+        # Before the services start: their old /ui/ pages redirect here.
+        self.env["HEADWATER_CONSOLE_URL"] = url
+        self.env["HEADWATER_CONSOLE_UPSTREAMS"] = json.dumps(upstreams)
+        argv = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "headwater.console.app:create_app",
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--timeout-graceful-shutdown",
+            "5",
+        ]
+        self._spawn("console", "api", argv, url=url)
+        return url
 
     # -- readiness --------------------------------------------------------------------------------
     @staticmethod

@@ -1,23 +1,19 @@
-"""The ingest app: routes, the beacon fast path and the page; the wiring (spool, shipper, ...) opens in the lifespan."""
+"""The ingest app: routes and the beacon fast path; the wiring (spool, shipper, ...) opens in the lifespan."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.staticfiles import StaticFiles
 
 from services.ingest.api import router
 from services.ingest.fastpath import BeaconFastPath
 from services.ingest.sdk_api import router as sdk_router
 from services.ingest.settings import IngestSettings
 from services.ingest.wiring import check_spool, open_ingest
+from shared.console_link import page_moved_router
 from shared.health import check_database, check_redis
 from shared.http import create_service_app
 from shared.wiring import wiring_lifespan
-
-UI_DIR = Path(__file__).parent / "ui"
 
 
 def create_app(settings: IngestSettings | None = None) -> FastAPI:
@@ -53,5 +49,5 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
             allow_headers=["Content-Type", "Authorization"],
             max_age=600,
         )
-    app.mount("/ui", StaticFiles(directory=UI_DIR, html=True), name="ui")
+    app.include_router(page_moved_router({}, "/live"))
     return app

@@ -1,20 +1,16 @@
-"""The loader app: jobs API, runs, warehouse counts, traffic API and the jobs page."""
+"""The loader app: jobs API, runs, warehouse counts, traffic API; its old page redirects to the console."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from fastapi import FastAPI
-from fastapi.staticfiles import StaticFiles
 
 from services.loader.api import router
 from services.loader.settings import LoaderSettings
 from services.loader.wiring import open_loader
+from shared.console_link import page_moved_router
 from shared.health import check_bucket, check_database, check_queue, check_redis
 from shared.http import create_service_app
 from shared.wiring import wiring_lifespan
-
-UI_DIR = Path(__file__).parent / "ui"
 
 
 def create_app(settings: LoaderSettings | None = None) -> FastAPI:
@@ -44,5 +40,5 @@ def create_app(settings: LoaderSettings | None = None) -> FastAPI:
         ],
     )
     app.include_router(router)
-    app.mount("/ui", StaticFiles(directory=UI_DIR, html=True), name="ui")
+    app.include_router(page_moved_router({}, "/jobs"))
     return app

@@ -1,23 +1,19 @@
-"""The poller's API app: device registry, latest readings, shard map, statistics and the page.
+"""The poller's API app: device registry, latest readings, shard map, statistics; its old page redirects to the console.
 
 The app never polls: it opens the wiring for its registry; the worker (or ``headwater poller``) polls.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from fastapi import FastAPI
-from fastapi.staticfiles import StaticFiles
 
 from services.poller.api import legacy, router
 from services.poller.settings import PollerSettings
 from services.poller.wiring import open_poller
+from shared.console_link import page_moved_router
 from shared.health import check_bucket, check_database, check_redis
 from shared.http import create_service_app
 from shared.wiring import wiring_lifespan
-
-UI_DIR = Path(__file__).parent / "ui"
 
 
 def create_app(settings: PollerSettings | None = None) -> FastAPI:
@@ -42,5 +38,5 @@ def create_app(settings: PollerSettings | None = None) -> FastAPI:
     )
     app.include_router(router)
     app.include_router(legacy)
-    app.mount("/ui", StaticFiles(directory=UI_DIR, html=True), name="ui")
+    app.include_router(page_moved_router({}, "/devices"))
     return app

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from fastapi import FastAPI
-from fastapi.staticfiles import StaticFiles
 
 from services.replay.api import router
 from services.replay.archives_api import router as archives_router
 from services.replay.settings import ReplaySettings
 from services.replay.wiring import open_replay
+from shared.console_link import page_moved_router
 from shared.health import check_bucket, check_database, check_redis, check_stream
 from shared.http import create_service_app
 from shared.wiring import wiring_lifespan
-
-UI_DIR = Path(__file__).parent / "ui"
 
 
 def create_app(settings: ReplaySettings | None = None) -> FastAPI:
@@ -40,5 +36,5 @@ def create_app(settings: ReplaySettings | None = None) -> FastAPI:
     )
     app.include_router(router)
     app.include_router(archives_router)
-    app.mount("/ui", StaticFiles(directory=UI_DIR, html=True), name="ui")
+    app.include_router(page_moved_router({}, "/query"))
     return app

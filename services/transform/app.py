@@ -1,20 +1,16 @@
-"""The transform service app: schema registry, transform runs, task chains, and their pages."""
+"""The transform service app: schema registry, transform runs, task chains (their old pages redirect to the console)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from fastapi import FastAPI
-from fastapi.staticfiles import StaticFiles
 
 from services.transform.api import router
 from services.transform.settings import TransformSettings
 from services.transform.wiring import open_transform
+from shared.console_link import page_moved_router
 from shared.health import check_bucket, check_database, check_redis
 from shared.http import create_service_app
 from shared.wiring import wiring_lifespan
-
-UI_DIR = Path(__file__).parent / "ui"
 
 
 def create_app(settings: TransformSettings | None = None) -> FastAPI:
@@ -33,6 +29,5 @@ def create_app(settings: TransformSettings | None = None) -> FastAPI:
         ],
     )
     app.include_router(router)
-    if UI_DIR.is_dir():
-        app.mount("/ui", StaticFiles(directory=UI_DIR, html=True), name="ui")
+    app.include_router(page_moved_router({"chains.html": "/chains"}, "/schemas"))
     return app

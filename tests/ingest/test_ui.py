@@ -1,4 +1,4 @@
-"""The live page draws the counts that were sent (headless Chromium)."""
+"""The console's live page draws the counts that were sent to a real ingest (headless Chromium)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import ARTIFACTS, CHROMIUM, LAUNCH_ARGS
+from tests.browser import ARTIFACTS, CHROMIUM, LAUNCH_ARGS, console_errors, serve_console
 from tests.helpers import wait_until
 from tests.ingest.conftest import Ingest
 
@@ -26,11 +26,17 @@ async def test_live_page_shows_the_impressions_clicks_and_ctr_sent(ingest: Inges
         return body["totals"]["clicks"] == 4
 
     await wait_until(_flushed, message="counters flushed to Redis")
-    async with playwright_api.async_playwright() as pw:
+    async with (
+        serve_console({"ingest": ingest.url}, ingest.settings.database_url) as console,
+        playwright_api.async_playwright() as pw,
+    ):
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
         try:
             page = await browser.new_page(viewport={"width": 1000, "height": 700})
-            await page.goto(f"{ingest.url}/ui/?refresh_ms=500#key={ingest.read_key}")
+            errors = console_errors(page)
+            await page.goto(f"{console}/live?refresh_ms=500#key={ingest.read_key}")
+            # A read key: the header names its one scope.
+            await page.wait_for_function("document.getElementById('scopes')?.textContent === 'read'")
             await page.wait_for_function(
                 "document.getElementById('total-impressions').textContent === '12'", timeout=40_000
             )
@@ -43,6 +49,7 @@ async def test_live_page_shows_the_impressions_clicks_and_ctr_sent(ingest: Inges
             await page.wait_for_function(
                 "document.getElementById('total-impressions').textContent === '15'", timeout=40_000
             )
+            assert errors == []
             ARTIFACTS.mkdir(exist_ok=True)
             await page.screenshot(path=str(ARTIFACTS / "ingest-realtime.png"), full_page=True)
         finally:

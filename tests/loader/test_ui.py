@@ -1,4 +1,4 @@
-"""The jobs page in headless Chromium: job list, calendar coloured by state, pause/resume buttons."""
+"""The console's load-job pages in headless Chromium, in front of a real loader: list, calendar, pause/resume, retry."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.browser import CHROMIUM, LAUNCH_ARGS
+from tests.browser import CHROMIUM, LAUNCH_ARGS, console_errors, serve_console
 from tests.helpers import wait_until
 from tests.loader.fake_transform import FakeTransform, beacon_events, put_day
 from tests.loader.test_lifecycle import D1, job_body
@@ -34,20 +34,20 @@ async def test_the_page_shows_the_calendar_and_pause_changes_the_state(
 
         await wait_until(_loaded, timeout=45, message="D1 never loaded")
 
-    async with playwright_api.async_playwright() as pw:
-        browser = await pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=LAUNCH_ARGS,
-        )
+    async with (
+        serve_console({"loader": served}, loader_settings.database_url) as console,
+        playwright_api.async_playwright() as pw,
+    ):
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
         try:
             page = await browser.new_page()
-            await page.goto(f"{served}/ui/")
-            await page.fill("#api-key", api_keys["admin"])
-            await page.click("#key-form button[type=submit]")
+            errors = console_errors(page)
+            await page.goto(f"{console}/jobs#key={api_keys['admin']}")
             row = page.locator(f'#jobs tr[data-job-id="{job_id}"]')
             await row.locator(".job-state", has_text="active").wait_for()
 
             await row.click()
+            await page.wait_for_url(f"**/jobs/{job_id}")
             cell = page.locator('#calendar td[data-dt="2026-11-20"]')
             await cell.wait_for()
             assert await cell.get_attribute("data-state") == "loaded"
@@ -57,9 +57,11 @@ async def test_the_page_shows_the_calendar_and_pause_changes_the_state(
             await loaded.wait_for()
             assert "3 rows" in await loaded.inner_text()
 
-            await row.locator('button[data-action="pause"]').click()
-            await row.locator(".job-state", has_text="paused").wait_for()
-            await row.locator('button[data-action="resume"]').wait_for()
+            actions = page.locator("#job-actions")
+            await actions.locator('button[data-action="pause"]').click()
+            await page.locator("#detail-title .job-state", has_text="paused").wait_for()
+            await actions.locator('button[data-action="resume"]').wait_for()
+            assert errors == []
         finally:
             await browser.close()
 
@@ -92,17 +94,15 @@ async def test_the_retry_button_loads_a_failed_date(
         await wait_until(_failed, timeout=45, message="D1 never failed")
     transform.fail_dates.clear()
 
-    async with playwright_api.async_playwright() as pw:
-        browser = await pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=LAUNCH_ARGS,
-        )
+    async with (
+        serve_console({"loader": served}, loader_settings.database_url) as console,
+        playwright_api.async_playwright() as pw,
+    ):
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
         try:
             page = await browser.new_page()
-            await page.goto(f"{served}/ui/")
-            await page.fill("#api-key", api_keys["admin"])
-            await page.click("#key-form button[type=submit]")
-            await page.locator(f'#jobs tr[data-job-id="{job_id}"]').click()
+            # A deep link straight to the job's own page, signed in by the fragment.
+            await page.goto(f"{console}/jobs/{job_id}#key={api_keys['admin']}")
             cell = page.locator('#calendar td[data-dt="2026-11-20"]')
             await page.locator('#calendar td[data-dt="2026-11-20"][data-state="failed"]').wait_for()
             assert "mapping exploded" in (await cell.get_attribute("title") or "")

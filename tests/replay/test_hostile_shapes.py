@@ -13,7 +13,7 @@ from services.replay.app import create_app
 ERROR_ANSWERS = [
     ("GET", "/v1/no-such-route", None, 404),
     ("DELETE", "/v1/query", None, 405),
-    ("GET", "/ui/no-such-file.js", None, 404),
+    ("GET", "/static/no-such-file.js", None, 404),
     ("POST", "/v1/query", {"sql": "SELECT 1", "sources": ["/etc"]}, 422),
     ("POST", "/v1/query", {"sql": "SELECT 1", "start": "0001-01-01", "end": "0001-01-01"}, 422),
     ("POST", "/v1/query", {"sql": "DROP TABLE x"}, 400),

@@ -98,10 +98,10 @@ async def test_replay_routes_require_the_replay_scope(client) -> None:
     assert response.status_code == 401
 
 
-async def test_ui_page_is_served(client) -> None:
+async def test_the_old_page_redirects_to_the_console(client) -> None:
     response = await client.get("/ui/")
-    assert response.status_code == 200
-    assert "/v1/query" in response.text and "/v1/replays" in response.text
+    assert response.status_code == 308
+    assert response.headers["location"].endswith("/query")
 
 
 async def test_openapi_documents_every_replay_route_with_a_summary(client) -> None:

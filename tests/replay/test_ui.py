@@ -1,4 +1,4 @@
-"""The replay page in headless Chromium: a query with its results table, and live job progress."""
+"""The console's query & replay page in headless Chromium, in front of a real replay: query results, job progress."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from tests.browser import CHROMIUM, LAUNCH_ARGS
+from tests.browser import CHROMIUM, LAUNCH_ARGS, serve_console
 from tests.replay.conftest import make_event, put_archive
 
 pytestmark = pytest.mark.browser
@@ -34,9 +34,12 @@ async def test_page_runs_a_query_and_shows_jobs_with_progress(page, service_url,
     async with httpx.AsyncClient(base_url=service_url, headers={"Authorization": f"Bearer {api_key}"}) as http:
         job_id = (await http.post("/v1/replays", json={"selection": {}})).json()["id"]
 
-    await page.goto(f"{service_url}/ui/")
-    await page.fill("#key", api_key)
-    await page.dispatch_event("#key", "change")
+    async with serve_console({"replay": service_url}, settings.database_url) as console:
+        await _query_and_watch(page, console, api_key, job_id)
+
+
+async def _query_and_watch(page, console: str, api_key: str, job_id: str) -> None:
+    await page.goto(f"{console}/query#key={api_key}")
     await page.fill("#sql", "SELECT type, count(*) AS n FROM raw_events GROUP BY type ORDER BY type")
     await page.click("#run")
     await page.wait_for_selector("#results tbody tr:nth-child(2)", timeout=15_000)
@@ -44,5 +47,10 @@ async def test_page_runs_a_query_and_shows_jobs_with_progress(page, service_url,
     assert cells == ["click", "2", "impression", "3"]
 
     row = page.locator(f'#jobs tr[data-id="{job_id}"]')
-    await row.locator("td.state-succeeded").wait_for(timeout=20_000)
+    await row.locator('[data-state="succeeded"]').wait_for(timeout=20_000)
     assert "5 / 5" in await row.inner_text()
+    # The job's own page (a deep link) shows the same progress.
+    await row.locator("a").click()
+    await page.wait_for_url(f"**/replays/{job_id}")
+    await page.locator('#replay-state [data-state="succeeded"]').wait_for()
+    assert "5 / 5 read" in await page.inner_text("#replay-progress")

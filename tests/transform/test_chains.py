@@ -166,13 +166,11 @@ async def test_bad_params_unknown_tasks_and_unknown_targets_are_refused(
     assert target.status_code == 404
 
 
-async def test_the_dag_page_is_served(app_client: httpx.AsyncClient) -> None:
+async def test_the_dag_page_moved_to_the_console(app_client: httpx.AsyncClient) -> None:
     response = await app_client.get("/ui/chains.html")
-    script = await app_client.get("/ui/chains.js")
 
-    assert response.status_code == 200 and script.status_code == 200
-    assert "chains.js" in response.text and "<svg" in response.text
-    assert "/v1/chains/status" in script.text and "/v1/chains/events" in script.text
+    assert response.status_code == 308
+    assert response.headers["location"].endswith("/chains")
 
 
 async def test_v1_chain_routes_answer_with_v1_urls_and_the_seed_paths_stay_out_of_the_spec(

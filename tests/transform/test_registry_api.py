@@ -115,11 +115,11 @@ async def test_readyz_fails_when_the_curated_bucket_is_missing(
     assert response.json()["checks"]["curated_bucket"] != "ok"
 
 
-async def test_the_page_is_served_under_ui(app_client: httpx.AsyncClient) -> None:
+async def test_the_old_page_redirects_to_the_console(app_client: httpx.AsyncClient) -> None:
     response = await app_client.get("/ui/")
 
-    assert response.status_code == 200
-    assert "/v1/transforms" in response.text and "Headwater transform" in response.text
+    assert response.status_code == 308
+    assert response.headers["location"].endswith("/schemas")
 
 
 async def test_every_route_is_documented_with_a_summary_and_a_response_schema(app_client: httpx.AsyncClient) -> None:

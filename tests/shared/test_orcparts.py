@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import os
+import shutil
 from decimal import Decimal
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.orc as orc
 import pyarrow.parquet as pq
+import pytest
 
 from shared.orcparts import ensure_parquet_beside, is_orc, orc_to_parquet, parquet_beside
 
@@ -67,3 +70,33 @@ def test_a_timestamp_without_zone_is_read_as_utc(tmp_path: Path) -> None:
     back = pq.read_table(tmp_path / "spark.parquet")
     assert back.schema.field("at").type == pa.timestamp("us", "UTC")
     assert back.column("at")[0].as_py() == dt.datetime(2026, 11, 20, 12, 0, 0, 123456, tzinfo=dt.UTC)
+
+
+@pytest.mark.spark
+@pytest.mark.skipif(importlib.util.find_spec("pyspark") is None, reason="pyspark is not installed")
+@pytest.mark.skipif(shutil.which("java") is None, reason="Java is not on PATH (PySpark needs a JVM)")
+def test_spark_written_orc_keeps_its_instants(tmp_path: Path) -> None:
+    """ORC as transform's Spark runtime writes it (session and JVM in UTC), rewritten as Parquet."""
+    from pyspark.sql import SparkSession
+    from pyspark.sql import functions as F
+
+    spark = (
+        SparkSession.builder.master("local[1]")
+        .appName("orc-parts")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")
+        .getOrCreate()
+    )
+    micros = 1_795_176_000_123_456  # 2026-11-20T12:00:00.123456Z
+    try:
+        frame = spark.createDataFrame([("e1", 7)], ["event_id", "n"]).withColumn(
+            "at", F.timestamp_micros(F.lit(micros))
+        )
+        frame.write.orc(str(tmp_path / "out"))
+    finally:
+        spark.stop()
+    [source] = (tmp_path / "out").glob("*.orc")
+    orc_to_parquet(source, tmp_path / "part.parquet")
+    row = pq.read_table(tmp_path / "part.parquet").to_pylist()[0]
+    assert row == {"event_id": "e1", "n": 7, "at": dt.datetime(2026, 11, 20, 12, 0, 0, 123456, tzinfo=dt.UTC)}

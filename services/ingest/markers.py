@@ -60,6 +60,8 @@ class DayMarkers:
         # Days a stopped process left in its spool (no TTL): kept until that spool is opened again.
         self._stranded_key = f"{self._pending_prefix}stranded-{slot_id or instance_id}"
         self._hdel_if_unchanged = redis.register_script(_HDEL_IF_UNCHANGED)
+        # Present while the open-days hash can be trusted; gone when Redis lost its data (flushed, restarted empty).
+        self._intact_key = f"{prefix}:ingest:open-days-intact"
 
     async def note_shipped(self, days: set[Day]) -> None:
         """Record that events of these days reached the archive."""
@@ -118,8 +120,47 @@ class DayMarkers:
         day_end = datetime.combine(date.fromisoformat(dt), datetime.min.time(), tzinfo=UTC) + timedelta(days=1)
         return now >= day_end + self._grace
 
+    async def rebuild_if_lost(self, s3: Any) -> set[Day]:
+        """Re-open every archived day whose marker is missing or stale, once, after Redis lost the open days.
+
+        The open-days hash is derived state, the archive is the truth: without this, a day shipped just before a
+        FLUSHALL (or a Redis that came back empty) would never get its marker, and so would never be loaded.
+        Costs one listing of the raw bucket (and a read of each marker) per loss of Redis's data; idempotent, so
+        several processes doing it at once is harmless. Returns the days re-opened.
+        """
+        if await self._redis.exists(self._intact_key):
+            return set()
+        reopened: set[Day] = set()
+        paginator = s3.get_paginator("list_objects_v2")
+        async for page in paginator.paginate(Bucket=self._bucket, Delimiter="/"):
+            for source_prefix in page.get("CommonPrefixes", []):
+                source = source_prefix["Prefix"].rstrip("/")
+                async for days in paginator.paginate(Bucket=self._bucket, Prefix=f"{source}/dt=", Delimiter="/"):
+                    for day_prefix in days.get("CommonPrefixes", []):
+                        dt = day_prefix["Prefix"].rstrip("/").split("dt=", 1)[1]
+                        if not await self._marker_current(s3, source, dt):
+                            reopened.add((source, dt))
+        await self.note_shipped(reopened)
+        await self._redis.set(self._intact_key, "1")
+        if reopened:
+            log.warning("open_days_rebuilt_from_archive", days=len(reopened))
+        return reopened
+
+    async def _marker_current(self, s3: Any, source: str, dt: str) -> bool:
+        events = 0
+        paginator = s3.get_paginator("list_objects_v2")
+        async for page in paginator.paginate(Bucket=self._bucket, Prefix=f"{raw_day_prefix(source, dt)}hour="):
+            events += sum(events_in_key(item["Key"]) for item in page.get("Contents", []))
+        try:
+            marker = await s3.get_object(Bucket=self._bucket, Key=day_marker_key(source, dt))
+            async with marker["Body"] as body:
+                return int(json.loads(await body.read()).get("events", -1)) == events
+        except s3.exceptions.NoSuchKey:
+            return events == 0
+
     async def write_due(self, s3: Any, *, local_pending: set[Day], now: datetime | None = None) -> list[str]:
         """Write the markers of every shipped day that is due and held by no spool; return their keys."""
+        await self.rebuild_if_lost(s3)
         opened = await self._redis.hgetall(self._open_key)
         if not opened:
             return []

@@ -152,3 +152,32 @@ async def test_a_full_disk_refuses_without_tearing_the_segment(tmp_path: Path) -
         lines = read_segment_lines(segment.path)
         assert [orjson.loads(line)["event_id"] for line in lines] == ["kept-1", "kept-2"]
         assert segment.events == 2 and segment.size == segment.path.stat().st_size
+
+
+async def test_a_day_shipped_just_before_redis_lost_its_data_still_gets_its_marker(
+    redis: Redis, bootstrapped: Any
+) -> None:
+    # Found by the chaos scenario "Redis flushed": the open-days hash was the only record that a day awaited its
+    # marker, so a FLUSHALL between the last ship and the marker left the day unmarked, and never loaded.
+    from datetime import timedelta
+
+    from shared.aws import AwsClients
+    from shared.contracts import raw_object_key
+    from shared.messages import utc_now
+
+    markers = DayMarkers(redis=redis, prefix="hw", bucket="hw-raw", grace_s=300, instance_id="me", quiet_s=5)
+    async with AwsClients(bootstrapped) as aws:
+        s3 = await aws.get("s3")
+        for hour, count in ((3, 2), (17, 5)):
+            key = raw_object_key("beacon", "2026-01-09", hour, f"seg-{hour}", count)
+            await s3.put_object(Bucket="hw-raw", Key=key, Body=b"")
+        await markers.note_shipped({("beacon", "2026-01-09")})
+        await redis.flushall()
+        later = utc_now() + timedelta(seconds=6)
+        await markers.write_due(s3, local_pending=set())  # notices the loss and re-opens the day from the archive
+        written = await markers.write_due(s3, local_pending=set(), now=later)
+        assert "beacon/dt=2026-01-09/_COMPLETE" in written
+        marker = await s3.get_object(Bucket="hw-raw", Key="beacon/dt=2026-01-09/_COMPLETE")
+        assert orjson.loads(await marker["Body"].read())["events"] == 7
+        # Rebuilt once: with the day marked, the next pass re-opens nothing.
+        assert await markers.rebuild_if_lost(s3) == set()

@@ -29,6 +29,7 @@ class RunningMesh:
     data_dir: Path
     urls: dict[str, str]
     ready_after_s: float
+    console_url: str = ""
     child_pids: set[int] = field(default_factory=set)
 
 
@@ -79,6 +80,8 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningMesh]:
         "HEADWATER_SIMULATOR_PORT": str(free_port()),
         "HEADWATER_SIMULATED_DEVICES": "60",
         "HEADWATER_LOG_LEVEL": "INFO",
+        # The console too gets a free port: several meshes (and other tests) run on this machine at once.
+        "HEADWATER_CONSOLE_PORT": str(console_port := free_port()),
     }
     urls = {}
     for service in SERVICES:
@@ -93,7 +96,14 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningMesh]:
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
     )
-    running = RunningMesh(process=process, env=env, data_dir=data_dir, urls=urls, ready_after_s=0.0)
+    running = RunningMesh(
+        process=process,
+        env=env,
+        data_dir=data_dir,
+        urls=urls,
+        ready_after_s=0.0,
+        console_url=f"http://127.0.0.1:{console_port}",
+    )
     try:
         deadline = started + 90
         while True:

@@ -25,7 +25,7 @@ from typing import Any, Literal
 import msgspec
 from msgspec import Raw, Struct
 
-from services.ingest.analytics import client_event_id, iso_from_text
+from services.ingest.analytics import client_event_id, iso_from_text, iso_from_utc_text
 from services.ingest.records import server_event_ids
 from services.ingest.spool import Day
 
@@ -38,6 +38,8 @@ MAX_BRACKETS = 251
 _NOT_OPENING = bytes(byte for byte in range(256) if byte not in b"{[\0")
 _MANY_BRACKETS = re.compile(rb"[^\0]{%d}" % (MAX_BRACKETS + 1))
 _NAMED = {"track": "event", "page": "name", "screen": "name"}
+_SDK_STAMP = r"\d{4}-\d{2}-\d{2}T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{6}\+00:00"
+_SDK_STAMPS = re.compile(rf"{_SDK_STAMP}(?:\n{_SDK_STAMP})*")
 
 
 class _Body(Struct):
@@ -127,6 +129,7 @@ def map_batch(body: bytes, *, received_iso: str) -> SegmentBatch | None:
     records: list[SegmentRecord] = []
     append = records.append
     fresh_ids: list[str] | None = None
+    moments = sdk_moments([message.timestamp for message in messages])
     for position, (message, raw) in enumerate(zip(messages, raws, strict=True)):
         kind = message.type
         event_id = client_event_id(message.messageId, PROTOCOL)
@@ -148,7 +151,10 @@ def map_batch(body: bytes, *, received_iso: str) -> SegmentBatch | None:
             name, properties["group_id"] = None, message.groupId
         else:  # alias
             name, properties = None, {"previous_id": message.previousId}
-        moment = iso_from_text(message.timestamp) or iso_from_text(message.originalTimestamp)
+        if moments is not None:
+            moment = moments[position]
+        else:
+            moment = iso_from_text(message.timestamp) or iso_from_text(message.originalTimestamp)
         user_id, anonymous_id = message.userId, message.anonymousId
         append(
             SegmentRecord(
@@ -170,6 +176,28 @@ def map_batch(body: bytes, *, received_iso: str) -> SegmentBatch | None:
             )
         )
     return SegmentBatch(received_iso=received_iso, records=records)
+
+
+def sdk_moments(stamps: list[str | None]) -> list[str] | None:
+    """Return our UTC form of every timestamp when all are in the SDK's microsecond UTC form, else None.
+
+    ``analytics-python`` stamps each message with ``datetime.now(tzutc()).isoformat()``:
+    ``2026-11-25T12:00:00.123456+00:00``. One regex over the joined batch checks them all (a per-message call
+    was most of the mapping's cost); any other form sends the batch to ``iso_from_text`` message by message.
+    """
+    try:
+        joined = "\n".join(stamps)  # type: ignore[arg-type]  # a missing timestamp (None) is a TypeError
+    except TypeError:
+        return None
+    if joined.count("\n") != len(stamps) - 1 or _SDK_STAMPS.fullmatch(joined) is None:
+        return None  # (a newline inside a timestamp would pass the regex as two)
+    if not all(map(_is_day, {stamp[:10] for stamp in stamps})):  # type: ignore[index]
+        return None
+    return [stamp[:23] + "Z" for stamp in stamps]  # type: ignore[index]  # milliseconds truncated, as iso_z
+
+
+def _is_day(text: str) -> bool:
+    return iso_from_utc_text(text + "T00:00:00Z") is not None
 
 
 def _too_large_or_deep(raws: list[Raw]) -> bool:

@@ -110,3 +110,33 @@ def test_a_message_off_the_fast_path_sends_the_batch_down_the_general_path(messa
 )
 def test_bodies_the_fast_path_does_not_take(body: bytes) -> None:
     assert map_batch(body, received_iso=RECEIVED_ISO) is None
+
+
+SDK_STAMP = "2026-11-25T12:00:00.123456+00:00"
+
+
+@pytest.mark.parametrize(
+    "stamps",
+    [
+        [SDK_STAMP, "2026-11-25T23:59:59.999999+00:00", "2026-11-26T00:00:00.000001+00:00"],
+        [SDK_STAMP, "2026-02-30T12:00:00.123456+00:00"],  # no such day: the original timestamp then
+        [SDK_STAMP, f"{SDK_STAMP}\n{SDK_STAMP}"],  # a newline inside one must not pass as two
+        [SDK_STAMP, None],
+        [SDK_STAMP, "2026-11-25T12:00:00+00:00"],  # Python's isoformat() at microsecond 0
+        [SDK_STAMP, "2026-11-25T12:00:00.123456+01:00"],
+        ["2026-11-25T24:00:00.123456+00:00"],
+        ["\u0662026-11-25T12:00:00.123456+00:00"],  # a non-ASCII digit, as the general path's pattern takes it
+    ],
+)
+def test_timestamps_read_batch_wide_equal_the_general_paths(stamps: list[str | None]) -> None:
+    messages = [
+        {"type": "track", "event": "e", "messageId": f"m{i}", "originalTimestamp": "2026-11-24T01:02:03Z"}
+        | ({"timestamp": stamp} if stamp is not None else {})
+        for i, stamp in enumerate(stamps)
+    ]
+    body = json.dumps({"batch": messages}).encode()
+    fast = map_batch(body, received_iso=RECEIVED_ISO)
+    assert fast is not None
+    got = [line["event_time"] for line in _lines(fast)]
+    assert got == [line["event_time"] for line in _lines(_general(body))]
+    assert got[0] == "2026-11-25T12:00:00.123Z" or stamps[0] != SDK_STAMP

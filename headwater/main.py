@@ -38,6 +38,7 @@ def main(
 lifecycle.register(app)
 keys.register(app)
 importlib.import_module("headwater.openapi_cmd").register(app)  # openapi write|check
+importlib.import_module("headwater.commands.dlq").register(app)  # dlq list|redrive
 # Each service's commands live here, above the services: they call its API or use its domain code.
 for _commands in (ingest, transform, loader, replay, poller):
     _commands.register(app)

@@ -12,6 +12,7 @@ from botocore.exceptions import ClientError
 from shared.aws import AwsClients
 from shared.bootstrap_bi import ensure_bi
 from shared.bootstrap_firehose import ensure_firehose
+from shared.deadletter import ensure_queue_with_dead_letter
 from shared.logging import get_logger
 from shared.settings import BUCKETS, QUEUES, STREAMS, TRAFFIC_TABLE, HeadwaterSettings
 
@@ -37,18 +38,7 @@ async def ensure_buckets(s3: Any, settings: HeadwaterSettings) -> None:
 
 async def ensure_queues(sqs: Any, settings: HeadwaterSettings) -> dict[str, str]:
     """Create each queue with a dead-letter queue; return {logical name: queue url}."""
-    urls: dict[str, str] = {}
-    for name in QUEUES:
-        dlq_url = (await sqs.create_queue(QueueName=settings.queue(f"{name}-dlq")))["QueueUrl"]
-        dlq_arn = (await sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"]))["Attributes"][
-            "QueueArn"
-        ]
-        attributes = {
-            "VisibilityTimeout": "60",
-            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"}),
-        }
-        urls[name] = (await sqs.create_queue(QueueName=settings.queue(name), Attributes=attributes))["QueueUrl"]
-    return urls
+    return {name: await ensure_queue_with_dead_letter(sqs, settings.queue(name)) for name in QUEUES}
 
 
 async def ensure_streams(kinesis: Any, settings: HeadwaterSettings) -> None:

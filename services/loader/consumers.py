@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from typing import Any
 
 from services.loader import loading, scanner
 from services.loader.wiring import LoaderWiring
-from shared.queues import MessageHandler, consume_queue
+from shared.queues import MessageHandler, Unprocessable, consume_queue
 
 # How long a stopping consumer may take to finish the message in hand before it is cancelled.
 STOP_GRACE_S = 5.0
@@ -19,6 +20,10 @@ STOP_GRACE_S = 5.0
 
 def _handlers(wiring: LoaderWiring) -> dict[str, MessageHandler]:
     async def on_s3_event(message: dict[str, Any]) -> None:
+        try:
+            json.loads(message["Body"])
+        except ValueError as exc:  # not an S3 notification at all: no retry can help
+            raise Unprocessable(f"not JSON: {exc}") from exc
         await scanner.handle_s3_event(wiring, message["Body"])
 
     async def on_load_message(message: dict[str, Any]) -> None:

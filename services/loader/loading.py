@@ -27,6 +27,7 @@ from shared.contracts import Manifest
 from shared.logging import get_logger
 from shared.messages import LoadRequest, TransformFailed, parse_message
 from shared.orcparts import is_orc, orc_to_parquet
+from shared.queues import Unprocessable
 
 log = get_logger(__name__)
 
@@ -61,14 +62,14 @@ async def handle_load_queue_message(wiring: LoaderWiring, message: dict[str, Any
     try:
         envelope = parse_message(message["Body"])
     except ValidationError as exc:
-        log.warning("load_queue_bad_message", error=str(exc)[:500])
-        return
+        # Retrying cannot help: straight to the dead-letter queue, where `headwater dlq` shows it.
+        raise Unprocessable(f"not a message envelope: {str(exc)[:500]}") from exc
     if isinstance(envelope, LoadRequest):
         await accept_load_request(wiring, envelope)
     elif isinstance(envelope, TransformFailed):
         await handle_transform_failed(wiring, envelope)
     else:
-        log.warning("load_queue_unexpected_message", type=envelope.type)
+        raise Unprocessable(f"unexpected message type {envelope.type!r} on load-requests")
 
 
 async def accept_load_request(wiring: LoaderWiring, request: LoadRequest) -> bool:

@@ -12,7 +12,7 @@ from services.transform.run_store import enqueue_run, run_from_request
 from services.transform.wiring import TransformWiring
 from shared.logging import get_logger
 from shared.messages import TransformRequest, parse_message
-from shared.queues import consume_queue
+from shared.queues import Unprocessable, consume_queue
 
 log = get_logger(__name__)
 
@@ -22,11 +22,10 @@ async def handle_request_message(wiring: TransformWiring, message: dict[str, Any
     try:
         request = parse_message(message["Body"])
     except ValidationError as exc:
-        log.warning("transform_request_invalid", message_id=message.get("MessageId"), error=str(exc)[:500])
-        return  # unparseable: retrying cannot help; deleting it keeps the queue moving
+        # Retrying cannot help: straight to the dead-letter queue, where `headwater dlq` shows it.
+        raise Unprocessable(f"not a message envelope: {str(exc)[:500]}") from exc
     if not isinstance(request, TransformRequest):
-        log.warning("transform_request_unexpected_type", type=request.type)
-        return
+        raise Unprocessable(f"unexpected message type {request.type!r} on transform-requests")
     async with wiring.sessions() as session:
         run, created = await run_from_request(session=session, request=request)
     await enqueue_run(wiring.arq, wiring.settings, run.id)

@@ -149,3 +149,21 @@ def test_spark_infers_the_partition_day_as_pinned(tmp_path: Path) -> None:
                 assert found == expected, name
     finally:
         spark.stop()
+
+
+def test_a_common_metadata_file_does_not_type_the_day_for_pyarrow(tmp_path: Path) -> None:
+    # Readers of Hive layouts skip _-prefixed files; pyarrow's default discovery ignores the schema they declare.
+    (tmp_path / "dt=2026-11-24").mkdir()
+    pq.write_table(pa.table({"id": ["a"]}), tmp_path / "dt=2026-11-24" / "part-00000.parquet")
+    declared = pa.schema([("id", pa.string()), ("dt", pa.date32())])
+    for name in ("_common_metadata", "_metadata"):
+        pq.write_metadata(declared, tmp_path / name)
+    assert _pyarrow(tmp_path) == ({"dt": "string"}, 1)
+    assert _duckdb(tmp_path) == ({"dt": "DATE"}, 1)  # DuckDB's DATE comes from the path, as without the file
+
+
+def test_pyarrow_reads_the_day_as_a_date_when_told_its_type(tmp_path: Path) -> None:
+    path = _write(tmp_path)["current: dt= in the path only"]
+    hive = ds.partitioning(pa.schema([("dt", pa.date32())]), flavor="hive")
+    table = ds.dataset(path, partitioning=hive).to_table()
+    assert table.schema.field("dt").type == pa.date32() and set(table.column("dt").to_pylist()) == {DAY}

@@ -17,10 +17,11 @@ fails pyarrow's merge (date32 vs string); ``dt`` only in the file under a plain 
 (it reads files in the root or in ``key=value`` directories only); a non-ISO value (``dt=2026_11_24``) is a string
 in all three but no longer a date for anyone. Only flat files (``dt`` in the file, no day directory) agree on DATE
 in all three, and they would give up what a day directory carries: the day's manifest and atomic publish, the
-Glue partition's location and the loader's per-day reloads. ``_common_metadata``/``_metadata`` do not help:
-pyarrow and DuckDB ignore ``_`` files by default, and Spark's partition types come from the path. A ``hour=HH``
-level is int32 in pyarrow and Spark but BIGINT in DuckDB; a table with both daily and hourly parts is refused by
-DuckDB ("Hive partition mismatch") and Spark (conflicting partition column names).
+Glue partition's location and the loader's per-day reloads. ``_common_metadata``/``_metadata`` declaring
+``dt: date32`` do not help: pyarrow's and DuckDB's default discovery ignore them (Spark, which may read one for
+the file schema, types ``dt`` as DATE already). A ``hour=HH`` level is int32 in pyarrow and Spark but BIGINT in
+DuckDB; a table with both daily and hourly parts is refused by DuckDB ("Hive partition mismatch") and Spark
+(conflicting partition column names).
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ from services.poller.shardmap import shard_map
 from services.poller.stats import poller_stats
 from shared.auth import DevicesAdminScope, ReadScope
 from shared.errors import GoneError
-from shared.openapi import error_responses
+from shared.openapi import error_responses, rule_responses
 
 router = APIRouter(prefix="/v1", tags=["devices"])
 # The seed logger's routes took passwords in the URL: served only to say where to go, left out of the spec.
@@ -55,6 +55,8 @@ _EXAMPLE_LINES = (
     responses={
         200: {"model": CreateResult, "description": "Nothing created: every item existed, was updated or invalid"},
         **error_responses(409),
+        # The JSON-lines form is a string in the spec: that each line is JSON cannot be said there.
+        **rule_responses(422, "each non-blank line of a JSON-lines body is JSON, and there is at least one"),
     },
     openapi_extra={
         "requestBody": {

@@ -30,6 +30,10 @@ def upstream_app() -> FastAPI:
     app.state.received = 0
     app.state.release = asyncio.Event()
 
+    @app.get("/readyz")
+    async def readyz() -> dict[str, Any]:
+        return {"status": "ready", "checks": {"redis": "ok"}}
+
     @app.get("/echo")
     async def echo(request: Request) -> dict[str, Any]:
         return {"headers": dict(request.headers), "query": request.url.query, "path": request.url.path}

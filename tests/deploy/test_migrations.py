@@ -69,6 +69,47 @@ async def test_migrate_upgrades_a_sqlite_database_from_the_previous_schema(tmp_p
     await _check_upgraded(settings)
 
 
+async def test_migrate_makes_an_old_sqlite_databases_loader_ids_never_reused(tmp_path: Path) -> None:
+    """A SQLite database from the previous schema reused the newest loader job's id after a delete; upgraded, never.
+
+    The rows (and the unique constraint on a job's days) survive the table copy.
+    """
+    import sqlite3
+
+    path = tmp_path / "meta.db"
+    job = (
+        "INSERT INTO loader_job (name, schema_name, schema_version, source, start_date, warehouse, engine, "
+        "table_name, emails, state, created_at, updated_at) VALUES ('{}', 'ad_events', 1, 's3://raw/beacon/', "
+        "'2026-11-20', 'duckdb', 'duckdb', 'ad_events', '', 'active', '2026-11-25 00:00:00', '2026-11-25 00:00:00')"
+    )
+    run = (
+        "INSERT INTO loader_job_run (job_id, dt, state, attempts, created_at, updated_at) "
+        "VALUES ({}, '2026-11-24', 'loaded', 1, '2026-11-25 00:00:00', '2026-11-25 00:00:00')"
+    )
+    with sqlite3.connect(path) as db:
+        for statement in _statements("schema_1e85d76.sqlite.sql"):
+            db.execute(statement)
+        db.execute(INSERT_OLD_KEY)
+        db.execute(job.format("kept"))
+        db.execute(job.format("newest"))
+        db.execute(run.format(1))
+        db.execute(run.format(2))
+    settings = CliSettings(database_url=f"sqlite:///{path}")
+    await migrate(settings)
+    await _check_upgraded(settings)
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT id, name FROM loader_job ORDER BY id").fetchall() == [(1, "kept"), (2, "newest")]
+        assert db.execute("SELECT job_id FROM loader_job_run ORDER BY id").fetchall() == [(1,), (2,)]
+        with pytest.raises(sqlite3.IntegrityError):
+            db.execute(run.format(1))  # uq_loader_run_job_dt is still there
+        for table in ("loader_job", "loader_job_run"):
+            db.execute(f"DELETE FROM {table} WHERE id = 2")
+        db.execute(job.format("after a delete"))
+        db.execute(run.format(1).replace("2026-11-24", "2026-11-23"))
+        assert db.execute("SELECT max(id) FROM loader_job").fetchone() == (3,)
+        assert db.execute("SELECT max(id) FROM loader_job_run").fetchone() == (3,)
+
+
 async def test_migrate_upgrades_a_postgres_database_from_the_previous_schema(postgres_url: str) -> None:
     conn = await asyncpg.connect(postgres_url)
     try:

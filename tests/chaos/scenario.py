@@ -28,7 +28,7 @@ from tests.chaos.scoreboard import (
 
 DAYS_PER_SCENARIO = 2
 LOAD_BEFORE_FAULT_S = 3.0
-LOAD_AFTER_FAULT_S = 3.0
+LOAD_AFTER_FAULT_S = 2.0
 
 
 def scenario_days(key: str) -> list[date]:

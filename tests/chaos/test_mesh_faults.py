@@ -16,12 +16,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.chaos.conftest import ChaosMesh
-from tests.chaos.faults import fill_disk, sqlite_locked
+from tests.chaos.conftest import ChaosMesh, register_fleet
+from tests.chaos.faults import DiskHog, sqlite_locked
 from tests.chaos.scenario import Context, archive_progress, assert_exact, run_scenario, spool_segments
 from tests.helpers import wait_until_sync
 
-pytestmark = [pytest.mark.chaos, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(600)]
 
 KILLED_IN_TURN = (
     "ingest",
@@ -37,23 +37,24 @@ KILLED_IN_TURN = (
 
 
 def _kill_each_in_turn(ctx: Context) -> None:
+    # Each process is killed once `up` has started its replacement for the previous one; the replacements boot
+    # side by side (waiting for each to be ready before the next kill would only add their start-up times).
     mesh = ctx.mesh
-    took = []
+    started = time.monotonic()
     for name in KILLED_IN_TURN:
         pid = mesh.pid_of(name)
         assert pid is not None, f"{name} is not running under headwater up"
         os.kill(pid, signal.SIGKILL)
-        started = time.monotonic()
-        new_pid = wait_until_sync(
-            lambda n=name, p=pid: (q := mesh.pid_of(n)) is not None and q != p and q,
+        wait_until_sync(
+            lambda n=name, p=pid: (q := mesh.pid_of(n)) is not None and q != p,
             timeout=30,
             message=f"headwater up did not restart {name}",
         )
-        if not name.endswith("-worker"):
-            wait_until_sync(mesh.ready, timeout=60, message=f"{name} not ready after its restart")
-        took.append(f"{name} {time.monotonic() - started:.1f}s")
-        assert new_pid != pid
-    ctx.notes.append("restarted by `headwater up` after kill -9 (until ready): " + ", ".join(took))
+    wait_until_sync(mesh.ready, timeout=120, message="the restarted APIs did not become ready")
+    ctx.notes.append(
+        f"{len(KILLED_IN_TURN)} processes killed in turn, each restarted by `headwater up`; every API ready again "
+        f"{time.monotonic() - started:.0f}s after the first kill"
+    )
 
 
 def test_kill_9_each_api_process_and_worker_in_turn(chaos_mesh: ChaosMesh) -> None:
@@ -91,7 +92,20 @@ def test_redis_flushed(chaos_mesh: ChaosMesh) -> None:
         keys = ctx.mesh.redis.flush()
         ctx.notes.append(
             f"flushed again once everything was archived, with {4 - markers} of 4 day markers still to write "
-            f"({keys} keys dropped)"
+            f"({keys} keys dropped); ingest re-derived the open days from the archive and wrote them"
+        )
+        # The poller's device registry is primary data kept only in Redis (not derived): a flush loses it, and the
+        # meters must be registered again. Measured here rather than assumed, and re-registered as an operator would.
+        listed = httpx.get(f"{ctx.mesh.urls['poller']}/v1/devices", headers=ctx.mesh.headers, timeout=10)
+        left = len(listed.json()["devices"]) if listed.status_code == 200 else None
+        ctx.mesh.meters = register_fleet(ctx.mesh)
+        ctx.notes.append(
+            f"NOT derived, lost: the poller's device registry lives only in Redis ({left} of {len(ctx.mesh.meters)} "
+            "devices left after the flush); the fleet was registered again. Derived and rebuilt: ingest's open "
+            "days (from the archive) and pending-day announcements (republished every pass). Lost: dedup marks (a "
+            "retry of an id acknowledged before the flush would be archived twice), the last minutes of real-time "
+            "counters, and arq queues (a transform run queued at that instant waits for the transform worker's "
+            "next start, which re-enqueues unfinished runs from the database: not hit in this run)."
         )
 
     result = run_scenario(chaos_mesh, "redis-flush", _flush, after_load=_flush_again_before_the_markers)
@@ -131,8 +145,7 @@ def test_ingest_spool_disk_full(chaos_mesh: ChaosMesh) -> None:
 
     def _full(ctx: Context) -> None:
         refused_before = ctx.load.acks.refused_503
-        filler = disk / "filler"
-        filled = fill_disk(filler)
+        hog = DiskHog(disk / "filler").start()
         try:
             wait_until_sync(
                 lambda: ctx.load.acks.refused_503 > refused_before, timeout=30, message="no 503 while the disk is full"
@@ -145,8 +158,10 @@ def test_ingest_spool_disk_full(chaos_mesh: ChaosMesh) -> None:
                 timeout=10,
             )
             assert answer.status_code == 503 and answer.headers.get("retry-after"), (answer.status_code, answer.text)
+            time.sleep(3)  # the length of the fault: a few more seconds of refusals for the load to retry through
         finally:
-            filler.unlink()
+            hog.release()
+        filled = hog.written
         refused = ctx.load.acks.refused_503 - refused_before
         acked = len(ctx.load.acks.acked)
         wait_until_sync(lambda: len(ctx.load.acks.acked) > acked, timeout=30, message="accepting did not resume")

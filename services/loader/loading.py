@@ -246,6 +246,10 @@ async def mark_loaded(wiring: LoaderWiring, run: JobRun, job: Job, rows: int) ->
             await run_service.log_event(session, job_id=run.job_id, dt=run.dt, event="loaded", detail=f"{rows} rows")
             await session.commit()
     if done:
+        # Late events may have landed after transform read the day: then it goes again (dispatched below).
+        async with wiring.sessions() as session:
+            await scanner.reload_if_late(session, run.id or 0)
+    if done:
         log.info("date_loaded", job_id=job.id, run_id=run.id, dt=run.dt.isoformat(), rows=rows)
         await notify.queue_notification(
             wiring.redis,

@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 from sqlmodel import col, select
 
 from services.loader import runs as run_service
-from services.loader.models import Job, JobRun, JobState, RunState, utc_now
+from services.loader.models import IN_FLIGHT, Job, JobRun, JobState, RunEvent, RunState, utc_now
 from services.loader.templates import SourceTemplate
 from services.loader.wiring import LoaderWiring
 from shared.logging import get_logger
@@ -255,29 +255,65 @@ async def handle_s3_event(wiring: LoaderWiring, body: str) -> int:
     return sent
 
 
+# History entry for a marker rewritten while its day was in flight: the load that ends next reloads the day.
+LATE_MARKER = "late_marker"
+
+
+def read_started(run: JobRun) -> datetime | None:
+    """When transform began reading the day's raw objects (the load's finish for runs from before that field)."""
+    return _as_utc(run.transform_started_at) or _as_utc(run.finished_at)
+
+
 async def reload_late_days(session: Any, job_id: int, written: dict[date, datetime | None]) -> int:
-    """Send loaded dates whose marker was rewritten after their load back to waiting; return how many."""
+    """Act on markers rewritten after their day's raw data was read (late events); return days sent back.
+
+    A loaded day goes back to waiting. A day in flight is noted (``late_marker``) and reloaded when its load
+    ends (``reload_if_late``): its transform may have read the raw data before the late events landed. A marker
+    older than the read (a redelivered S3 event, or the marker that started the day) changes nothing.
+    """
     result = await session.exec(
         select(JobRun).where(
-            JobRun.job_id == job_id, JobRun.state == RunState.LOADED, col(JobRun.dt).in_(list(written))
+            JobRun.job_id == job_id,
+            col(JobRun.state).in_([RunState.LOADED, *IN_FLIGHT]),
+            col(JobRun.dt).in_(list(written)),
         )
     )
     reloaded = 0
     for run in result.all():
-        when = written[run.dt]
-        finished = (
-            run.finished_at
-            if run.finished_at is None or run.finished_at.tzinfo
-            else run.finished_at.replace(tzinfo=UTC)
-        )
-        if when is None or finished is None or when <= finished:
+        when, started = written[run.dt], read_started(run)
+        if when is None or started is None or when <= started:
             continue
         assert run.id is not None
-        if await run_service.transition(session, run.id, [RunState.LOADED], RunState.WAITING, attempts=0):
+        if run.state != RunState.LOADED:
             await run_service.log_event(
-                session, job_id=job_id, dt=run.dt, event="reload", detail="day marker rewritten: late events"
+                session, job_id=job_id, dt=run.dt, event=LATE_MARKER, detail=f"marker rewritten at {when.isoformat()}"
             )
             await session.commit()
-            log.info("late_day_reload", job_id=job_id, dt=run.dt.isoformat())
+            log.info("late_marker_in_flight", job_id=job_id, dt=run.dt.isoformat(), state=run.state)
+        elif await _send_back(session, run, "day marker rewritten: late events"):
             reloaded += 1
     return reloaded
+
+
+async def _send_back(session: Any, run: JobRun, why: str) -> bool:
+    """Move a loaded day back to waiting so it is transformed and loaded again; return whether it moved."""
+    assert run.id is not None
+    if not await run_service.transition(session, run.id, [RunState.LOADED], RunState.WAITING, attempts=0):
+        return False
+    await run_service.log_event(session, job_id=run.job_id, dt=run.dt, event="reload", detail=why)
+    await session.commit()
+    log.info("late_day_reload", job_id=run.job_id, dt=run.dt.isoformat())
+    return True
+
+
+async def reload_if_late(session: Any, run_id: int) -> bool:
+    """Send a just-loaded day back to waiting if its marker was rewritten after its raw data was read."""
+    run = await run_service.get_run(session, run_id)
+    if run is None or run.state != RunState.LOADED or (started := read_started(run)) is None:
+        return False
+    notes = await session.exec(
+        select(RunEvent).where(RunEvent.job_id == run.job_id, RunEvent.dt == run.dt, RunEvent.event == LATE_MARKER)
+    )
+    if not any((_as_utc(note.at) or started) > started for note in notes.all()):
+        return False
+    return await _send_back(session, run, "day marker rewritten during the load: late events")

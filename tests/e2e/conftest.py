@@ -19,6 +19,9 @@ from headwater.config import SERVICES
 from tests.conftest import REDIS_BASE_URL, REDIS_DB_BY_SUITE
 from tests.helpers import free_port
 
+# How long `up` may take to be ready (its HEADWATER_STARTUP_TIMEOUT_S); raise it on a crowded machine.
+STARTUP_S = float(os.environ.get("HEADWATER_TEST_MESH_STARTUP_S", "60"))
+
 
 @dataclass
 class RunningMesh:
@@ -82,6 +85,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningMesh]:
         "HEADWATER_LOG_LEVEL": "INFO",
         # The console too gets a free port: several meshes (and other tests) run on this machine at once.
         "HEADWATER_CONSOLE_PORT": str(console_port := free_port()),
+        "HEADWATER_STARTUP_TIMEOUT_S": str(STARTUP_S),
     }
     urls = {}
     for service in SERVICES:
@@ -105,14 +109,15 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningMesh]:
         console_url=f"http://127.0.0.1:{console_port}",
     )
     try:
-        deadline = started + 90
+        deadline = started + STARTUP_S + 30
         while True:
             if process.poll() is not None:
                 raise AssertionError(f"headwater up exited early:\n{(data_dir / 'up.out').read_text()[-4000:]}")
             if _all_ready(urls) and b"Ctrl-C stops everything" in (data_dir / "up.out").read_bytes():
                 break
             if time.monotonic() > deadline:
-                raise AssertionError(f"mesh not ready in 90 s:\n{(data_dir / 'up.out').read_text()[-4000:]}")
+                tail = (data_dir / "up.out").read_text()[-4000:]
+                raise AssertionError(f"mesh not ready in {STARTUP_S + 30:.0f} s:\n{tail}")
             time.sleep(0.25)
         running.ready_after_s = time.monotonic() - started
         running.child_pids = descendants(process.pid)

@@ -1,8 +1,8 @@
 """The console in headless Chromium against a whole mesh (``headwater up``) after the demo: sign in once, every page
-through the navigation shows the demo's data at 1280 and 390 px, a load job made through its form (a field error
-first) and paused, resumed, cancelled and deleted by clicks, a bad then a good schema upload, a schema proposed from a
-sample, a replay job created from the query page and watched to the end, devices added and imported, a read-only key
-that sees what it cannot do disabled with the reason, and no error in the browser console.
+through the navigation shows the demo's data at 1280 and 390 px, tables sort and page, a load job made through its
+form (a field error first) and paused, resumed, cancelled and deleted by clicks, a bad then a good schema upload, a
+schema proposed from a sample, a replay job created from the query page and watched to the end, devices added and
+imported, a read-only key that sees what it cannot do disabled with the reason, and no error in the browser console.
 
 Screenshots of every page go to test-artifacts/ (git-ignored).
 """
@@ -97,6 +97,24 @@ async def _visit_every_page(page: Any, width: int) -> None:
         await page.screenshot(path=str(ARTIFACTS / f"console-{name}-{width}.png"), full_page=True)
 
 
+async def _tables_sort_page_and_show_local_times(page: Any) -> None:
+    await page.click('#nav a[data-nav="devices"]')
+    pager = page.locator("#devices .pager")  # the simulated fleet is more than one page of the table
+    await pager.filter(has_text="page 1 of").wait_for()
+    await pager.locator("button", has_text="next").click()
+    await pager.filter(has_text="page 2 of").wait_for()
+    cloud_id = page.locator('#devices th[data-sort="cloud_id"]')
+    await cloud_id.click()
+    await cloud_id.click()
+    assert await cloud_id.get_attribute("aria-sort") == "descending"
+    ids = await page.locator('#devices td[data-col="cloud_id"]').all_inner_texts()
+    assert ids == sorted(ids, reverse=True) and len(ids) > 1
+    await page.click('#nav a[data-nav="jobs"]')
+    created = page.locator("#jobs time").first
+    await created.wait_for()
+    assert (await created.get_attribute("title") or "").endswith(" UTC")  # local time shown, UTC on hover
+
+
 async def _load_job_through_the_form(page: Any) -> None:
     await page.click('#nav a[data-nav="jobs"]')
     await page.click("#new-job")
@@ -185,6 +203,12 @@ async def _devices_through_the_forms(page: Any) -> None:
     assert "s3cret-pw" not in await page.content()
 
 
+def test_up_prints_the_console_address_before_the_service_table(mesh: RunningMesh) -> None:
+    output = (mesh.data_dir / "up.out").read_text()
+    assert f"console: {mesh.console_url}/" in output
+    assert output.index("console: ") < output.index("Headwater mesh")
+
+
 async def test_the_console_shows_every_page_and_drives_every_form(demo_mesh: RunningMesh) -> None:
     admin = _key(demo_mesh, "admin")
     reader = _key(demo_mesh, "read")
@@ -199,6 +223,7 @@ async def test_the_console_shows_every_page_and_drives_every_form(demo_mesh: Run
             assert "key=" not in page.url
             await page.locator('#services [data-ready="true"]').nth(len(SERVICES) - 1).wait_for(timeout=20_000)
             await _visit_every_page(page, 1280)
+            await _tables_sort_page_and_show_local_times(page)
             await _load_job_through_the_form(page)
             await _schemas_through_the_forms(page)
             await _replay_from_the_query_page(page)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Annotated, Any
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -15,6 +16,7 @@ from shared.settings import QUEUES
 if TYPE_CHECKING:
     from shared.deadletter import DeadLetter
 
+T = TypeVar("T")
 app = typer.Typer(help="Inspect and redrive the SQS dead-letter queues.", no_args_is_help=True)
 QueueOption = Annotated[
     str | None, typer.Option("--queue", "-q", help=f"one queue ({', '.join(QUEUES)}); all when omitted")
@@ -56,10 +58,24 @@ async def _redrive(settings: CliSettings, names: list[str]) -> dict[str, int]:
         return {name: await redrive(sqs, settings.queue(name)) for name in names}
 
 
+def _run(work: Coroutine[Any, Any, T]) -> T:
+    """Run one AWS call chain; a missing queue or unreachable endpoint is a one-line error, not a traceback."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return asyncio.run(work)
+    except ClientError as exc:
+        raise ui.fail(
+            f"dlq: {exc.response.get('Error', {}).get('Message') or exc} (run `headwater bootstrap`?)"
+        ) from exc
+    except BotoCoreError as exc:
+        raise ui.fail(f"dlq: {exc}") from exc
+
+
 @app.command("list")
 def list_command(queue: QueueOption = None, as_json: ui.JsonOption = False) -> None:
     """List the messages held in the dead-letter queues (queue, message id, receive count, body summary)."""
-    letters = asyncio.run(_list(_settings(), _queues(queue)))
+    letters = _run(_list(_settings(), _queues(queue)))
     rows: list[Any] = [(x.queue, x.message_id, x.receive_count, x.summary) for x in letters]
     ui.emit([x.as_dict() for x in letters], as_json, ui.table(("queue", "message id", "receives", "body"), rows))
 
@@ -67,7 +83,7 @@ def list_command(queue: QueueOption = None, as_json: ui.JsonOption = False) -> N
 @app.command("redrive")
 def redrive_command(queue: QueueOption = None, as_json: ui.JsonOption = False) -> None:
     """Move the dead-letter messages back to their queue (once the cause is fixed) for another try."""
-    moved = asyncio.run(_redrive(_settings(), _queues(queue)))
+    moved = _run(_redrive(_settings(), _queues(queue)))
     ui.emit(moved, as_json, ui.table(("queue", "redriven"), sorted(moved.items())))
 
 

@@ -186,3 +186,12 @@ def test_body_summary_masks_secrets_and_account_ids_and_is_short() -> None:
     assert "t0k" not in summary and "Bearer" not in summary and "123456789012" not in summary
     assert "<account>" in summary and len(summary) <= 200
     assert summarize_body("plain\n  text") == "plain text"
+
+
+async def test_dlq_list_without_the_queues_is_a_one_line_error(
+    cli_env: HeadwaterSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HEADWATER_RESOURCE_PREFIX", "never-bootstrapped")
+    result = await asyncio.to_thread(CliRunner().invoke, app, ["dlq", "list"])
+    assert result.exit_code == 1
+    assert "headwater bootstrap" in result.stderr and "Traceback" not in result.output

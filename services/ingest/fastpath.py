@@ -99,7 +99,8 @@ class BeaconFastPath:
         ip = client_ip(scope, trust_forwarded_for=wiring.settings.trust_forwarded_for)
         try:
             admit(wiring.limiter, ip)
-            params = dict(parse_qsl(scope["query_string"].decode("latin-1")))
+            # Blank values kept, as the route (Starlette) keeps them: `event_time=` is the 422 the spec says.
+            params = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
             try:
                 query = BeaconQuery.model_validate(params)
             except ValidationError as exc:

@@ -154,6 +154,16 @@ async def _schemas_through_the_forms(page: Any) -> None:
     await page.click('#upload-form button[type="submit"]')
     await page.locator("#upload-ok").wait_for()
     await page.locator('#schemas tr[data-schema="console_clicks/1"]').wait_for()
+    await page.click("#upload-ok a")  # the schema's own page: its YAML, lines numbered
+    await page.wait_for_url("**/schemas/console_clicks/1")
+    await page.locator("#yaml-lines li").nth(4).wait_for()
+    assert "name: console_clicks" in await page.inner_text("#yaml-lines")
+    await page.go_back()
+    await page.locator("#runs tr[data-run] a").first.click()  # a transform run of the demo, on its own page
+    await page.wait_for_url("**/transforms/*")
+    await page.locator("#transform [data-state]").first.wait_for()
+    await page.go_back()
+    await page.locator("#log2schema-form").wait_for()
     # log2schema: a sample file becomes a proposal in the upload form.
     sample = b'{"ad_id": "a1", "ts": 1764460800000, "n": 3}\n{"ad_id": "a2", "ts": 1764460801000, "n": 4}\n'
     await page.set_input_files(

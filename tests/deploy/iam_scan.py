@@ -32,6 +32,7 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "send_message": ("sqs:SendMessage",),
     "receive_message": ("sqs:ReceiveMessage",),
     "delete_message": ("sqs:DeleteMessage",),
+    "change_message_visibility": ("sqs:ChangeMessageVisibility",),
     "get_queue_url": ("sqs:GetQueueUrl",),
     "get_queue_attributes": ("sqs:GetQueueAttributes",),
     "create_queue": ("sqs:CreateQueue",),

@@ -39,7 +39,12 @@ SCENARIOS: dict[str, Scenario] = {
     for s in (
         Scenario("kill-9", 1, "kill -9 every process", "each API process and arq worker killed with SIGKILL in turn"),
         Scenario("redis-restart", 2, "Redis restarted", "Redis shut down (data saved) and started again"),
-        Scenario("redis-flush", 2, "Redis flushed", "FLUSHALL: every key gone; derived state rebuilt"),
+        Scenario(
+            "redis-flush",
+            2,
+            "Redis flushed",
+            "FLUSHALL during the load, and again once all was archived but no day marker written yet",
+        ),
         Scenario("aws-down", 3, "AWS unreachable 30 s", "every connection to the AWS endpoint refused or cut"),
         Scenario("db-locked", 4, "metadata DB locked 20 s", "an exclusive SQLite write transaction held"),
         Scenario("poison-message", 5, "poison SQS messages", "a message no consumer can handle, on each queue"),

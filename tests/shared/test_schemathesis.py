@@ -13,8 +13,8 @@ runs, a stream in the server's allow-list): the route declares that status with 
 the schema can state belongs in the model instead; a 5xx or an undeclared status is always a failure.
 
 Budget: ``HEADWATER_FUZZ_EXAMPLES`` (examples per operation and phase) and ``HEADWATER_FUZZ_SEED`` change the run;
-the defaults (5 examples, seed 13) take about three minutes for the five services on two cores (ingest ~40 s,
-transform ~20 s, loader ~20 s, replay ~50 s, poller ~15 s); each run's summary line names its slowest operations.
+the defaults (5 examples, seed 13) take 1 to 3 minutes for the five services on two cores, by load (replay 20-50 s,
+ingest 12-40 s, poller 10-15 s, loader 7-20 s, transform 6-20 s); each run's summary names its slowest operations.
 """
 
 from __future__ import annotations

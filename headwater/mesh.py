@@ -42,7 +42,7 @@ class Child:
     """One supervised process."""
 
     name: str
-    kind: str  # "infra", "api" or "worker"
+    kind: str  # "infra", "api", "worker" or "daemon" (a long-running process with no health endpoint)
     process: subprocess.Popen[bytes]
     log_path: Path
     url: str | None = None
@@ -237,6 +237,9 @@ class Mesh:
                     "worker",
                     [sys.executable, "-m", "arq", f"services.{service}.worker.WorkerSettings"],
                 )
+        # Replay's archiver copies streams Headwater does not write (POST /v1/archives) into the raw archive;
+        # it idles until one is registered. Ready means alive: it has no endpoint, and its leases live in Redis.
+        self._spawn("replay-archiver", "daemon", [sys.executable, "-m", "services.replay.archiver"])
 
     def start_console(self) -> str:
         """Serve the console (every page, and every API under /api/<service>/) on one port; return its URL.
@@ -351,7 +354,7 @@ class Mesh:
     # -- stopping ---------------------------------------------------------------------------------
     def stop(self, grace: float = 10.0) -> None:
         """Stop services first, infrastructure last: SIGTERM, wait ``grace``, then SIGKILL."""
-        for group in (("api", "worker"), ("infra",)):
+        for group in (("api", "worker", "daemon"), ("infra",)):
             members = [c for c in self.children if c.kind in group]
             for child in members:
                 if child.process.poll() is None:

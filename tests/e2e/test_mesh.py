@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 
+import boto3
 import duckdb
 import httpx
 import pytest
@@ -59,6 +60,7 @@ def test_up_starts_every_service_and_worker_ready(mesh: RunningMesh) -> None:
     for service in SERVICES:
         assert any(f"services.{service}.app:create_app" in c for c in commands), service
     assert any("moto.server" in c for c in commands)
+    assert any("services.replay.archiver" in c for c in commands), "up should run replay's archiver"
     assert sum("arq" in c and "WorkerSettings" in c for c in commands) >= 3
     # The poller's ingest:write key reaches only the poller's processes, and is not in the runtime file.
     with_key = {" ".join(_cmdline(pid)) for pid in mesh.child_pids if b"HEADWATER_INGEST_API_KEY=hw_" in _environ(pid)}
@@ -132,6 +134,40 @@ def test_the_demo_runs_again_on_the_same_mesh(mesh: RunningMesh) -> None:
     # meters (200 instead of 201), and every hop is exact again.
     result = asyncio.run(run_demo(mesh_settings(mesh), events=200, meter_reads=50, step_timeout=90))
     assert result.ok, "the second demo run reported a failed hop (see the captured output)"
+
+
+def test_a_stream_registered_through_the_api_is_archived_by_the_archiver_up_runs(mesh: RunningMesh) -> None:
+    # A producer that is not Headwater writes to its own stream; registering it is all an operator does.
+    runtime = json.loads((mesh.data_dir / "mesh.json").read_text())
+    kinesis = boto3.client(
+        "kinesis",
+        endpoint_url=runtime["AWS_ENDPOINT_URL"],
+        region_name=mesh_settings(mesh).aws_region,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    stream = "partner-clicks"
+    kinesis.create_stream(StreamName=stream, ShardCount=1)
+    wait_until_sync(
+        lambda: kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]["StreamStatus"]
+        == "ACTIVE",
+        timeout=20,
+        message="the partner stream did not become ACTIVE",
+    )
+    records = [{"Data": json.dumps({"n": n}).encode(), "PartitionKey": f"u{n}"} for n in range(25)]
+    assert kinesis.put_records(StreamName=stream, Records=records)["FailedRecordCount"] == 0
+    admin = {"Authorization": f"Bearer {(mesh.data_dir / 'admin.key').read_text().strip()}"}
+    created = httpx.post(
+        f"{mesh.urls['replay']}/v1/archives", json={"stream": stream, "source": "partner"}, headers=admin, timeout=10
+    )
+    assert created.status_code == 202, created.text
+
+    def archived() -> int:
+        listing = httpx.get(f"{mesh.urls['replay']}/v1/archives", headers=admin, timeout=10).json()
+        return sum(a["archived"] for a in listing["archives"] if a["stream"] == stream)
+
+    wait_until_sync(lambda: archived() >= 25, timeout=90, message="up's archiver did not archive the stream")
+    assert archived() == 25
 
 
 def test_sigterm_then_ctrl_c_stops_everything_and_leaves_no_process(mesh: RunningMesh) -> None:

@@ -149,8 +149,9 @@ def test_a_stream_registered_through_the_api_is_archived_by_the_archiver_up_runs
     stream = "partner-clicks"
     kinesis.create_stream(StreamName=stream, ShardCount=1)
     wait_until_sync(
-        lambda: kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]["StreamStatus"]
-        == "ACTIVE",
+        lambda: (
+            kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE"
+        ),
         timeout=20,
         message="the partner stream did not become ACTIVE",
     )

@@ -56,15 +56,6 @@ RUN pip install --no-deps . \
 
 # --- runtime: the virtualenv, a non-root user, nothing else ---
 FROM ${PYTHON_IMAGE} AS runtime
-ARG VERSION=0.1.0
-ARG REVISION=unknown
-ARG CREATED=unknown
-LABEL org.opencontainers.image.title="headwater" \
-      org.opencontainers.image.description="Headwater: an async, event-driven data pipeline mesh" \
-      org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.created="${CREATED}"
 ARG HEADWATER_UID=10001
 ENV PATH=/opt/headwater/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -80,3 +71,13 @@ WORKDIR /var/lib/headwater
 USER ${HEADWATER_UID}:${HEADWATER_UID}
 EXPOSE 8001 8002 8003 8004 8005
 CMD ["headwater", "--help"]
+# Last, so that a new revision re-labels the image without invalidating the layers above.
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG CREATED=unknown
+LABEL org.opencontainers.image.title="headwater" \
+      org.opencontainers.image.description="Headwater: an async, event-driven data pipeline mesh" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -103,3 +104,63 @@ def compose_config(tools: Tools) -> dict[str, Any]:
     config = yaml.safe_load(result.stdout)
     assert isinstance(config, dict)
     return config
+
+
+# --- a real docker engine (tests marked `container`) -----------------------------------------------------------
+
+IMAGES_DIR = REPO_ROOT / "deploy" / "images"
+BASE_IMAGE = "headwater-base:bookworm"
+# What the compose file's image variables select when no registry is reachable: the stand-ins of deploy/images/.
+STACK_IMAGES = {
+    "HEADWATER_IMAGE": "headwater:local",
+    "MOTO_IMAGE": "headwater-moto:local",
+    "REDIS_IMAGE": "headwater-redis:local",
+    "POSTGRES_IMAGE": "headwater-postgres:local",
+}
+BUILD_TIMEOUT_S = 1500  # the first build on a busy 2-core host; reruns take the layer cache (seconds)
+
+
+def docker_engine_missing() -> str | None:
+    """Return why no docker engine can be used here, or None when `docker info` answers."""
+    if shutil.which("docker") is None:
+        return "no docker CLI (./run test installs docker.io and starts dockerd when it runs as root)"
+    result = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=60, check=False)
+    if result.returncode != 0:
+        return f"dockerd does not answer (./run test starts it as root): {result.stderr.strip()[-300:]}"
+    return None
+
+
+def _docker_build(tag: str, context: Path, *args: str) -> None:
+    # The classic builder works offline (BuildKit would pull its frontend image); --network host reaches the
+    # package mirrors through the host's proxy, as pip and apt on the host do.
+    env = os.environ | {"DOCKER_BUILDKIT": "0"}
+    argv = ["docker", "build", "--quiet", "--network", "host", *args]
+    result = subprocess.run(
+        [*argv, "-t", tag, str(context)], env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, check=False
+    )
+    assert result.returncode == 0, f"docker build {tag} failed:\n{result.stderr[-3000:]}"
+
+
+@pytest.fixture(scope="session")
+def stack_images() -> dict[str, str]:
+    """Build the Headwater image and the offline stand-ins (layer-cached: a rerun only checks the cache).
+
+    The debootstrap base's root filesystem is cached outside the repository by deploy/images/build_base.sh
+    ($HEADWATER_IMAGE_CACHE, default /var/cache/headwater-images).
+    """
+    reason = docker_engine_missing()
+    if reason:
+        pytest.skip(reason)
+    base = subprocess.run(
+        ["bash", str(IMAGES_DIR / "build_base.sh"), BASE_IMAGE],
+        capture_output=True,
+        text=True,
+        timeout=BUILD_TIMEOUT_S,
+        check=False,
+    )
+    assert base.returncode == 0, f"build_base.sh failed:\n{base.stderr[-3000:]}"
+    _docker_build(STACK_IMAGES["HEADWATER_IMAGE"], REPO_ROOT, "--build-arg", f"PYTHON_IMAGE={BASE_IMAGE}")
+    for name in ("moto", "redis", "postgres"):
+        tag = STACK_IMAGES[f"{name.upper()}_IMAGE"]
+        _docker_build(tag, IMAGES_DIR / name, "--build-arg", f"BASE_IMAGE={BASE_IMAGE}")
+    return dict(STACK_IMAGES)

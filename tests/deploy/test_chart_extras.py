@@ -78,7 +78,8 @@ def test_each_worker_has_a_disruption_budget_on_its_pods(manifests: list[dict[st
 
 def test_every_workload_spreads_its_own_pods_over_zones_and_nodes(manifests: list[dict[str, Any]]) -> None:
     workloads = [*_kind(manifests, "Deployment").values(), *_kind(manifests, "StatefulSet").values()]
-    assert len(workloads) == len(APIS) + len(WORKERS)
+    # The APIs, the arq workers and replay's archiver.
+    assert len(workloads) == len(APIS) + len(WORKERS) + 1
     for workload in workloads:
         pod = workload["spec"]["template"]
         constraints = pod["spec"]["topologySpreadConstraints"]
@@ -268,3 +269,15 @@ def test_each_listed_service_runs_as_its_own_service_account_for_its_iam_role(to
 def test_values_schema_rejects_a_service_account_for_an_unknown_service(tools: Tools) -> None:
     result = tools.run([tools.helm, "template", "hw", CHART_DIR, "--set", "serviceAccount.perService.ingset.a=b"])
     assert result.returncode != 0 and "ingset" in result.stderr
+
+
+def test_replays_archiver_runs_as_its_own_deployment_with_replays_identity(manifests: list[dict[str, Any]]) -> None:
+    deployments = _kind(manifests, "Deployment")
+    archiver = deployments["hw-headwater-replay-archiver"]["spec"]["template"]["spec"]
+    replay = deployments["hw-headwater-replay"]["spec"]["template"]["spec"]
+    (container,) = archiver["containers"]
+    assert container["command"] == ["python", "-m", "services.replay.archiver"]
+    # Replay's permissions (Kinesis read, S3 raw write) and replay's environment.
+    assert archiver["serviceAccountName"] == replay["serviceAccountName"]
+    assert container["envFrom"] == replay["containers"][0]["envFrom"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True

@@ -67,8 +67,8 @@ class LoadGenerator:
         key: str,
         scenario: str,
         days: list[date],
-        interval_s: float = 0.5,
-        batch: int = 3,
+        interval_s: float = 0.3,
+        batch: int = 4,
         request_timeout_s: float = 10.0,
     ) -> None:
         self.ingest_url = ingest_url

@@ -45,7 +45,7 @@ def test_compose_validation_catches_a_dangling_dependency(tools: Tools, tmp_path
 
 def test_compose_names_every_api_and_worker_plus_infrastructure(compose_config: dict[str, Any]) -> None:
     expected = {"moto", "redis", "postgres", "migrate", "bootstrap", *SERVICE_PORTS}
-    expected |= {f"{name}-worker" for name in WORKER_SERVICES}
+    expected |= {f"{name}-worker" for name in WORKER_SERVICES} | {"replay-archiver"}
     assert set(compose_config["services"]) == expected
     assert compose_config["services"]["moto"]["image"].startswith("motoserver/moto")
 

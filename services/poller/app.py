@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from services.poller.api import legacy, router
 from services.poller.settings import PollerSettings
-from services.poller.wiring import open_poller
+from services.poller.wiring import open_poller_api
 from shared.console_link import page_moved_router
 from shared.health import check_bucket, check_database, check_redis
 from shared.http import create_service_app
@@ -29,7 +29,7 @@ def create_app(settings: PollerSettings | None = None) -> FastAPI:
             "which took passwords in the URL) are kept as undocumented aliases that answer 410 Gone with a pointer "
             "to their `/v1` replacement."
         ),
-        lifespan=wiring_lifespan(open_poller, settings),
+        lifespan=wiring_lifespan(open_poller_api, settings),
         readiness_checks={"redis": check_redis, "database": check_database, "logs_bucket": check_bucket("logs")},
         openapi_tags=[
             {"name": "devices", "description": "Device registry and readings"},

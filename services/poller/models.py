@@ -1,4 +1,7 @@
-"""Request/response models of the poller. The registry lives in Redis, so there are no SQLModel tables."""
+"""Request/response models of the poller, and its one table: each device's durable registration (``poller_device``).
+
+The registry is served from Redis; ``PollerDevice`` is the copy it is rebuilt from (see ``registry_store``).
+"""
 
 from __future__ import annotations
 
@@ -17,12 +20,36 @@ from pydantic import (
     WithJsonSchema,
     model_validator,
 )
+from sqlmodel import Field as SQLField
+from sqlmodel import SQLModel
 
 from services.poller.devices import LOCAL_PROTOCOLS, Protocol
 
 MAX_BATCH = 10_000
 DeviceState = Literal["active", "paused", "auth_failed", "unreachable"]
 DEVICE_STATES: tuple[str, ...] = ("active", "paused", "auth_failed", "unreachable")
+
+
+class PollerDevice(SQLModel, table=True):
+    """A device's registration as acknowledged (durable); runtime state and counters live only in Redis.
+
+    ``secret`` is the Fernet token of the credentials (never clear text); ``state`` is what an operator set
+    ("active" or "paused"), not what polling observed. A deleted device keeps a tombstone row (secret cleared)
+    so a rebuild never brings it back from a stale Redis copy.
+    """
+
+    __tablename__ = "poller_device"
+
+    cloud_id: str = SQLField(primary_key=True, max_length=64)
+    owner_email: str = SQLField(default="", max_length=320)
+    secret: str = ""
+    protocol: str = SQLField(default="cloud", max_length=32)
+    host: str = SQLField(default="", max_length=300)
+    state: str = SQLField(default="active", max_length=16)
+    created_at: datetime
+    updated_at: datetime
+    deleted: bool = False
+
 
 # Cloud ids are strings: "002738" must never become 2738, so numbers are refused, not coerced.
 CloudId = Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Za-z0-9_-]{1,64}$")]

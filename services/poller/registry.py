@@ -4,11 +4,22 @@ Credentials are stored only as a Fernet token (``secret``) and never leave this 
 except to the poller's Eagle client. ``protocol`` and ``host`` say how the device is reached; a hash without
 ``protocol`` (registered before protocols existed) is a ``cloud`` device. Multi-key updates run as Lua
 scripts so the index, the state sets and the registry version never disagree.
+
+What is durable and what is derived: with a :class:`RegistryStore` (as the services wire it), each registration
+(cloud id, owner, credential token, protocol, host, an operator's pause, created_at, deletion) is written to the
+metadata database first and to Redis second, so an acknowledged change survives Redis losing its data. Redis
+is then a rebuildable view: when the marker key ``<prefix>:registry:loaded`` is missing (a flush, a new Redis),
+:meth:`Registry.ensure_loaded` reloads every device from the database through the same Lua save. Runtime state
+stays in Redis only and is lost with it: states observed by polling (``auth_failed``/``unreachable``; a rebuilt
+device starts ``active``, or ``paused`` if an operator paused it), last error, reading counters, first/last
+timestamps, latest readings, the credential version. Without a store (some tests, the benchmark) the registry
+lives in Redis only.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -20,7 +31,11 @@ from services.poller.crypto import decrypt_credentials, encrypt_credentials
 from services.poller.devices.transport import unsendable_credential
 from services.poller.keys import Keys, shard_of
 from services.poller.models import DEVICE_STATES, DeviceCreate, DeviceRead, DeviceUpdate, ItemResult, check_host
+from services.poller.registry_store import RegistryStore, StoredDevice
 from shared.errors import ConflictError, NotFoundError, UnprocessableError, validation_details
+from shared.logging import get_logger
+
+log = get_logger(__name__)
 
 SaveMode = Literal["create", "update", "upsert"]
 
@@ -32,7 +47,8 @@ local old = redis.call('HGET', KEYS[1], 'state')
 for i = 7, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 local new = old
 if not exists then
-  redis.call('HSET', KEYS[1], 'cloud_id', ARGV[2], 'created_at', ARGV[6], 'total_events_logged', 0, 'cred_version', 1)
+  redis.call('HSET', KEYS[1], 'cloud_id', ARGV[2], 'total_events_logged', 0, 'cred_version', 1)
+  redis.call('HSETNX', KEYS[1], 'created_at', ARGV[6])
   new = 'active'
 elseif ARGV[5] == '1' then
   redis.call('HINCRBY', KEYS[1], 'cred_version', 1)
@@ -107,6 +123,10 @@ def _time(value: bytes | None) -> datetime | None:
     return datetime.fromtimestamp(float(value), UTC) if value else None
 
 
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
 def check_credentials(protocol: str, *, user: str, password: str, user_field: str) -> None:
     """Raise 422 naming the credential field ``protocol`` cannot send (the value is never quoted)."""
     unsendable = unsendable_credential(protocol, user, password)
@@ -122,9 +142,14 @@ def check_credentials(protocol: str, *, user: str, password: str, user_field: st
 class Registry:
     """Device registry operations (used by the API and by the poller)."""
 
-    def __init__(self, redis: Redis, *, prefix: str, fernet: Fernet, shard_count: int) -> None:
+    def __init__(
+        self, redis: Redis, *, prefix: str, fernet: Fernet, shard_count: int, store: RegistryStore | None = None
+    ) -> None:
         self.redis = redis
         self.keys = Keys(prefix)
+        self.store = store
+        self.loaded_key = f"{prefix}:registry:loaded"
+        self._rebuild_lock = f"{prefix}:registry:rebuilding"
         self.fernet = fernet
         self.shard_count = shard_count
         self._save = redis.register_script(_SAVE)
@@ -149,17 +174,29 @@ class Registry:
         user_field = "eagle_user" if device_in.eagle_user else "owner_email"
         check_credentials(device_in.protocol, user=user, password=password, user_field=user_field)
         secret = encrypt_credentials(self.fernet, user=user, password=password)
+        fields = {
+            "owner_email": device_in.owner_email,
+            "secret": secret,
+            "protocol": device_in.protocol,
+            "host": device_in.host or "",
+        }
+        mode: SaveMode = "upsert" if upsert else "create"
+        if self.store is not None:
+            wanted = StoredDevice(cloud_id=device_in.cloud_id, state=device_in.state, created_at=_now(), **fields)
+            status, stored = await self.store.save(wanted, create_only=not upsert)
+            if status == "exists":
+                return status
+            # The database said what this is; Redis follows (it may have lost the device, or still hold it).
+            await self._run_save(
+                cloud_id=device_in.cloud_id,
+                mode="upsert",
+                fields=stored.redis_fields(),
+                state=device_in.state,
+                creds_changed=True,
+            )
+            return status
         return await self._run_save(
-            cloud_id=device_in.cloud_id,
-            mode="upsert" if upsert else "create",
-            fields={
-                "owner_email": device_in.owner_email,
-                "secret": secret,
-                "protocol": device_in.protocol,
-                "host": device_in.host or "",
-            },
-            state=device_in.state,
-            creds_changed=True,
+            cloud_id=device_in.cloud_id, mode=mode, fields=fields, state=device_in.state, creds_changed=True
         )
 
     async def create_many(self, *, items: list[dict[str, Any]], upsert: bool) -> list[ItemResult]:
@@ -186,13 +223,13 @@ class Registry:
             results.append(ItemResult(index=index, cloud_id=device_in.cloud_id, status=status, errors=errors))
         return results
 
-    async def _connection(self, cloud_id: str, device_in: DeviceUpdate) -> dict[str, str]:
-        """Return the protocol/host fields an update sets (checked together with what is stored)."""
+    @staticmethod
+    def _connection(stored: tuple[str | None, str | None], device_in: DeviceUpdate) -> dict[str, str]:
+        """Return the protocol/host fields an update sets (checked together with the stored protocol/host)."""
         if device_in.protocol is None and device_in.host is None:
             return {}
-        stored = await self.redis.hmget(self.keys.device(cloud_id), ["protocol", "host"])
-        protocol = device_in.protocol or _text(stored[0]) or "cloud"
-        host = device_in.host if device_in.host is not None else _text(stored[1]) or None
+        protocol = device_in.protocol or stored[0] or "cloud"
+        host = device_in.host if device_in.host is not None else stored[1] or None
         if device_in.protocol == "cloud" and device_in.host is None:
             host = None  # moving a device to the cloud drops its LAN address
         try:
@@ -205,26 +242,45 @@ class Registry:
 
     async def update(self, *, cloud_id: str, device_in: DeviceUpdate) -> DeviceRead:
         """Change a device; new credentials or a new protocol/host re-enable it."""
-        fields: dict[str, str] = await self._connection(cloud_id, device_in)
+        current: StoredDevice | None = None
+        if self.store is not None:
+            current = await self.store.get(cloud_id)
+            if current is None and await self._adopt(cloud_id):  # a device Redis held from before the database
+                current = await self.store.get(cloud_id)
+            if current is None:
+                raise NotFoundError(f"device {cloud_id} is not registered")
+            protocol_host, token = (current.protocol, current.host), current.secret or None
+        else:
+            raw = await self.redis.hmget(self.keys.device(cloud_id), ["protocol", "host", "secret"])
+            protocol_host, token = (_text(raw[0]), _text(raw[1])), _text(raw[2])
+        fields: dict[str, str] = self._connection(protocol_host, device_in)
         if device_in.owner_email is not None:
             fields["owner_email"] = device_in.owner_email
         creds_changed = (
             device_in.eagle_password is not None or device_in.eagle_user is not None or bool(fields.get("protocol"))
         )
         if creds_changed:
-            current = await self.credentials(cloud_id)
-            user = device_in.eagle_user or (current[0] if current else None) or device_in.owner_email or ""
+            creds = decrypt_credentials(self.fernet, token) if token else None
+            user = device_in.eagle_user or (creds[0] if creds else None) or device_in.owner_email or ""
             password = (
                 device_in.eagle_password.get_secret_value()
                 if device_in.eagle_password is not None
-                else (current[1] if current else "")
+                else (creds[1] if creds else "")
             )
-            stored = await self.redis.hget(self.keys.device(cloud_id), "protocol")
-            protocol = fields.get("protocol") or _text(stored) or "cloud"
+            protocol = fields.get("protocol") or protocol_host[0] or "cloud"
             check_credentials(protocol, user=user, password=password, user_field="eagle_user")
             fields["secret"] = encrypt_credentials(self.fernet, user=user, password=password)
+        state: str | None = device_in.state
+        mode: SaveMode = "update"
+        if current is not None:
+            _status, stored = await self.store.save(  # type: ignore[union-attr]
+                replace(current, **fields, state=device_in.state or current.state)
+            )
+            # Redis gets the whole registration: it may have lost the device since the database got it.
+            fields, mode = stored.redis_fields(), "upsert"
+            state = device_in.state or ("paused" if stored.state == "paused" else None)
         status = await self._run_save(
-            cloud_id=cloud_id, mode="update", fields=fields, state=device_in.state, creds_changed=creds_changed
+            cloud_id=cloud_id, mode=mode, fields=fields, state=state, creds_changed=creds_changed
         )
         if status == "missing":
             raise NotFoundError(f"device {cloud_id} is not registered")
@@ -236,11 +292,77 @@ class Registry:
         return decrypt_credentials(self.fernet, token.decode()) if token else None
 
     async def delete(self, cloud_id: str) -> None:
-        """Remove a device and its latest reading."""
+        """Remove a device and its latest reading (the database first: a rebuild never brings it back)."""
+        in_db = await self.store.delete(cloud_id) if self.store is not None else False
+        if not await self._delete_from_redis(cloud_id) and not in_db:
+            raise NotFoundError(f"device {cloud_id} is not registered")
+
+    async def _delete_from_redis(self, cloud_id: str) -> bool:
         k = self.keys
         keys = [k.device(cloud_id), k.index, k.version, k.latest(cloud_id)]
-        if not await self._delete(keys=keys, args=[k.state_prefix, cloud_id]):
-            raise NotFoundError(f"device {cloud_id} is not registered")
+        return bool(await self._delete(keys=keys, args=[k.state_prefix, cloud_id]))
+
+    async def ensure_loaded(self) -> bool:
+        """Rebuild Redis from the database when the loaded marker is missing; return whether this call rebuilt.
+
+        One process rebuilds at a time (a short Redis lock); others skip and check again later.
+        """
+        if self.store is None or await self.redis.exists(self.loaded_key):
+            return False
+        if not await self.redis.set(self._rebuild_lock, "1", nx=True, ex=300):
+            return False
+        try:
+            await self._rebuild()
+        finally:
+            await self.redis.delete(self._rebuild_lock)
+        return True
+
+    async def _rebuild(self) -> None:
+        assert self.store is not None
+        rows = await self.store.all()
+        restored = 0
+        for row in rows:
+            if row.deleted:
+                continue
+            # "create" keeps a hash that is already there (written since, by the API, and as new as the row).
+            status = await self._run_save(
+                cloud_id=row.cloud_id,
+                mode="create",
+                fields=row.redis_fields(),
+                state="paused" if row.state == "paused" else None,
+                creds_changed=False,
+            )
+            restored += status == "created"
+        # Devices registered before the database kept them live only in Redis: copy them in, once.
+        known = {row.cloud_id for row in rows}
+        adopted = 0
+        for cloud_id in await self.all_ids():
+            if cloud_id not in known:
+                adopted += await self._adopt(cloud_id)
+        # A delete that ran during this rebuild may have removed the hash before it was written back here.
+        for row in await self.store.all():
+            if row.deleted:
+                await self._delete_from_redis(row.cloud_id)
+        await self.redis.set(self.loaded_key, repr(time.time()))
+        live = sum(not row.deleted for row in rows)
+        log.info("registry_rebuilt", devices=live, restored=restored, adopted=adopted)
+
+    async def _adopt(self, cloud_id: str) -> int:
+        assert self.store is not None
+        data = await self.redis.hgetall(self.keys.device(cloud_id))
+        if not data or not data.get(b"secret"):
+            return 0
+        created = _time(data.get(b"created_at")) or _now()
+        device = StoredDevice(
+            cloud_id=cloud_id,
+            owner_email=_text(data.get(b"owner_email")) or "",
+            secret=_text(data.get(b"secret")) or "",
+            protocol=_text(data.get(b"protocol")) or "cloud",
+            host=_text(data.get(b"host")) or "",
+            state="paused" if data.get(b"state") == b"paused" else "active",
+            created_at=created,
+        )
+        return int(await self.store.adopt(device))
 
     def _to_read(self, data: dict[bytes, bytes]) -> DeviceRead:
         cloud_id = data[b"cloud_id"].decode()

@@ -1,9 +1,10 @@
 """The poller's composition root: the clients, the registry and the polling loop of one process.
 
-The API opens it with ``wiring_lifespan(open_poller, settings)`` and only reads the registry; the arq worker
+The API opens it with ``wiring_lifespan(open_poller_api, settings)`` and serves the registry; the arq worker
 (``worker.py``) and ``headwater poller`` (:func:`run_replica`) open the same wiring and call
 :meth:`PollerWiring.start_polling`, so a process polls only when it was started to. Closing the wiring stops the
 loop first (in-flight polls finish, leases are released), then closes the HTTP client and the common clients.
+Every process (API and pollers) keeps the Redis registry loaded: if Redis lost it, it is rebuilt from the database.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from services.poller.http_pool import make_http_client
 from services.poller.ingest_client import IngestPoster
 from services.poller.polling import Poller
 from services.poller.registry import Registry
+from services.poller.registry_store import RegistryStore
 from services.poller.rotation import RotationReport, rotate_closed_hours
 from services.poller.settings import PollerSettings
 from services.poller.stats import recent_minutes
@@ -43,8 +45,36 @@ class PollerWiring(Clients):
         """Take shard leases and start polling; the loop stops when the wiring closes."""
         if self.poster is None:
             log.warning("ingest_posting_disabled", reason="HEADWATER_INGEST_API_KEY is not set")
+        await self.keep_registry_loaded()
         await self.poller.start()
         self.on_close(self.poller.stop)
+
+    async def keep_registry_loaded(self) -> None:
+        """Rebuild Redis's registry from the database now if it lost it, and check again every few seconds.
+
+        The check is one EXISTS on the loaded marker; after a rebuild the registry version moved, so the
+        polling loop reloads its devices on its next registry check.
+        """
+        await self._ensure_registry_loaded()
+        task = asyncio.create_task(self._registry_keeper(), name="poller-registry-keeper")
+
+        async def _stop() -> None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+        self.on_close(_stop)
+
+    async def _ensure_registry_loaded(self) -> None:
+        try:
+            await self.registry.ensure_loaded()
+        except Exception as exc:  # the database or Redis is away: the keeper tries again
+            log.warning("registry_rebuild_failed", error=type(exc).__name__)
+
+    async def _registry_keeper(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.registry_check_s)
+            await self._ensure_registry_loaded()
 
     async def ops_metrics(self) -> dict[str, tuple[float, str]]:
         """Return the last whole minute's on-time ratio (all replicas) for the operations dashboard, when it polled."""
@@ -73,6 +103,7 @@ async def open_poller(settings: PollerSettings) -> PollerWiring:
         prefix=settings.redis_prefix,
         fernet=fernet_from_settings(settings),
         shard_count=settings.shard_count,
+        store=RegistryStore(base["sessions"]),
     )
     poster = None
     if settings.ingest_api_key is not None:
@@ -86,6 +117,13 @@ async def open_poller(settings: PollerSettings) -> PollerWiring:
     poller = Poller(settings, redis=base["redis"], http=http, registry=registry, poster=poster)
     wiring = PollerWiring(**base, http=http, registry=registry, poster=poster, poller=poller)
     wiring.on_close(http.aclose)
+    return wiring
+
+
+async def open_poller_api(settings: PollerSettings) -> PollerWiring:
+    """Open the wiring for the API: it does not poll, but it rebuilds the registry if Redis lost it."""
+    wiring = await open_poller(settings)
+    await wiring.keep_registry_loaded()
     return wiring
 
 

@@ -28,7 +28,7 @@ from shared.queues import dead_letter_name, queue_url
 from tests.chaos.conftest import ChaosMesh
 from tests.chaos.scenario import Context, assert_exact, run_scenario, score
 from tests.chaos.scoreboard import write_reliability_md
-from tests.helpers import wait_until_sync
+from tests.helpers import wait_until, wait_until_sync
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(600)]
 
@@ -130,7 +130,7 @@ class Redeliverer:
         return self
 
     def join(self) -> None:
-        self._thread.join(self.timeout_s + 60)
+        self._thread.join(self.timeout_s + 240)
         assert not self._thread.is_alive(), "the redeliverer never finished"
         if self.error is not None:
             raise self.error
@@ -148,21 +148,34 @@ class Redeliverer:
             deadline = time.monotonic() + self.timeout_s
 
             async def _take(queue: str) -> None:
-                # Competing with the consumers' long polls, as more consumers would; what is taken stays hidden.
+                # Competing with the consumers' long polls, as more consumers would. A copy of what is taken goes
+                # back at once (so the chain behind it goes on); the original stays hidden for now.
                 while time.monotonic() < deadline and sum(1 for q, _ in self.captured if q == queue) < self.per_queue:
                     response = await sqs.receive_message(
                         QueueUrl=urls[queue], MaxNumberOfMessages=1, WaitTimeSeconds=2, VisibilityTimeout=HOLD_S
                     )
-                    self.captured += [(queue, m) for m in response.get("Messages", [])]
+                    for message in response.get("Messages", []):
+                        self.captured.append((queue, message))
+                        await sqs.send_message(QueueUrl=urls[queue], MessageBody=message["Body"])
 
             await asyncio.gather(*(_take(q) for q in QUEUES for _ in range(POLLERS)))
-            # Out of order: the last taken first (a load request before the transform request behind it, before
-            # the S3 event behind that), each twice; then the originals go, as a consumer would delete them.
+            # Then out of order, the last taken first (a load request before the transform request and the S3
+            # event behind it): a second copy of each, and the original itself delivered again (visible at once,
+            # its receive count 2), so every captured message reaches its consumer three times.
             for queue, message in reversed(self.captured):
-                for _ in range(2):
-                    await sqs.send_message(QueueUrl=urls[queue], MessageBody=message["Body"])
-            for queue, message in self.captured:
-                await sqs.delete_message(QueueUrl=urls[queue], ReceiptHandle=message["ReceiptHandle"])
+                await sqs.send_message(QueueUrl=urls[queue], MessageBody=message["Body"])
+                await sqs.change_message_visibility(
+                    QueueUrl=urls[queue], ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+                )
+            # Every delivery handled before the scoreboard is read.
+            for url in urls.values():
+                await wait_until(lambda u=url: _queue_empty(sqs, u), timeout=120, interval=0.5)
+
+
+async def _queue_empty(sqs: Any, url: str) -> bool:
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    attributes = (await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names))["Attributes"]
+    return all(attributes[n] == "0" for n in names)
 
 
 def test_the_same_messages_delivered_twice_and_out_of_order(chaos_mesh: ChaosMesh) -> None:
@@ -178,9 +191,10 @@ def test_the_same_messages_delivered_twice_and_out_of_order(chaos_mesh: ChaosMes
         by_queue = {q: sum(1 for c, _ in redeliverer.captured if c == q) for q in QUEUES}
         assert all(by_queue.values()), f"no real message taken from some queue: {by_queue}"
         ctx.notes.append(
-            f"real messages taken off the queues while the days went through ({by_queue}), then each delivered "
-            "twice in reverse order of capture (load requests before the transform requests and S3 marker "
-            "events that caused them); no row doubled anywhere"
+            f"real messages taken off the queues while the days went through ({by_queue}): a copy of each sent "
+            "back at once, then, in reverse order of capture (load requests before the transform requests and S3 "
+            "marker events that caused them), a second copy and the original redelivered (receive count 2): each "
+            "handled three times, no row doubled anywhere"
         )
 
     result = run_scenario(chaos_mesh, "sqs-redelivery", _start, after_load=_finish)

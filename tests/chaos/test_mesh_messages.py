@@ -180,6 +180,7 @@ async def _queue_empty(sqs: Any, url: str) -> bool:
 
 def test_the_same_messages_delivered_twice_and_out_of_order(chaos_mesh: ChaosMesh) -> None:
     redeliverer = Redeliverer(chaos_mesh)
+    held_before = asyncio.run(_dead_letter_count(chaos_mesh))  # left by other scenarios, if any
 
     def _start(ctx: Context) -> None:
         # The days' markers (and so their S3 events, transform and load requests) only come once the days are
@@ -199,7 +200,7 @@ def test_the_same_messages_delivered_twice_and_out_of_order(chaos_mesh: ChaosMes
 
     result = run_scenario(chaos_mesh, "sqs-redelivery", _start, after_load=_finish)
     assert_exact(result, chaos_mesh)
-    assert not asyncio.run(_dead_letter_count(chaos_mesh)), "a redelivered message ended in a DLQ"
+    assert asyncio.run(_dead_letter_count(chaos_mesh)) == held_before, "a redelivered message ended in a DLQ"
 
 
 async def _dead_letter_count(mesh: ChaosMesh) -> int:

@@ -38,7 +38,7 @@ async def test_live_page_shows_the_impressions_clicks_and_ctr_sent(ingest: Inges
             # A read key: the header names its one scope.
             await page.wait_for_function("document.getElementById('scopes')?.textContent === 'read'")
             await page.wait_for_function(
-                "document.getElementById('total-impressions').textContent === '12'", timeout=40_000
+                "document.getElementById('total-impressions')?.textContent === '12'", timeout=40_000
             )
             assert await page.text_content("#total-clicks") == "4"
             assert await page.text_content("#total-ctr") == "33.3%"
@@ -47,7 +47,7 @@ async def test_live_page_shows_the_impressions_clicks_and_ctr_sent(ingest: Inges
             # The page refreshes itself: new traffic appears without a reload.
             await ingest.http.post("/v1/events", json=events[:3], headers=ingest.auth())
             await page.wait_for_function(
-                "document.getElementById('total-impressions').textContent === '15'", timeout=40_000
+                "document.getElementById('total-impressions')?.textContent === '15'", timeout=40_000
             )
             assert errors == []
             ARTIFACTS.mkdir(exist_ok=True)

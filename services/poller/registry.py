@@ -168,60 +168,73 @@ class Registry:
         result = await self._save(keys=[k.device(cloud_id), k.index, k.version], args=argv)
         return result.decode() if isinstance(result, bytes) else str(result)
 
-    async def create(self, *, device_in: DeviceCreate, upsert: bool = False) -> str:
-        """Register a device; return "created", "updated" (upsert) or "exists" (422 for credentials it cannot send)."""
+    def _prepare(self, device_in: DeviceCreate) -> dict[str, str]:
+        """Return the hash fields of a new registration (422 for credentials its protocol cannot send)."""
         user, password = device_in.eagle_user or device_in.owner_email, device_in.eagle_password.get_secret_value()
         user_field = "eagle_user" if device_in.eagle_user else "owner_email"
         check_credentials(device_in.protocol, user=user, password=password, user_field=user_field)
-        secret = encrypt_credentials(self.fernet, user=user, password=password)
-        fields = {
+        return {
             "owner_email": device_in.owner_email,
-            "secret": secret,
+            "secret": encrypt_credentials(self.fernet, user=user, password=password),
             "protocol": device_in.protocol,
             "host": device_in.host or "",
         }
-        mode: SaveMode = "upsert" if upsert else "create"
-        if self.store is not None:
-            wanted = StoredDevice(cloud_id=device_in.cloud_id, state=device_in.state, created_at=_now(), **fields)
-            status, stored = await self.store.save(wanted, create_only=not upsert)
-            if status == "exists":
-                return status
-            # The database said what this is; Redis follows (it may have lost the device, or still hold it).
-            await self._run_save(
-                cloud_id=device_in.cloud_id,
-                mode="upsert",
-                fields=stored.redis_fields(),
-                state=device_in.state,
-                creds_changed=True,
-            )
-            return status
-        return await self._run_save(
-            cloud_id=device_in.cloud_id, mode=mode, fields=fields, state=device_in.state, creds_changed=True
-        )
+
+    async def create(self, *, device_in: DeviceCreate, upsert: bool = False) -> str:
+        """Register a device; return "created", "updated" (upsert) or "exists" (422 for credentials it cannot send)."""
+        return (await self._create_all([(device_in, self._prepare(device_in))], upsert=upsert))[0]
+
+    async def _create_all(self, devices: list[tuple[DeviceCreate, dict[str, str]]], *, upsert: bool) -> list[str]:
+        if self.store is None:
+            mode: SaveMode = "upsert" if upsert else "create"
+            return [
+                await self._run_save(
+                    cloud_id=device_in.cloud_id, mode=mode, fields=fields, state=device_in.state, creds_changed=True
+                )
+                for device_in, fields in devices
+            ]
+        wanted = [
+            StoredDevice(cloud_id=device_in.cloud_id, state=device_in.state, created_at=_now(), **fields)
+            for device_in, fields in devices
+        ]
+        saved = await self.store.save_many(wanted, create_only=not upsert)
+        for (device_in, _fields), (status, stored) in zip(devices, saved, strict=True):
+            if status != "exists":
+                # The database said what this is; Redis follows (it may have lost the device, or still hold it).
+                await self._run_save(
+                    cloud_id=device_in.cloud_id,
+                    mode="upsert",
+                    fields=stored.redis_fields(),
+                    state=device_in.state,
+                    creds_changed=True,
+                )
+        return [status for status, _stored in saved]
 
     async def create_many(self, *, items: list[dict[str, Any]], upsert: bool) -> list[ItemResult]:
         """Register several devices, validating each on its own so one bad line fails alone."""
-        results: list[ItemResult] = []
+        results: dict[int, ItemResult] = {}
+        valid: list[tuple[int, DeviceCreate, dict[str, str]]] = []
         for index, item in enumerate(items):
             cloud_id = item.get("cloud_id") if isinstance(item, dict) else None
             try:
                 device_in = DeviceCreate.model_validate(item)
             except ValidationError as exc:
                 shown = cloud_id if isinstance(cloud_id, str) else None
-                results.append(
-                    ItemResult(index=index, cloud_id=shown, status="invalid", errors=validation_details(exc.errors()))
+                results[index] = ItemResult(
+                    index=index, cloud_id=shown, status="invalid", errors=validation_details(exc.errors())
                 )
                 continue
             try:
-                status = await self.create(device_in=device_in, upsert=upsert)
+                valid.append((index, device_in, self._prepare(device_in)))
             except UnprocessableError as exc:
-                results.append(
-                    ItemResult(index=index, cloud_id=device_in.cloud_id, status="invalid", errors=exc.details)
+                results[index] = ItemResult(
+                    index=index, cloud_id=device_in.cloud_id, status="invalid", errors=exc.details
                 )
-                continue
+        statuses = await self._create_all([(d, f) for _i, d, f in valid], upsert=upsert)
+        for (index, device_in, _fields), status in zip(valid, statuses, strict=True):
             errors = [{"field": "cloud_id", "reason": "already registered"}] if status == "exists" else []
-            results.append(ItemResult(index=index, cloud_id=device_in.cloud_id, status=status, errors=errors))
-        return results
+            results[index] = ItemResult(index=index, cloud_id=device_in.cloud_id, status=status, errors=errors)
+        return [results[index] for index in sorted(results)]
 
     @staticmethod
     def _connection(stored: tuple[str | None, str | None], device_in: DeviceUpdate) -> dict[str, str]:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel import select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.poller.models import PollerDevice
@@ -55,6 +55,25 @@ def _stored(row: PollerDevice) -> StoredDevice:
     )
 
 
+def _apply(
+    session: AsyncSession, row: PollerDevice | None, device: StoredDevice, *, create_only: bool
+) -> tuple[str, PollerDevice]:
+    """Write ``device`` onto its row (added to ``session``); return the status and the row."""
+    if row is not None and not row.deleted and create_only:
+        return "exists", row
+    now = datetime.now(UTC)
+    status = "updated" if row is not None and not row.deleted else "created"
+    if row is None:
+        row = PollerDevice(cloud_id=device.cloud_id, created_at=device.created_at, updated_at=now)
+    elif status == "created":
+        row.created_at = device.created_at
+    row.owner_email, row.secret = device.owner_email, device.secret
+    row.protocol, row.host, row.state = device.protocol, device.host, device.state
+    row.updated_at, row.deleted = now, False
+    session.add(row)
+    return status, row
+
+
 class RegistryStore:
     """Reads and writes ``poller_device`` rows (one short transaction per call)."""
 
@@ -72,20 +91,10 @@ class RegistryStore:
 
         ``create_only`` leaves a live row alone ("exists"); a tombstone is revived as a new registration.
         """
-        now = datetime.now(UTC)
         async with self.sessions() as session:
             row = await session.get(PollerDevice, device.cloud_id)
-            if row is not None and not row.deleted and create_only:
-                return "exists", _stored(row)
-            status = "updated" if row is not None and not row.deleted else "created"
-            if row is None:
-                row = PollerDevice(cloud_id=device.cloud_id, created_at=device.created_at, updated_at=now)
-            elif status == "created":
-                row.created_at = device.created_at
-            row.owner_email, row.secret = device.owner_email, device.secret
-            row.protocol, row.host, row.state = device.protocol, device.host, device.state
-            row.updated_at, row.deleted = now, False
-            session.add(row)
+            status, row = _apply(session, row, device, create_only=create_only)
+            result = status, _stored(row)
             try:
                 await session.commit()
             except IntegrityError:  # a concurrent create of the same id won
@@ -93,7 +102,31 @@ class RegistryStore:
                 if create_only:
                     return "exists", device
                 raise
-            return status, _stored(row)
+            return result
+
+    async def save_many(self, devices: list[StoredDevice], *, create_only: bool) -> list[tuple[str, StoredDevice]]:
+        """Write several registrations, a chunk per transaction (a batch of thousands is not a commit each)."""
+        out: list[tuple[str, StoredDevice]] = []
+        for start in range(0, len(devices), 500):
+            chunk = devices[start : start + 500]
+            async with self.sessions() as session:
+                ids = {device.cloud_id for device in chunk}
+                found = await session.exec(select(PollerDevice).where(col(PollerDevice.cloud_id).in_(ids)))
+                rows: dict[str, PollerDevice] = {row.cloud_id: row for row in found.all()}
+                results: list[tuple[str, StoredDevice]] = []
+                for device in chunk:
+                    # A second line for the same id sees the row the first one wrote.
+                    status, rows[device.cloud_id] = _apply(
+                        session, rows.get(device.cloud_id), device, create_only=create_only
+                    )
+                    results.append((status, _stored(rows[device.cloud_id])))
+                try:
+                    await session.commit()
+                except IntegrityError:  # a concurrent writer got in between: this chunk one by one
+                    await session.rollback()
+                    results = [await self.save(device, create_only=create_only) for device in chunk]
+            out.extend(results)
+        return out
 
     async def adopt(self, device: StoredDevice) -> bool:
         """Insert a registration only if no row (not even a tombstone) has its id; return whether it did."""

@@ -66,9 +66,13 @@ async def test_an_update_made_before_the_flush_is_what_comes_back(
     assert (await api.client.post("/v1/devices", json=device_record(fleet, "000004"), headers=api.admin)).is_success
     update = {"eagle_password": "rotated-code", "owner_email": "new@example.com", "state": "paused"}
     assert (await api.client.put("/v1/devices/000004", json=update, headers=api.admin)).status_code == 200
+    batch = {"devices": [device_record(fleet, "000006"), device_record(fleet, "000006")]}  # one line twice
+    batched = await api.client.post("/v1/devices", json=batch, headers=api.admin)
+    assert [item["status"] for item in batched.json()["results"]] == ["created", "exists"]
     await redis.flushall()
     # No poller runs: the API process rebuilds on its own.
     await wait_until(lambda: _is(api, "000004", 200), message="device back after the flush")
+    assert await _status(api, "000006") == 200
     device = (await api.client.get("/v1/devices/000004", headers=api.reader)).json()
     assert (device["owner_email"], device["state"]) == ("new@example.com", "paused")
     wiring = await open_poller(poller_settings())
